@@ -1,0 +1,124 @@
+"""Cluster settings for compiled pipelines, applied to every task through kfp and kfp-kubernetes.
+
+`make_configure(settings)` returns the `configure(task, stage)` hook that the pipeline builders
+(`build_rlhf_pipeline(configure)` ...) call on each task: image, display name, CPU/memory,
+GPUs, GPU node pool (node selector, tolerations), secrets as env vars, the model-cache PVC,
+retries with backoff, caching, timeout, pod labels and a non-root security context.
+The local runner (`kfp.local`) builds the same pipeline without the hook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kfp import kubernetes
+from kfp.dsl import PipelineTask
+
+from kfrlhf.pipelines.images import DEFAULT_REGISTRY, DEFAULT_TAG, base_stage, image_for
+
+
+@dataclass
+class StageResources:
+    """What one stage's pod asks for. `gpus=0` keeps the pod off the GPU node pool."""
+
+    cpu_request: str = "4"
+    cpu_limit: str = "8"
+    memory_request: str = "32Gi"
+    memory_limit: str = "64Gi"
+    gpus: int = 1
+    gpu_type: str = "nvidia.com/gpu"
+    timeout_seconds: int = 24 * 3600
+
+
+def _default_resources() -> dict[str, StageResources]:
+    return {
+        "data": StageResources("1", "2", "4Gi", "8Gi", gpus=0, timeout_seconds=2 * 3600),
+        "sft": StageResources(),
+        "merge": StageResources("2", "4", "32Gi", "48Gi", timeout_seconds=2 * 3600),
+        "reward": StageResources(),
+        "ppo": StageResources(memory_request="48Gi", memory_limit="96Gi"),
+        "eval": StageResources("4", "8", "24Gi", "48Gi", timeout_seconds=4 * 3600),
+    }
+
+
+DISPLAY_NAMES = {
+    "data": "Prepare data",
+    "sft": "Supervised fine-tuning (QLoRA)",
+    "merge_sft": "Merge SFT adapter",
+    "reward": "Train reward model",
+    "ppo": "PPO",
+    "merge_ppo": "Merge PPO adapter",
+    "eval": "Evaluate (report)",
+}
+
+
+@dataclass
+class ClusterSettings:
+    """Everything about the cluster that the compiled pipeline carries.
+
+    Secrets are referenced by name and injected as env vars; they are optional so a run
+    without them still starts (public models need no HF token; W&B stays offline).
+    """
+
+    registry: str = DEFAULT_REGISTRY
+    tag: str = DEFAULT_TAG
+    resources: dict[str, StageResources] = field(default_factory=_default_resources)
+    # GPU node pool: applied to stages with gpus > 0.
+    node_selector: dict[str, str] = field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
+    tolerations: list[dict] = field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    )
+    # Secret name -> {secret key: env var}.
+    secret_env: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {
+            "rlhf-hf-token": {"token": "HF_TOKEN"},
+            "rlhf-wandb": {"api-key": "WANDB_API_KEY"},
+        }
+    )
+    cache_pvc: str = "rlhf-model-cache"
+    cache_mount_path: str = "/cache"
+    retries: int = 2
+    backoff_duration: str = "60s"
+    backoff_factor: float = 2.0
+    backoff_max_duration: str = "3600s"
+    caching: bool = True
+    run_as_user: int = 1000  # the `rlhf` user of images/Dockerfile
+    pod_labels: dict[str, str] = field(default_factory=lambda: {"app.kubernetes.io/part-of": "kubeflow-rlhf"})
+    display_names: dict[str, str] = field(default_factory=lambda: dict(DISPLAY_NAMES))
+
+
+def make_configure(settings: ClusterSettings):
+    """The `configure(task, stage)` hook that applies `settings` to one pipeline task."""
+
+    def configure(task: PipelineTask, stage: str) -> PipelineTask:
+        res = settings.resources[base_stage(stage)]
+        task.set_container_image(image_for(stage, settings.registry, settings.tag))
+        task.set_display_name(settings.display_names.get(stage, stage))
+        task.set_cpu_request(res.cpu_request).set_cpu_limit(res.cpu_limit)
+        task.set_memory_request(res.memory_request).set_memory_limit(res.memory_limit)
+        if res.gpus:
+            task.set_accelerator_type(res.gpu_type).set_accelerator_limit(res.gpus)
+            for key, value in settings.node_selector.items():
+                kubernetes.add_node_selector(task, key, value)
+            for tol in settings.tolerations:
+                kubernetes.add_toleration(task, **tol)
+        for secret, key_to_env in settings.secret_env.items():
+            kubernetes.use_secret_as_env(task, secret, key_to_env, optional=True)
+        kubernetes.mount_pvc(task, settings.cache_pvc, settings.cache_mount_path)
+        # Model and dataset downloads land on the PVC, shared by all stages and runs.
+        task.set_env_variable("HF_HOME", f"{settings.cache_mount_path}/huggingface")
+        task.set_retry(
+            settings.retries,
+            backoff_duration=settings.backoff_duration,
+            backoff_factor=settings.backoff_factor,
+            backoff_max_duration=settings.backoff_max_duration,
+        )
+        task.set_caching_options(settings.caching)
+        if res.timeout_seconds:
+            kubernetes.set_timeout(task, res.timeout_seconds)
+        for key, value in settings.pod_labels.items():
+            kubernetes.add_pod_label(task, key, value)
+        kubernetes.set_security_context(task, run_as_user=settings.run_as_user, run_as_non_root=True)
+        return task
+
+    return configure
