@@ -1,0 +1,70 @@
+"""Reward: train a sequence classifier with one output on chosen/rejected pairs (TRL RewardTrainer).
+
+Loss: -log sigmoid(r(prompt + chosen) - r(prompt + rejected)). The quality gate is the pair
+accuracy on held-out pairs (the share of pairs where chosen scores above rejected), written
+to `metrics.json` beside the model; PPO should not spend GPU hours on a model that fails it.
+
+    rlhf run --set reward.max_steps=500
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .config import RewardConfig
+from .models import RewardScorer, load_reward_model, load_tokenizer
+from .tracking import report_to as tracking_report_to
+
+
+def pair_accuracy(scorer, rows: list[dict]) -> float:
+    prompts = [r["prompt"] for r in rows]
+    chosen = scorer(prompts, [r["chosen"] for r in rows])
+    rejected = scorer(prompts, [r["rejected"] for r in rows])
+    return (chosen > rejected).float().mean().item()
+
+
+def train_reward(cfg: RewardConfig, train_rows: list[dict], eval_rows: list[dict], output_dir: str | Path,
+                 report_to: str = "none") -> dict:
+    from datasets import Dataset
+    from trl import RewardConfig as TrlRewardConfig
+    from trl import RewardTrainer
+
+    output_dir = Path(output_dir)
+    tokenizer = load_tokenizer(cfg.model_name)
+    model = load_reward_model(cfg.model_name)
+    model.config.pad_token_id = tokenizer.pad_token_id
+
+    def pairs(rows):
+        return Dataset.from_list([{"chosen": r["prompt"] + r["chosen"], "rejected": r["prompt"] + r["rejected"]} for r in rows])
+
+    args = TrlRewardConfig(
+        output_dir=str(output_dir / "checkpoints"),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        learning_rate=cfg.learning_rate,
+        max_length=cfg.max_length,
+        eval_strategy="steps",
+        eval_steps=cfg.eval_steps,
+        logging_steps=cfg.logging_steps,
+        save_strategy="no",
+        bf16=cfg.bf16,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to=tracking_report_to(report_to, output_dir),
+        run_name="reward",
+    )
+    trainer = RewardTrainer(model=model, args=args, train_dataset=pairs(train_rows), eval_dataset=pairs(eval_rows),
+                            processing_class=tokenizer)
+    trainer.train()
+    model_dir = output_dir / "model"
+    trainer.save_model(str(model_dir))
+    tokenizer.model_max_length = cfg.max_length
+    tokenizer.save_pretrained(model_dir)
+    accuracy = pair_accuracy(RewardScorer(str(model_dir)), eval_rows)
+    metrics = {"reward_accuracy": accuracy, "reward_eval_pairs": len(eval_rows)}
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
