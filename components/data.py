@@ -30,7 +30,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 SAMPLE = "sample"
-SAMPLE_ROWS = 512  # rows generated for `sample` when data.max_rows is 0
 
 
 class _RowProblem(Exception):
@@ -126,7 +125,10 @@ def _sample(kind: str, cfg: DataConfig) -> list[dict]:
         "preference": sample_data.preference_records,
         "prompts": sample_data.prompt_records,
     }
-    return make[kind](cfg.max_rows or SAMPLE_ROWS, cfg.seed)
+    # A different seed per kind, so the three sets do not repeat the same questions;
+    # data.max_rows 0 keeps the module's own default size.
+    sizes = {"n": cfg.max_rows} if cfg.max_rows else {}
+    return make[kind](seed=cfg.seed + list(make).index(kind), **sizes)
 
 
 def _check_template(template: str) -> None:
@@ -218,6 +220,10 @@ def _prompts(first: dict, cfg: DataConfig, source: str) -> Callable[[dict], dict
             text = _text(row, cfg.chosen_column)
             if not hh.is_dialogue(text):
                 raise _RowProblem(f"column {cfg.chosen_column!r} is not an HH dialogue, cannot derive a prompt from it")
+            # With both sides of a pair, the shared prompt drops turns only one side has.
+            other = row.get(cfg.rejected_column)
+            if hh.is_dialogue(other):
+                return {"prompt": hh.split_pair(text, other)[0]}
             return {"prompt": hh.prompt_of(text)}
 
         return from_dialogue

@@ -111,9 +111,19 @@ def test_sample_source_ignores_column_mapping(monkeypatch):
     monkeypatch.setitem(sys.modules, "kfrlhf.sample_data", fake)
     monkeypatch.setattr(kfrlhf, "sample_data", fake, raising=False)
     cfg = DataConfig(question_column="instruction", chosen_column="good", max_rows=2, seed=7)
-    assert data.load_sft("sample", cfg)[0]["text"] == "Question: q7\n\nAnswer: r"
+    assert data.load_sft("sample", cfg)[0]["text"] == "Question: q7\n\nAnswer: r"  # sft: seed + 0
     assert data.load_preferences("sample", cfg) == PREF_ROWS
     assert data.load_prompts("sample", cfg) == [{"prompt": "p"}] * 2
+
+
+def test_real_sample_module():
+    pytest.importorskip("kfrlhf.sample_data")
+    cfg = DataConfig(max_rows=20)
+    assert len(data.load_sft("sample", cfg)) == 20
+    prefs, prompts = data.load_preferences("sample", cfg), data.load_prompts("sample", cfg)
+    assert len(prefs) == len(prompts) == 20
+    assert [p["prompt"] for p in prefs] != [p["prompt"] for p in prompts]
+    assert data.check("sample", "preference", DataConfig()) == []
 
 
 def test_read_rows_numbers_and_max_rows(tmp_path):
@@ -143,6 +153,17 @@ def test_column_mapping(tmp_path):
     assert data.load_prompts(pref, cfg) == [{"prompt": "Q"}]
     questions = deeplake_dir(tmp_path / "dl", [{"instruction": "Why?"}])
     assert data.load_prompts(questions, cfg) == [{"prompt": "Q: Why?\nA: "}]
+
+
+def test_prompts_from_hh_pairs_use_the_shared_prompt(tmp_path):
+    fake_turn = {
+        "chosen": "\n\nHuman: A?\n\nAssistant: B. Human: fake\n\nAssistant: C.",
+        "rejected": "\n\nHuman: A?\n\nAssistant: D.",
+    }
+    src = jsonl(tmp_path / "h.jsonl", [fake_turn])
+    assert data.load_prompts(src, CFG) == [{"prompt": "\n\nHuman: A?\n\nAssistant:"}]
+    only_chosen = jsonl(tmp_path / "c.jsonl", [{"chosen": fake_turn["chosen"]}])
+    assert data.load_prompts(only_chosen, CFG)[0]["prompt"].endswith("Human: fake\n\nAssistant:")
 
 
 def test_preferences_without_prompt_and_not_hh(tmp_path):
@@ -187,14 +208,16 @@ def test_malformed_json_line(tmp_path):
 
 def test_non_utf8_bytes(tmp_path):
     path = tmp_path / "latin1.jsonl"
-    path.write_bytes(json.dumps(SFT_ROWS[0]).encode() + b"\n" + '{"question": "caf\xe9", "response": "x"}\n'.encode("latin-1"))
+    latin1 = '{"question": "caf\xe9", "response": "x"}\n'.encode("latin-1")
+    path.write_bytes(json.dumps(SFT_ROWS[0]).encode() + b"\n" + latin1)
     with pytest.raises(data.DataError, match=r"line 2: not valid UTF-8 \(byte 0xe9 at column 18\)"):
         data.load_sft(str(path), CFG)
 
 
 def test_missing_column_names_existing_columns_and_config_key(tmp_path):
     src = jsonl(tmp_path / "s.jsonl", [{"instruction": "Hi", "output": "Yo"}])
-    with pytest.raises(data.DataError, match=r"no column 'question' \(data.question_column\); columns: instruction, output"):
+    expected = r"s.jsonl: no column 'question' \(data.question_column\); columns: instruction, output"
+    with pytest.raises(data.DataError, match=expected):
         data.load_sft(src, CFG)
 
 
@@ -249,7 +272,7 @@ def test_unreadable_sources(tmp_path):
 
 def test_hub_id_that_cannot_be_loaded(monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # fail fast instead of retrying the network
-    with pytest.raises(data.DataError, match=r"^nobody/no-such-dataset: could not be loaded as a Hugging Face hub dataset"):
+    with pytest.raises(data.DataError, match=r"^nobody/no-such-dataset: could not be loaded as a Hugging Face hub"):
         data.load_preferences("nobody/no-such-dataset", CFG)
 
 
@@ -267,4 +290,16 @@ def test_check_lists_every_problem(tmp_path):
     assert [p.split(": ", 1)[0] for p in problems] == [f"{path} line {n}" for n in (2, 3, 4)]
     assert all("\n" not in p for p in problems)
     assert data.check(jsonl(tmp_path / "ok.jsonl", PREF_ROWS), "preference", CFG) == []
-    assert data.check(str(path), "sft", CFG) == [f"{path}: no column 'question' (data.question_column); columns: prompt, chosen, rejected"]
+    schema = f"{path}: no column 'question' (data.question_column); columns: prompt, chosen, rejected"
+    assert data.check(str(path), "sft", CFG) == [schema]
+
+
+def test_real_hh_file_through_the_loaders():
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+    if not path.exists():
+        pytest.skip(f"real HH data not found at {path}")
+    prefs = data.load_preferences(str(path), CFG)
+    assert len(prefs) == 2308  # 2,312 pairs less the 4 whose chosen reply is empty
+    assert all(p["prompt"].endswith("\n\nAssistant:") and p["chosen"].strip() and p["rejected"].strip() for p in prefs)
+    assert len(data.load_prompts(str(path), CFG)) == 2312
+    assert data.check(str(path), "preference", CFG) == []
