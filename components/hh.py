@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 
-HUMAN = "\n\nHuman:"
 ASSISTANT = "\n\nAssistant:"
 # A turn starts after a blank line, or at the very start of a (stripped) dialogue.
 _TURN = re.compile(r"(?:^\s*|\n\n)(Human|Assistant):")
