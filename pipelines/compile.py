@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 from kfp import compiler
 from kfp.compiler.compiler_utils import KubernetesManifestOptions
+from kfp.compiler.pipeline_spec_builder import extract_comments_from_pipeline_spec
 
 from kfrlhf.pipelines.platform import ClusterSettings, make_configure
 from kfrlhf.pipelines.rlhf import build_rlhf_pipeline
@@ -32,6 +33,16 @@ def _version_name(name: str, tag: str, ir: bytes) -> str:
     """A PipelineVersion name that changes with the spec (versions are immutable in KFP)."""
     slug = re.sub(r"[^a-z0-9-]+", "-", f"{name}-{tag}".lower()).strip("-")
     return f"{slug[:50]}-{hashlib.sha256(ir).hexdigest()[:8]}"
+
+
+def _stable_header(path: Path, description: str | None) -> None:
+    """Rewrite kfp's comment header from the key-sorted spec: kfp renders dict defaults in
+    protobuf map order, which changes from one process to the next."""
+    lines = path.read_text().splitlines(keepends=True)
+    n = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    body = "".join(lines[n:])
+    spec = next(yaml.safe_load_all(body))
+    path.write_text(extract_comments_from_pipeline_spec(spec, description) + body)
 
 
 def _fix_pipeline_manifest(path: Path) -> None:
@@ -50,6 +61,7 @@ def compile_pipeline(name: str, output_dir: Path, settings: ClusterSettings) -> 
     ir_path = output_dir / f"{name}.yaml"
     k8s_path = output_dir / f"{name}.k8s.yaml"
     compiler.Compiler().compile(func, str(ir_path))
+    _stable_header(ir_path, func.description)
     options = KubernetesManifestOptions(
         pipeline_name=name,
         pipeline_version_name=_version_name(name, settings.tag, ir_path.read_bytes()),

@@ -1,0 +1,131 @@
+"""`rlhf compile`: every stage its own GPU executor with the cluster settings, loadable, no drift."""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+from pathlib import Path
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp import components
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from kfrlhf.pipelines import cli_cluster
+from kfrlhf.pipelines.compile import PIPELINES, compile_all
+from kfrlhf.pipelines.images import image_for
+from kfrlhf.pipelines.platform import DISPLAY_NAMES, ClusterSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ROOT / "pipelines" / "compiled"
+COMMITTED_MANIFESTS = ROOT / "manifests" / "base" / "pipelines"
+REGENERATE = "rlhf compile --output pipelines/compiled --manifests manifests/base/pipelines"
+GPU_STAGES = ("sft", "merge", "reward", "ppo", "eval")
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("compiled")
+    compile_all(out / "compiled", ClusterSettings(), out / "manifests")
+    return out
+
+
+def _load(path: Path) -> tuple[dict, dict]:
+    ir, platform = yaml.safe_load_all(path.read_text())
+    return ir, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def _executors_by_image(ir: dict) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, spec in ir["deploymentSpec"]["executors"].items():
+        out.setdefault(spec["container"]["image"], []).append(name)
+    return out
+
+
+def test_every_pipeline_compiles_to_ir_and_manifests(fresh):
+    for name in PIPELINES:
+        assert (fresh / "compiled" / f"{name}.yaml").is_file()
+        assert (fresh / "compiled" / f"{name}.k8s.yaml").is_file()
+        assert filecmp.cmp(fresh / "compiled" / f"{name}.k8s.yaml", fresh / "manifests" / f"{name}.k8s.yaml")
+
+
+def test_rlhf_stages_are_separate_gpu_executors(fresh):
+    ir, _ = _load(fresh / "compiled" / "rlhf.yaml")
+    executors = ir["deploymentSpec"]["executors"]
+    by_image = _executors_by_image(ir)
+    seen: set[str] = set()
+    for stage in GPU_STAGES:
+        names = by_image.get(image_for(stage), [])
+        assert names, f"no executor runs {image_for(stage)}"
+        assert not seen & set(names)
+        seen |= set(names)
+        for name in names:
+            acc = executors[name]["container"]["resources"]["accelerator"]
+            assert acc["resourceType"] == "nvidia.com/gpu" and int(acc["resourceCount"]) >= 1, name
+    assert len(by_image[image_for("merge")]) == 2  # merge_sft and merge_ppo
+    assert "accelerator" not in executors[by_image[image_for("data")][0]]["container"]["resources"]
+
+
+def test_platform_spec_carries_node_pool_secrets_and_cache(fresh):
+    s = ClusterSettings()
+    ir, k8s = _load(fresh / "compiled" / "rlhf.yaml")
+    for stage in GPU_STAGES:
+        for name in _executors_by_image(ir)[image_for(stage)]:
+            cfg = k8s[name]
+            assert cfg["nodeSelector"]["labels"] == s.node_selector
+            assert cfg["tolerations"] == s.tolerations
+            envs = {m["envVar"] for sec in cfg["secretAsEnv"] for m in sec["keyToEnv"]}
+            assert envs == {"HF_TOKEN", "WANDB_API_KEY"}
+            assert cfg["pvcMount"] == [
+                {"constant": s.cache_pvc, "mountPath": s.cache_mount_path,
+                 "pvcNameParameter": {"runtimeValue": {"constant": s.cache_pvc}}}
+            ]
+            assert cfg["securityContext"]["runAsNonRoot"] is True
+
+
+def test_tasks_retry_with_backoff_and_cache(fresh):
+    ir, _ = _load(fresh / "compiled" / "rlhf.yaml")
+    dags = [ir["root"]] + [c for c in ir["components"].values() if "dag" in c]
+    tasks = {n: t for dag in dags for n, t in dag["dag"]["tasks"].items()}
+    container_tasks = {
+        n: t for n, t in tasks.items() if "executorLabel" in ir["components"][t["componentRef"]["name"]]
+    }
+    assert container_tasks
+    for name, task in container_tasks.items():
+        assert task["retryPolicy"]["maxRetryCount"] == 2, name
+        assert task["retryPolicy"]["backoffFactor"] == 2.0
+        assert task["cachingOptions"]["enableCache"] is True
+        assert task["taskInfo"]["name"] in DISPLAY_NAMES.values(), name
+
+
+def test_kfp_loads_every_compiled_file(fresh):
+    for name in PIPELINES:
+        component = components.load_component_from_file(str(fresh / "compiled" / f"{name}.yaml"))
+        assert component.name == name
+        docs = list(yaml.safe_load_all((fresh / "compiled" / f"{name}.k8s.yaml").read_text()))
+        (version,) = [d for d in docs if d["kind"] == "PipelineVersion"]
+        json_format.ParseDict(version["spec"]["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
+        json_format.ParseDict(version["spec"]["platformSpec"], pipeline_spec_pb2.PlatformSpec())
+        assert version["spec"]["pipelineName"] == name
+
+
+def test_cli_overrides_registry_tag_and_gpus(tmp_path):
+    parser = argparse.ArgumentParser(prog="rlhf")
+    cli_cluster.add_compile_parser(parser.add_subparsers(required=True))
+    args = parser.parse_args(
+        ["compile", "--output", str(tmp_path), "--registry", "registry.example/ml", "--tag", "v9", "--gpus", "ppo=2"]
+    )
+    assert args.func(args) == 0
+    ir, _ = _load(tmp_path / "rlhf.yaml")
+    executors = ir["deploymentSpec"]["executors"]
+    (ppo,) = _executors_by_image(ir)[image_for("ppo", "registry.example/ml", "v9")]
+    assert executors[ppo]["container"]["resources"]["accelerator"]["resourceCount"] == "2"
+
+
+def test_committed_files_match_a_fresh_compile(fresh):
+    for committed, new in ((COMMITTED, fresh / "compiled"), (COMMITTED_MANIFESTS, fresh / "manifests")):
+        names = sorted(p.name for p in new.iterdir())
+        assert sorted(p.name for p in committed.glob("*.yaml")) == names, f"stale files in {committed}; run {REGENERATE}"
+        for n in names:
+            assert (committed / n).read_text() == (new / n).read_text(), f"{committed / n} is stale; run {REGENERATE}"

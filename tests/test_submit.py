@@ -1,0 +1,130 @@
+"""Contract test for `rlhf submit`: a loopback HTTP server plays the KFP v2beta1 REST API.
+
+This checks what `kfp.Client` sends (experiment, run body with the compiled pipeline spec
+and the parameters, bearer token); it is not a cluster and runs no pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kfrlhf.pipelines import cli_cluster
+from kfrlhf.pipelines.compile import compile_pipeline
+from kfrlhf.pipelines.platform import ClusterSettings
+
+
+class FakeKFP(BaseHTTPRequestHandler):
+    """Just enough of /apis/v2beta1 for create_run_from_pipeline_package and wait."""
+
+    requests: list[dict] = []
+
+    def _reply(self, body: dict, status: int = 200) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _record(self) -> dict:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        req = {"method": self.command, "path": self.path, "auth": self.headers.get("Authorization"), "body": body}
+        self.requests.append(req)
+        return req
+
+    def do_GET(self):  # noqa: N802 (http.server naming)
+        path = self._record()["path"]
+        if path.startswith("/apis/v2beta1/healthz"):
+            self._reply({"multi_user": False})
+        elif path.startswith("/apis/v2beta1/experiments"):
+            self._reply({"experiments": [], "total_size": 0})
+        elif path.startswith("/apis/v2beta1/runs/run-1"):
+            self._reply({"run_id": "run-1", "state": "SUCCEEDED"})
+        else:
+            self._reply({"error": f"unexpected GET {path}"}, 404)
+
+    def do_POST(self):  # noqa: N802
+        req = self._record()
+        if req["path"] == "/apis/v2beta1/experiments":
+            self._reply({"experiment_id": "exp-1", **req["body"]})
+        elif req["path"] == "/apis/v2beta1/runs":
+            self._reply({"run_id": "run-1", "state": "PENDING", **req["body"]})
+        else:
+            self._reply({"error": f"unexpected POST {req['path']}"}, 404)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def kfp_server():
+    FakeKFP.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeKFP)
+    server.timeout = 5
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", FakeKFP.requests
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory) -> Path:
+    return compile_pipeline("rlhf", tmp_path_factory.mktemp("compiled"), ClusterSettings())[0]
+
+
+def _run_cli(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="rlhf")
+    cli_cluster.add_submit_parser(parser.add_subparsers(required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_submit_sends_spec_parameters_and_token(kfp_server, package, tmp_path, monkeypatch, capsys):
+    host, requests = kfp_server
+    monkeypatch.setenv("KFP_TOKEN", "secret-token")
+    params = tmp_path / "params.yaml"
+    params.write_text("sft:\n  max_steps: 7\nppo:\n  steps: 3\nreport_to: none\n")
+
+    rc = _run_cli(
+        ["submit", "--host", host, "--pipeline", str(package), "--params", str(params),
+         "--namespace", "team-a", "--experiment", "rlhf-ci", "--run-name", "ci-1", "--wait", "--timeout", "30"]
+    )
+
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert f"{host}/#/runs/details/run-1" in out and "SUCCEEDED" in out
+    assert all(r["auth"] == "Bearer secret-token" for r in requests)
+
+    (exp,) = [r for r in requests if r["method"] == "POST" and r["path"] == "/apis/v2beta1/experiments"]
+    assert exp["body"]["display_name"] == "rlhf-ci" and exp["body"]["namespace"] == "team-a"
+
+    (run,) = [r for r in requests if r["method"] == "POST" and r["path"] == "/apis/v2beta1/runs"]
+    body = run["body"]
+    assert body["experiment_id"] == "exp-1" and body["display_name"] == "ci-1"
+    ir, platform = yaml.safe_load_all(package.read_text())
+    assert body["pipeline_spec"]["pipeline_spec"] == json.loads(json.dumps(ir))
+    assert body["pipeline_spec"]["platform_spec"] == platform
+    args = body["runtime_config"]["parameters"]
+    assert set(args) == set(ir["root"]["inputDefinitions"]["parameters"])
+    assert args["sft"]["max_steps"] == 7 and args["ppo"]["steps"] == 3 and args["report_to"] == "none"
+    assert args["ppo"]["init_kl_coef"] == 0.2  # unset values are sent with their defaults
+    assert any(r["path"].startswith("/apis/v2beta1/runs/run-1") for r in requests)  # --wait polled
+
+
+def test_submit_rejects_unknown_parameters(kfp_server, package, tmp_path):
+    host, requests = kfp_server
+    params = tmp_path / "params.yaml"
+    params.write_text("ppo:\n  stepz: 3\n")
+    with pytest.raises(ValueError, match="stepz"):
+        _run_cli(["submit", "--host", host, "--pipeline", str(package), "--params", str(params), "--token", "t"])
+    assert not [r for r in requests if r["path"] == "/apis/v2beta1/runs"]
