@@ -67,6 +67,14 @@ def test_rlhf_stages_are_separate_gpu_executors(fresh):
     assert "accelerator" not in executors[by_image[image_for("data")][0]]["container"]["resources"]
 
 
+def test_eval_outputs_show_in_the_ui(fresh):
+    ir, _ = _load(fresh / "compiled" / "rlhf.yaml")
+    (eval_exec,) = _executors_by_image(ir)[image_for("eval")]
+    (component,) = [c for c in ir["components"].values() if c.get("executorLabel") == eval_exec]
+    kinds = {a["artifactType"]["schemaTitle"] for a in component["outputDefinitions"]["artifacts"].values()}
+    assert "system.Metrics" in kinds and kinds & {"system.Markdown", "system.HTML"}
+
+
 def test_platform_spec_carries_node_pool_secrets_and_cache(fresh):
     s = ClusterSettings()
     ir, k8s = _load(fresh / "compiled" / "rlhf.yaml")
