@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -202,6 +201,7 @@ def test_compiled_pipelines_name_only_built_images():
 
 
 def test_dockerfile_pins_match_pyproject():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pins = dict(
         re.match(r"([A-Za-z0-9_.-]+)==(\S+)$", d).groups()
