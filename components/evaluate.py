@@ -4,7 +4,7 @@ Both models answer the same prompts (same sampling seed); the reward model score
 answer. Reported: mean reward before (SFT) and after (tuned), the win rate (share of prompts
 where the tuned answer scores higher, ties count half), and KL(tuned || SFT) estimated on the
 tuned model's own samples as the mean over prompts of sum_t [log p_tuned - log p_sft].
-Writes `report.json`, `report.md` (with a sample table) to `output_dir`.
+Writes `report.json`, `report.md` and `report.html` (sample table, reward histograms) to `output_dir`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import EvalConfig
+from .report import html_report, markdown_report
 from .models import LOAD_KWARGS, RewardScorer, device, load_tokenizer
 
 
@@ -72,7 +73,8 @@ def _load(path: str):
 
 
 def evaluate(cfg: EvalConfig, sft_dir: str, tuned_dir: str, reward_dir: str, prompts: list[str],
-             output_dir: str | Path) -> dict:
+             output_dir: str | Path, upstream: dict | None = None) -> dict:
+    """`upstream`: metrics of earlier stages (SFT eval loss, reward accuracy) to carry into the report."""
     output_dir = Path(output_dir)
     prompts = prompts[: cfg.num_prompts]
     tokenizer = load_tokenizer(sft_dir, padding_side="left")
@@ -82,7 +84,7 @@ def evaluate(cfg: EvalConfig, sft_dir: str, tuned_dir: str, reward_dir: str, pro
     kl = [response_logprob(tuned, p, r) - response_logprob(sft, p, r) for p, r in zip(p_ids, r_ids)]
     scorer = RewardScorer(reward_dir, batch_size=cfg.batch_size)
     scores_before, scores_after = scorer(prompts, before).tolist(), scorer(prompts, after).tolist()
-    report = summarize(scores_before, scores_after, kl)
+    report = {**(upstream or {}), **summarize(scores_before, scores_after, kl)}
     report["kl_bound"] = cfg.kl_bound
     report["kl_within_bound"] = math.isfinite(report["kl"]) and report["kl"] <= cfg.kl_bound
     report["samples"] = [
@@ -92,28 +94,5 @@ def evaluate(cfg: EvalConfig, sft_dir: str, tuned_dir: str, reward_dir: str, pro
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "report.json").write_text(json.dumps(report, indent=2))
     (output_dir / "report.md").write_text(markdown_report(report, cfg.num_samples))
+    (output_dir / "report.html").write_text(html_report(report, cfg.num_samples))
     return report
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ").strip()
-
-
-def markdown_report(report: dict, num_samples: int) -> str:
-    lines = [
-        "# RLHF evaluation: tuned vs SFT",
-        "",
-        "| metric | value |",
-        "|---|---|",
-        *(f"| {k} | {report[k]:.4g} |" for k in ("reward_before", "reward_after", "kl", "win_rate")),
-        f"| prompts | {report['num_prompts']} |",
-        "",
-        "## Samples",
-        "",
-        "| prompt | SFT answer | reward | tuned answer | reward |",
-        "|---|---|---|---|---|",
-    ]
-    for s in report["samples"][:num_samples]:
-        lines.append(f"| {_cell(s['prompt'])} | {_cell(s['sft'])} | {s['reward_sft']:.2f} "
-                     f"| {_cell(s['tuned'])} | {s['reward_tuned']:.2f} |")
-    return "\n".join(lines) + "\n"

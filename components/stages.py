@@ -95,9 +95,10 @@ def run_ppo(ppo: dict, sft_model: str, reward_model: str, prompt_data: str, outp
     return metrics
 
 
-def run_eval(eval: dict, sft_model: str, tuned_model: str, reward_model: str, prompt_data: str, output_dir: str) -> dict:
+def run_eval(eval: dict, sft_model: str, tuned_model: str, reward_model: str, prompt_data: str, output_dir: str,
+             upstream: dict | None = None) -> dict:
     from .evaluate import evaluate
 
     cfg = _cfg(C.EvalConfig, eval, "eval")
     prompts = [r["prompt"] for r in _rows(prompt_data, "eval")]
-    return evaluate(cfg, sft_model, tuned_model, str(Path(reward_model) / "model"), prompts, output_dir)
+    return evaluate(cfg, sft_model, tuned_model, str(Path(reward_model) / "model"), prompts, output_dir, upstream)

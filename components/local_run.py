@@ -1,0 +1,51 @@
+"""`rlhf run`: the real KFP pipeline on this machine through `kfp.local` (SubprocessRunner).
+
+Each task runs as a subprocess of this Python (`use_venv=False`: the project is installed
+here, as it is in the stage images), passing artifacts through `OUTPUT/pipeline_root`.
+When the pipeline is done, the eval report is copied to `OUTPUT/report.json` / `report.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from .config import RunConfig
+
+
+def _find_report(pipeline_root: Path, since: float) -> Path:
+    reports = [p for p in pipeline_root.rglob("report.json") if p.stat().st_mtime >= since]
+    if not reports:
+        raise RuntimeError(f"the pipeline finished but wrote no report.json under {pipeline_root}")
+    return max(reports, key=lambda p: p.stat().st_mtime)
+
+
+def run_local(cfg: RunConfig, output: str | Path) -> dict:
+    from kfp import local
+
+    from kfrlhf.pipelines.rlhf import build_rlhf_pipeline
+
+    output = Path(output).resolve()
+    pipeline_root = output / "pipeline_root"
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
+               raise_on_error=True)
+    args = cfg.to_dict()
+    started = time.time()
+    build_rlhf_pipeline()(**args)
+    report_dir = _find_report(pipeline_root, started).parent
+    report = json.loads((report_dir / "report.json").read_text())
+    report["wall_time_s"] = round(time.time() - started, 1)
+    (output / "report.json").write_text(json.dumps(report, indent=2))
+    for name in ("report.md", "report.html"):
+        shutil.copyfile(report_dir / name, output / name)
+    (output / "config.yaml").write_text(_yaml(args))
+    return report
+
+
+def _yaml(values: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(values, sort_keys=False)
