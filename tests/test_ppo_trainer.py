@@ -3,38 +3,17 @@
 import pytest
 import torch
 from peft import PeftModel
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import OPTConfig, OPTForCausalLM, PreTrainedTokenizerFast
 
+from kfrlhf import bench
+from kfrlhf.bench import PROMPTS, tiny_lm, tiny_tokenizer
 from kfrlhf.config import PPOConfig
 from kfrlhf.ppo.rollout import generate, score
 from kfrlhf.ppo.trainer import PPODivergence, make_policy, run_ppo
 
-WORDS = "good bad the a cat dog sat on mat ran far away big small red blue green tree house car".split()
-TARGET = "good"
-PROMPTS = [f"the {a} {b}" for a in ("cat", "dog", "car", "tree") for b in ("sat", "ran", "on", "far")]
-
-
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate(["<pad>", "<eos>", "<unk>", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
-
-
-def tiny_model(tokenizer, seed: int = 0) -> OPTForCausalLM:
-    torch.manual_seed(seed)
-    config = OPTConfig(
-        vocab_size=len(tokenizer), hidden_size=32, word_embed_proj_dim=32, ffn_dim=64, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=64, dropout=0.0, attention_dropout=0.0, init_std=0.2,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
-    return OPTForCausalLM(config).eval()
-
 
 def target_fraction(prompts: list[str], responses: list[str]) -> torch.Tensor:
-    """Reward: the fraction of response words that are TARGET."""
-    return torch.tensor([r.split().count(TARGET) / max(len(r.split()), 1) for r in responses])
+    """Reward: the fraction of response words that are "good"."""
+    return bench.target_fraction(responses)
 
 
 def small_cfg(**kw) -> PPOConfig:
@@ -49,7 +28,7 @@ def small_cfg(**kw) -> PPOConfig:
 def test_reference_is_the_adapter_disabled_policy():
     tok = tiny_tokenizer()
     tok.padding_side = "left"
-    model = tiny_model(tok)
+    model = tiny_lm(tok)
     torch.manual_seed(1)
     policy, value_head = make_policy(small_cfg(), model)
     r = generate(policy, tok, PROMPTS[:4], 6, small_cfg())
@@ -67,7 +46,7 @@ def test_reference_is_the_adapter_disabled_policy():
 
 def test_ppo_raises_reward_and_kl_coef(tmp_path):
     tok = tiny_tokenizer()
-    model = tiny_model(tok)
+    model = tiny_lm(tok)
     logged = []
     cfg = small_cfg()
     result = run_ppo(cfg, model, tok, PROMPTS, target_fraction, output_dir=str(tmp_path), log_fn=lambda s, m: logged.append(s))
@@ -82,7 +61,7 @@ def test_ppo_raises_reward_and_kl_coef(tmp_path):
     # Checkpoints and the final adapter: the saved adapter merges into a fresh base to the tuned model.
     assert (tmp_path / "checkpoints" / "step-30" / "optimizer.pt").exists()
     assert (tmp_path / "value_head.safetensors").exists()
-    merged = PeftModel.from_pretrained(tiny_model(tok), str(tmp_path / "adapter")).merge_and_unload()
+    merged = PeftModel.from_pretrained(tiny_lm(tok), str(tmp_path / "adapter")).merge_and_unload()
     ids = tok(PROMPTS[:2], return_tensors="pt")["input_ids"]
     with torch.no_grad():
         torch.testing.assert_close(merged(ids).logits, model(ids).logits, atol=1e-4, rtol=1e-4)
@@ -90,7 +69,7 @@ def test_ppo_raises_reward_and_kl_coef(tmp_path):
 
 def test_runs_are_deterministic():
     tok = tiny_tokenizer()
-    runs = [run_ppo(small_cfg(steps=2), tiny_model(tok), tok, PROMPTS, target_fraction)["history"] for _ in range(2)]
+    runs = [run_ppo(small_cfg(steps=2), tiny_lm(tok), tok, PROMPTS, target_fraction)["history"] for _ in range(2)]
     for a, b in zip(*runs):
         assert {k: v for k, v in a.items() if k != "tokens_per_second"} == {k: v for k, v in b.items() if k != "tokens_per_second"}
 
@@ -98,4 +77,4 @@ def test_runs_are_deterministic():
 def test_kl_limit_stops_training():
     tok = tiny_tokenizer()
     with pytest.raises(PPODivergence, match="kl_limit"):
-        run_ppo(small_cfg(steps=5, kl_limit=1e-6), tiny_model(tok), tok, PROMPTS, target_fraction)
+        run_ppo(small_cfg(steps=5, kl_limit=1e-6), tiny_lm(tok), tok, PROMPTS, target_fraction)
