@@ -14,7 +14,8 @@ import sys
 
 from . import config as C
 
-SUMMARY_KEYS = ("sft_eval_loss", "reward_accuracy", "reward_before", "reward_after", "kl", "win_rate", "wall_time_s")
+SUMMARY_KEYS = ("sft_eval_loss", "reward_accuracy", "reward_before", "reward_after", "reward_gain", "reward_gain_stderr",
+                "kl", "win_rate", "wall_time_s")
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -116,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (C.ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError) as err:  # ConfigError and DataError are ValueErrors
         if args.debug:
             raise
-        print(f"rlhf {args.command}: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}",
-              file=sys.stderr)
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"rlhf {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -149,6 +149,12 @@ class RunConfig:
     report_to: str = "wandb"  # wandb (offline unless WANDB_MODE says otherwise) | tensorboard | none
 
     def validate(self) -> "RunConfig":
+        for section, rules in _RULES.items():
+            for name, (ok, wanted) in rules.items():
+                value = getattr(getattr(self, section), name)
+                if not ok(value):
+                    raise ConfigError(f"{section}.{name} must be {wanted}, got {value!r}")
+        check_template(self.data.template)
         p = self.ppo
         if p.batch_size % p.mini_batch_size:
             raise ConfigError(
@@ -156,8 +162,6 @@ class RunConfig:
             )
         if not 0 < p.min_new_tokens <= p.max_new_tokens:
             raise ConfigError("ppo.min_new_tokens must be > 0 and <= ppo.max_new_tokens")
-        if not 0 < self.data.eval_fraction < 1:
-            raise ConfigError("data.eval_fraction must be between 0 and 1")
         if self.report_to not in ("wandb", "tensorboard", "none"):
             raise ConfigError(f"report_to must be wandb, tensorboard or none, not {self.report_to!r}")
         return self
@@ -166,8 +170,41 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+# Per-field range checks: section -> field -> (predicate, what the message asks for).
+_POS = (lambda v: v > 0, "> 0")
+_NONNEG = (lambda v: v >= 0, ">= 0")
+_UNIT = (lambda v: 0 <= v <= 1, "between 0 and 1")
+_DROPOUT = (lambda v: 0 <= v < 1, ">= 0 and < 1")
+_TOP_P = (lambda v: 0 < v <= 1, "> 0 and <= 1")
+_LENGTH = (lambda v: v >= 8, ">= 8 tokens")
+_TRAINING = dict(learning_rate=_POS, max_steps=_POS, batch_size=_POS, gradient_accumulation_steps=_POS,
+                 eval_steps=_POS, logging_steps=_POS)
+_LORA = dict(lora_r=_POS, lora_alpha=_POS, lora_dropout=_DROPOUT)
+_RULES = {
+    "data": dict(max_rows=_NONNEG, eval_fraction=(lambda v: 0 < v < 1, "> 0 and < 1")),
+    "sft": dict(_TRAINING, **_LORA, seq_length=_LENGTH, warmup_steps=_NONNEG),
+    "reward": dict(_TRAINING, max_length=_LENGTH),
+    "ppo": dict(_LORA, learning_rate=_POS, steps=_POS, batch_size=_POS, mini_batch_size=_POS, ppo_epochs=_POS,
+                init_kl_coef=_NONNEG, target_kl=_POS, kl_horizon=_POS, gamma=_UNIT, lam=_UNIT, cliprange=_POS,
+                cliprange_value=_POS, vf_coef=_NONNEG, temperature=_POS, top_k=_NONNEG, top_p=_TOP_P,
+                max_prompt_length=_LENGTH, save_every=_NONNEG, kl_limit=_NONNEG),
+    "eval": dict(num_prompts=_POS, max_new_tokens=_POS, temperature=_POS, top_k=_NONNEG, top_p=_TOP_P,
+                 batch_size=_POS, num_samples=_NONNEG, kl_bound=_POS),
+}
 STAGES = ("data", "sft", "reward", "ppo", "eval")
+
+
+def check_template(template: str) -> None:
+    try:
+        ok = "{question}" in template and template.format(question="") is not None
+    except (KeyError, IndexError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"data.template must contain {{question}} and no other fields, got {template!r}")
 PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+_NAMES = {int: "an integer", float: "a number"}
 
 
 def _coerce(value, tp, where: str):
@@ -192,9 +229,9 @@ def _coerce(value, tp, where: str):
             try:
                 value = tp(value)
             except ValueError:
-                raise ConfigError(f"{where}: expected a {tp.__name__}, got {value!r}") from None
+                raise ConfigError(f"{where}: expected {_NAMES[tp]}, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a {tp.__name__}, got {value!r}")
+            raise ConfigError(f"{where}: expected {_NAMES[tp]}, got {value!r}")
         if tp is int and value != int(value):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return tp(value)
@@ -243,8 +280,18 @@ def parse_set(assignments: list[str]) -> dict:
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({_yaml_problem(err)})") from None
     return out
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: the problem and where it is."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+    return f"{getattr(err, 'problem', None) or type(err).__name__}{where}"
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -252,8 +299,10 @@ def read_yaml(path: str | Path) -> dict:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be read: {err}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(err)}") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a mapping with one section per stage")
     return data or {}

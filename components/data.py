@@ -20,16 +20,18 @@ import random
 from typing import Callable, Iterator
 
 from . import hh
-from .config import ConfigError, DataConfig
-from .data_sources import DataError, read_jsonl, read_rows, scan, write_jsonl
+from .config import DataConfig, check_template
+from .data_sources import DataError, is_remote, read_jsonl, read_rows, scan, write_jsonl
 
 __all__ = [
     "DataError", "read_rows", "read_jsonl", "write_jsonl", "load_sft", "load_preferences",
-    "load_prompts", "check", "split_train_eval", "KINDS",
+    "load_prompts", "check", "preflight", "split_train_eval", "KINDS",
 ]
 
 log = logging.getLogger(__name__)
 SAMPLE = "sample"
+# A text field above this is a broken export (a whole file in one cell), not a training example.
+MAX_FIELD_CHARS = 1_000_000
 
 
 class _RowProblem(Exception):
@@ -64,6 +66,19 @@ def check(source: str, kind: str, cfg: DataConfig) -> list[str]:
     return problems
 
 
+def preflight(cfg: DataConfig) -> None:
+    """Load every configured local source as its stage will, raising the first DataError.
+
+    Remote sources (hub ids, deeplake URIs) are left to the data stage: checking them means
+    downloading them.
+    """
+    sources = [(cfg.sft_dataset, "sft"), (cfg.preference_dataset, "preference"),
+               (cfg.prompt_dataset or cfg.preference_dataset, "prompts")]
+    for source, kind in sources:
+        if not is_remote(source):
+            _load(source, kind, cfg)
+
+
 def split_train_eval(records: list, eval_fraction: float, seed: int) -> tuple[list, list]:
     """Deterministic split; each part keeps the input order. At least one row stays in train."""
     n = len(records)
@@ -85,7 +100,7 @@ def _records(source: str, kind: str, cfg: DataConfig) -> Iterator[dict | DataErr
     """Normalised records, or a DataError per bad row; raises DataError for the whole source."""
     if kind not in KINDS:
         raise ValueError(f"unknown data kind {kind!r} (known: {', '.join(KINDS)})")
-    _check_template(cfg.template)
+    check_template(cfg.template)
     source = str(source)
     if source == SAMPLE:
         # Generated rows use the default column names whatever the mapping says.
@@ -131,15 +146,6 @@ def _sample(kind: str, cfg: DataConfig) -> list[dict]:
     return make[kind](seed=cfg.seed + list(make).index(kind), **sizes)
 
 
-def _check_template(template: str) -> None:
-    try:
-        ok = "{question}" in template and template.format(question="") is not None
-    except (KeyError, IndexError, ValueError):
-        ok = False
-    if not ok:
-        raise ConfigError(f"data.template must contain {{question}} and no other fields, got {template!r}")
-
-
 def _require(row: dict, source: str, *options: tuple[str, str]) -> None:
     """Schema check on the first row: one of the (column, config key) options must exist."""
     if not any(col in row for col, _ in options):
@@ -157,6 +163,8 @@ def _text(row: dict, column: str, optional: bool = False) -> str:
         raise _RowProblem(f"column {column!r} is {type(value).__name__}, expected text")
     if not value.strip() and not optional:
         raise _RowProblem(f"column {column!r} is empty")
+    if len(value) > MAX_FIELD_CHARS:
+        raise _RowProblem(f"column {column!r} has {len(value):,} characters, more than the {MAX_FIELD_CHARS:,} allowed")
     return value if value.strip() else ""
 
 

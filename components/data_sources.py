@@ -47,6 +47,14 @@ def scan(source: str, split: str = "train", max_rows: int = 0) -> tuple[str, Ite
     return unit, _limit(rows, max_rows)
 
 
+def is_remote(source: str) -> bool:
+    """A deeplake URI, or a hub id that is not a local path: not checked before a run."""
+    source = str(source)
+    if source.startswith(DEEPLAKE_SCHEMES):
+        return True
+    return not Path(source).exists() and bool(_HUB_ID.match(source)) and not source.lower().endswith(_JSON_SUFFIXES)
+
+
 def read_rows(source: str, split: str = "train", max_rows: int = 0) -> Iterator[tuple[int, dict]]:
     """`(row_number, dict)` for each row of `source`; raises `DataError` on the first bad row."""
     _, rows = scan(source, split, max_rows)
@@ -103,7 +111,7 @@ def _open(source: str, split: str):
         if (path / "dataset_meta.json").is_file():
             raise DataError(source, "a deeplake 3 dataset: convert it to deeplake 4 with deeplake.convert(src, dst)")
         return "row", _hf_rows(source, split)
-    if _HUB_ID.match(source) and not source.lower().endswith(_JSON_SUFFIXES):
+    if is_remote(source):
         return "row", _hf_rows(source, split)
     raise DataError(source, "no such file or directory, and not a hub id (org/name) or deeplake URI")
 

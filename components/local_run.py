@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .config import RunConfig
+from .data import preflight
 
 
 def _find_report(pipeline_root: Path, since: float) -> Path:
@@ -23,6 +24,9 @@ def _find_report(pipeline_root: Path, since: float) -> Path:
 
 
 def run_local(cfg: RunConfig, output: str | Path) -> dict:
+    # Bad config or data fails here, before any model loads and before OUTPUT exists.
+    preflight(cfg.validate().data)
+
     from kfp import local
 
     from kfrlhf.pipelines.rlhf import build_rlhf_pipeline
