@@ -1,0 +1,163 @@
+"""Bad input is refused before work: through the real CLI, each case exits non-zero with one
+line on stderr naming the problem (file and row where there is one), no traceback, and
+`rlhf run --output` left uncreated. `rlhf run` fails in its pre-flight, before any model loads.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import deeplake
+import pytest
+
+from kfrlhf.cli import main
+
+SFT = {"question": "What is 2+2?", "response": "4"}
+PAIR = {"prompt": "Say hi.", "chosen": "Hi!", "rejected": "No."}
+
+
+def lines(*rows) -> bytes:
+    return b"".join((r if isinstance(r, bytes) else json.dumps(r).encode()) + b"\n" for r in rows)
+
+
+def deeplake_pairs(path: Path) -> None:
+    """A real deeplake 4 dataset whose columns are not the preference columns."""
+    ds = deeplake.create(str(path))
+    for name in ("good", "bad"):
+        ds.add_column(name, deeplake.types.Text())
+    ds.append({"good": ["Hi!"], "bad": ["No."]})
+    ds.commit()
+
+
+# name: (dataset config key, file name, content (bytes, or a builder of a directory), expected text)
+DATA_CASES = {
+    "malformed-json": ("sft_dataset", "d.jsonl", lines(SFT, b'{"question": "a" "response": "b"}'),
+                       "d.jsonl line 2: malformed JSON"),
+    "not-an-object": ("sft_dataset", "d.jsonl", lines(SFT, [1, 2]), "d.jsonl line 2: expected a JSON object"),
+    "missing-column": ("sft_dataset", "d.jsonl", lines({"question": "q"}), "no column 'response' (data.response_column)"),
+    "misnamed-column": ("sft_dataset", "d.jsonl", lines({"instruction": "q", "response": "r"}),
+                        "no column 'question' (data.question_column); columns: instruction, response"),
+    "empty-text": ("sft_dataset", "d.jsonl", lines(SFT, {"question": "q", "response": ""}),
+                   "d.jsonl line 2: column 'response' is empty"),
+    "whitespace-text": ("sft_dataset", "d.jsonl", lines(SFT, {"question": " \t\n ", "response": "r"}),
+                        "d.jsonl line 2: column 'question' is empty"),
+    "number-as-text": ("preference_dataset", "p.jsonl", lines(PAIR, dict(PAIR, chosen=3)),
+                       "p.jsonl line 2: column 'chosen' is int, expected text"),
+    "chosen-equals-rejected": ("preference_dataset", "p.jsonl", lines(PAIR, dict(PAIR, rejected="Hi! ")),
+                               "p.jsonl line 2: chosen and rejected are the same text"),
+    "non-utf8": ("sft_dataset", "d.jsonl", lines(SFT, b'{"question": "caf\xe9", "response": "r"}'),
+                 "d.jsonl line 2: not valid UTF-8 (byte 0xe9"),
+    "huge-row": ("sft_dataset", "d.jsonl", lines(SFT, {"question": "q", "response": "x" * 1_000_001}),
+                 "d.jsonl line 2: column 'response' has 1,000,001 characters, more than the 1,000,000 allowed"),
+    "empty-file": ("prompt_dataset", "q.jsonl", b"", "q.jsonl: no rows"),
+    "blank-lines-only": ("prompt_dataset", "q.jsonl", b"\n \n", "q.jsonl: no rows"),
+    "missing-file": ("sft_dataset", "nope.jsonl", None, "nope.jsonl: no such file or directory"),
+    "unsupported-type": ("sft_dataset", "d.txt", b"question,response\n", "d.txt: unsupported file type"),
+    "deeplake-wrong-schema": ("preference_dataset", "dl", deeplake_pairs,
+                              "no column 'chosen' (data.chosen_column); columns: good, bad"),
+}
+
+# name: (YAML config file text or None, extra CLI arguments, expected text)
+CONFIG_CASES = {
+    "unknown-section-key": ("ppo:\n  stepz: 3\n", [], "unknown key ppo.stepz"),
+    "unknown-top-key": ("trainer: {}\n", [], "unknown key trainer"),
+    "string-for-int": ("ppo:\n  steps: ten\n", [], "ppo.steps: expected an integer, got 'ten'"),
+    "float-for-int": (None, ["--set", "sft.max_steps=2.5"], "sft.max_steps: expected an integer, got 2.5"),
+    "bool-as-3": ("sft:\n  packing: 3\n", [], "sft.packing: expected true/false, got 3"),
+    "list-for-section": ("ppo: [1, 2]\n", [], "ppo: expected a mapping"),
+    "batch-not-divisible": (None, ["--set", "ppo.batch_size=30", "--set", "ppo.mini_batch_size=8"],
+                            "ppo.batch_size (30) must be divisible by ppo.mini_batch_size (8)"),
+    "negative-lr": ("sft:\n  learning_rate: -1e-4\n", [], "sft.learning_rate must be > 0, got -0.0001"),
+    "zero-lora-r": (None, ["--set", "ppo.lora_r=0"], "ppo.lora_r must be > 0, got 0"),
+    "zero-eval-prompts": (None, ["--set", "eval.num_prompts=0"], "eval.num_prompts must be > 0, got 0"),
+    "negative-kl-limit": (None, ["--set", "ppo.kl_limit=-1"], "ppo.kl_limit must be >= 0, got -1.0"),
+    "short-seq-length": (None, ["--set", "sft.seq_length=4"], "sft.seq_length must be >= 8 tokens, got 4"),
+    "min-above-max-tokens": (None, ["--set", "ppo.min_new_tokens=64"], "ppo.min_new_tokens must be > 0 and <="),
+    "eval-fraction-one": (None, ["--set", "data.eval_fraction=1"], "data.eval_fraction must be > 0 and < 1"),
+    "unknown-report-to": ("report_to: mlflow\n", [], "report_to must be wandb, tensorboard or none"),
+    "template-without-question": ("data:\n  template: 'Q: {query}'\n", [], "data.template must contain {question}"),
+    "unknown-preset": (None, ["--preset", "huge"], "unknown preset 'huge' (known: tiny)"),
+    "missing-config": (None, ["--config", "absent.yaml"], "config file absent.yaml does not exist"),
+    "invalid-yaml": ("ppo:\n  steps: [1,\n", [], "bad.yaml is not valid YAML: expected the node content"),
+    "not-a-mapping": ("- ppo\n", [], "bad.yaml: expected a mapping with one section per stage"),
+    "config-not-utf8": (b"ppo:\n  steps: caf\xe9\n", [], "bad.yaml cannot be read"),
+    "set-without-equals": (None, ["--set", "ppo.steps"], "--set 'ppo.steps': expected KEY=VALUE"),
+    "set-invalid-yaml": (None, ["--set", "ppo.steps=[3"], "--set 'ppo.steps=[3': the value is not valid YAML"),
+}
+
+
+def fails_cleanly(capsys, tmp_path: Path, argv: list[str], expected: str) -> str:
+    """Run `rlhf ARGV` in `tmp_path`; assert the clean failure and that nothing was written."""
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    assert rc != 0
+    assert err.count("\n") == 1 and err.startswith(f"rlhf {argv[0]}: error: "), err
+    assert "Traceback" not in err + out
+    assert expected in err, err
+    assert not (tmp_path / "out").exists()
+    return err
+
+
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_bad_data_stops_run_before_output(case, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    key, name, content, expected = DATA_CASES[case]
+    if callable(content):
+        content(tmp_path / name)
+    elif content is not None:
+        (tmp_path / name).write_bytes(content)
+    (tmp_path / "bad.yaml").write_text(f"data:\n  {key}: {name}\n")
+    fails_cleanly(capsys, tmp_path, ["run", "--config", "bad.yaml", "--output", "out/x"], expected)
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES)
+def test_bad_config_stops_run_before_output(case, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text, extra, expected = CONFIG_CASES[case]
+    if text is not None:
+        (tmp_path / "bad.yaml").write_bytes(text if isinstance(text, bytes) else text.encode())
+        extra = ["--config", "bad.yaml", *extra]
+    fails_cleanly(capsys, tmp_path, ["run", *extra, "--output", "out/x"], expected)
+
+
+def test_data_check_lists_every_problem(capsys, tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(lines(PAIR, b"{oops", dict(PAIR, chosen=" "), dict(PAIR, rejected="Hi!"), PAIR, b"\xff"))
+    assert main(["data", "check", "--format", "preference", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out.splitlines() == [
+        f"{path} line 2: malformed JSON (Expecting property name enclosed in double quotes at column 2)",
+        f"{path} line 3: column 'chosen' is empty",
+        f"{path} line 4: chosen and rejected are the same text",
+        f"{path} line 6: not valid UTF-8 (byte 0xff at column 1)",
+        f"{path}: 4 problem(s)",
+    ]
+
+
+def test_data_check_bad_mapping_is_one_line(capsys, tmp_path):
+    fails_cleanly(capsys, tmp_path, ["data", "check", "--format", "sft", "--set", "data.question_colum=x", "d.jsonl"],
+                  "unknown key data.question_colum")
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Exception, match="unknown preset"):
+        main(["--debug", "run", "--preset", "huge", "--output", "out/x"])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", ["malformed-json", "huge-row"])
+def test_installed_rlhf_command(case, tmp_path):
+    """The console script itself: exit status, stderr and output directory."""
+    key, name, content, expected = DATA_CASES[case]
+    (tmp_path / name).write_bytes(content)
+    (tmp_path / "bad.yaml").write_text(f"data:\n  {key}: {name}\n")
+    rlhf = Path(sys.executable).with_name("rlhf")
+    proc = subprocess.run([str(rlhf), "run", "--config", "bad.yaml", "--output", "out/x"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("rlhf run: error: "), proc.stderr
+    assert expected in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
