@@ -1,7 +1,8 @@
 """Eval: compare the tuned model with the SFT model on held-out prompts.
 
 Both models answer the same prompts (same sampling seed); the reward model scores every
-answer. Reported: mean reward before (SFT) and after (tuned), the win rate (share of prompts
+answer. Reported: mean reward before (SFT) and after (tuned), the mean per-prompt gain with its paired
+standard error, the win rate (share of prompts
 where the tuned answer scores higher, ties count half), and KL(tuned || SFT) estimated on the
 tuned model's own samples as the mean over prompts of sum_t [log p_tuned - log p_sft].
 Writes `report.json`, `report.md` and `report.html` (sample table, reward histograms) to `output_dir`.
@@ -23,13 +24,20 @@ from .models import LOAD_KWARGS, RewardScorer, device, load_tokenizer
 
 def summarize(rewards_before: list[float], rewards_after: list[float], kl_per_prompt: list[float]) -> dict:
     """The headline metrics from per-prompt rewards and KL estimates."""
+    n = len(rewards_before)
     wins = [1.0 if a > b else 0.5 if a == b else 0.0 for b, a in zip(rewards_before, rewards_after)]
+    gains = [a - b for b, a in zip(rewards_before, rewards_after)]
+    gain = sum(gains) / n
+    # Paired standard error of the mean gain: how far sampling noise alone moves it.
+    stderr = math.sqrt(sum((g - gain) ** 2 for g in gains) / (n - 1) / n) if n > 1 else float("inf")
     return {
-        "reward_before": sum(rewards_before) / len(rewards_before),
-        "reward_after": sum(rewards_after) / len(rewards_after),
+        "reward_before": sum(rewards_before) / n,
+        "reward_after": sum(rewards_after) / n,
+        "reward_gain": gain,
+        "reward_gain_stderr": stderr,
         "kl": sum(kl_per_prompt) / len(kl_per_prompt),
-        "win_rate": sum(wins) / len(wins),
-        "num_prompts": len(wins),
+        "win_rate": sum(wins) / n,
+        "num_prompts": n,
     }
 
 

@@ -19,6 +19,9 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, base: str | N
 
     adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)
     base = base or json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+    # PEFT falls back to a pickled adapter_model.bin when there is no safetensors file: refuse it.
+    if not (adapter_dir / "adapter_model.safetensors").is_file():
+        raise FileNotFoundError(f"{adapter_dir}: no adapter_model.safetensors (pickled adapters are not loaded)")
     model = PeftModel.from_pretrained(load_causal_lm(base), adapter_dir).merge_and_unload()
     model.save_pretrained(output_dir, safe_serialization=True)
     has_tokenizer = (adapter_dir / "tokenizer_config.json").exists()

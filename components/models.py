@@ -52,7 +52,10 @@ def _tiny_model(name: str):
         torch.manual_seed(TINY_SEED)
         if name == TINY_CAUSAL:
             cfg = OPTConfig(vocab_size=len(tok), hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
-                            ffn_dim=256, max_position_embeddings=512, word_embed_proj_dim=128, init_std=0.2, **ids)
+                            ffn_dim=256, max_position_embeddings=512, word_embed_proj_dim=128, init_std=0.2,
+                            # No biases: bitsandbytes 0.50's CPU 4-bit matmul adds the bias in place,
+                            # which autograd refuses while training.
+                            enable_bias=False, **ids)
             return OPTForCausalLM(cfg)
         cfg = DebertaV2Config(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                               intermediate_size=128, max_position_embeddings=512, num_labels=1, **ids)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-HEADLINE = ("reward_before", "reward_after", "kl", "win_rate", "reward_accuracy", "sft_eval_loss")
+HEADLINE = ("reward_before", "reward_after", "reward_gain", "reward_gain_stderr", "kl", "win_rate", "reward_accuracy", "sft_eval_loss")
 
 
 def _cell(text: str) -> str:

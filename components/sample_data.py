@@ -70,7 +70,7 @@ def preference_records(n: int = 1000, seed: int = 1) -> list[dict]:
     return rows
 
 
-def prompt_records(n: int = 512, seed: int = 2) -> list[dict]:
+def prompt_records(n: int = 1280, seed: int = 2) -> list[dict]:
     """Questions alone, for PPO rollouts and evaluation."""
     rng = random.Random(seed)
     return [{"prompt": _pair(rng)[0]} for _ in range(n)]

@@ -1,0 +1,39 @@
+import pytest
+
+from kfrlhf import config as C
+
+
+def test_defaults_follow_the_tutorial():
+    cfg = C.load_config()
+    assert cfg.sft.model_name == "facebook/opt-1.3b" and cfg.reward.model_name == "microsoft/deberta-v3-base"
+    assert (cfg.sft.lora_r, cfg.sft.lora_alpha, cfg.sft.lora_dropout, cfg.sft.load_in_4bit) == (16, 32, 0.05, True)
+    p = cfg.ppo
+    assert (p.learning_rate, p.batch_size, p.mini_batch_size, p.ppo_epochs, p.init_kl_coef, p.adaptive_kl) == (
+        1.41e-5, 32, 4, 4, 0.2, True)
+    assert (p.min_new_tokens, p.max_new_tokens) == (32, 400)
+
+
+def test_precedence_preset_file_set(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("ppo:\n  steps: 7\n  batch_size: 16\nsft:\n  lora_r: 8\n")
+    cfg = C.load_config("tiny", [f], ["ppo.steps=3", "report_to=none"])
+    assert cfg.sft.model_name == "tiny-opt"  # preset
+    assert cfg.sft.lora_r == 8 and cfg.ppo.batch_size == 16  # file
+    assert cfg.ppo.steps == 3 and cfg.report_to == "none"  # --set
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"ppo": {"stepz": 1}}, "unknown key ppo.stepz"),
+    ({"ppo": {"steps": "many"}}, "ppo.steps: expected a int"),
+    ({"sft": {"packing": 3}}, "sft.packing: expected true/false"),
+    ({"ppo": {"batch_size": 30, "mini_batch_size": 4}}, "divisible"),
+    ({"report_to": "mlflow"}, "report_to"),
+])
+def test_bad_values_are_refused_with_the_key(values, message):
+    with pytest.raises(C.ConfigError, match=message):
+        C.from_dict(C.RunConfig, values).validate()
+
+
+def test_pipeline_struct_floats_become_ints():
+    # KFP passes dict parameters through a protobuf Struct, which turns 42 into 42.0.
+    assert C.from_dict(C.PPOConfig, {"steps": 42.0}).steps == 42

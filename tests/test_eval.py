@@ -1,0 +1,32 @@
+import json
+import math
+
+import pytest
+
+from kfrlhf.config import EvalConfig
+from kfrlhf.evaluate import evaluate, summarize
+
+
+def test_summarize_hand_made_case():
+    m = summarize([1.0, 2.0, 3.0, 0.0], [2.0, 2.0, 1.0, 1.0], [0.5, 1.5, 1.0, 1.0])
+    assert m["reward_before"] == 1.5 and m["reward_after"] == 1.5
+    assert m["win_rate"] == (1 + 0.5 + 0 + 1) / 4
+    assert m["kl"] == 1.0 and m["num_prompts"] == 4
+    gains = [1.0, 0.0, -2.0, 1.0]
+    assert m["reward_gain"] == 0.0
+    assert m["reward_gain_stderr"] == pytest.approx(math.sqrt(sum(g * g for g in gains) / 3 / 4))
+
+
+def test_a_model_against_itself(tiny_lm_dir, reward_dir, tmp_path):
+    """Same model, same sampling seed: identical answers, KL 0, win rate one half."""
+    cfg = EvalConfig(num_prompts=6, max_new_tokens=6, batch_size=4, num_samples=3)
+    prompts = [f"Question: Why do people like {t}?\n\nAnswer: " for t in ("tea", "maps", "bees", "kites", "soup", "boats")]
+    report = evaluate(cfg, str(tiny_lm_dir), str(tiny_lm_dir), str(reward_dir[0]), prompts, tmp_path, {"sft_eval_loss": 1.0})
+    assert report["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert report["win_rate"] == 0.5 and report["reward_before"] == report["reward_after"]
+    assert report["sft_eval_loss"] == 1.0 and report["kl_within_bound"]
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert len(saved["samples"]) == 6 and all(s["sft"] == s["tuned"] for s in saved["samples"])
+    md = (tmp_path / "report.md").read_text()
+    assert "| win_rate | 0.5 |" in md and md.count("\n| Question:") == 3
+    assert "<svg" in (tmp_path / "report.html").read_text()
