@@ -82,7 +82,8 @@ class ClusterSettings:
     backoff_factor: float = 2.0
     backoff_max_duration: str = "3600s"
     caching: bool = True
-    run_as_user: int = 1000  # the `rlhf` user of images/Dockerfile
+    run_as_user: int = 1000  # the `rlhf` user and group of images/Dockerfile
+    run_as_group: int = 1000
     pod_labels: dict[str, str] = field(default_factory=lambda: {"app.kubernetes.io/part-of": "kubeflow-rlhf"})
     display_names: dict[str, str] = field(default_factory=lambda: dict(DISPLAY_NAMES))
 
@@ -118,7 +119,10 @@ def make_configure(settings: ClusterSettings):
             kubernetes.set_timeout(task, res.timeout_seconds)
         for key, value in settings.pod_labels.items():
             kubernetes.add_pod_label(task, key, value)
-        kubernetes.set_security_context(task, run_as_user=settings.run_as_user, run_as_non_root=True)
+        # kfp-kubernetes 2.17 sets only these three; the KFP backend adds allowPrivilegeEscalation=false,
+        # capabilities drop ALL and seccomp RuntimeDefault. readOnlyRootFilesystem cannot be expressed.
+        kubernetes.set_security_context(task, run_as_user=settings.run_as_user, run_as_group=settings.run_as_group,
+                                        run_as_non_root=True)
         return task
 
     return configure

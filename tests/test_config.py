@@ -24,7 +24,7 @@ def test_precedence_preset_file_set(tmp_path):
 
 @pytest.mark.parametrize("values, message", [
     ({"ppo": {"stepz": 1}}, "unknown key ppo.stepz"),
-    ({"ppo": {"steps": "many"}}, "ppo.steps: expected a int"),
+    ({"ppo": {"steps": "many"}}, "ppo.steps: expected an integer"),
     ({"sft": {"packing": 3}}, "sft.packing: expected true/false"),
     ({"ppo": {"batch_size": 30, "mini_batch_size": 4}}, "divisible"),
     ({"report_to": "mlflow"}, "report_to"),
