@@ -1,0 +1,88 @@
+"""Secrets come only from the environment (Kubernetes Secrets as env vars): with distinctive fake
+values set, they appear in no compiled pipeline, rendered manifest, pipeline parameter,
+CLI output, log, dataset artifact or W&B (offline) run file.
+"""
+
+import dataclasses
+import logging
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kfrlhf.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ("HF_TOKEN", "WANDB_API_KEY", "KFP_TOKEN", "ACTIVELOOP_TOKEN")
+
+
+@pytest.fixture
+def fake_secrets(monkeypatch) -> dict[str, str]:
+    values = {name: f"sekret-{name.lower()}-{secrets.token_hex(12)}" for name in NAMES}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("WANDB_MODE", "offline")  # a key is set: stay offline anyway
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in ("WANDB_DIR", "WANDB_SILENT"):  # kfrlhf.tracking sets these: restore them afterwards
+        monkeypatch.delenv(name, raising=False)
+    return values
+
+
+def assert_clean(text: str, values: dict[str, str], where: str) -> None:
+    leaked = [name for name, value in values.items() if value in text]
+    assert not leaked, f"{', '.join(leaked)} leaked into {where}"
+
+
+def assert_tree_clean(root: Path, values: dict[str, str]) -> int:
+    files = [p for p in root.rglob("*") if p.is_file()]
+    for path in files:
+        assert_clean(path.read_bytes().decode("utf-8", "replace"), values, str(path))
+    return len(files)
+
+
+def test_compiled_pipelines_and_parameters(fake_secrets, tmp_path):
+    from kfrlhf.pipelines.compile import compile_all
+    from kfrlhf.pipelines.submit import pipeline_arguments
+
+    compile_all(tmp_path / "compiled", manifests_dir=tmp_path / "manifests")
+    assert assert_tree_clean(tmp_path, fake_secrets) >= 3
+    assert_clean(repr(pipeline_arguments(preset="tiny")), fake_secrets, "pipeline parameters")
+
+
+@pytest.mark.parametrize("overlay", sorted(p.name for p in (ROOT / "manifests" / "overlays").iterdir()))
+def test_rendered_manifests(fake_secrets, overlay):
+    out = subprocess.run(["kubectl", "kustomize", str(ROOT / "manifests" / "overlays" / overlay)],
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert "kind: PipelineVersion" in out.stdout
+    assert_clean(out.stdout + out.stderr, fake_secrets, f"kubectl kustomize {overlay}")
+
+
+def test_cli_output_logs_and_artifacts(fake_secrets, tmp_path, capsys, caplog):
+    from kfrlhf.stages import prepare_data
+
+    caplog.set_level(logging.DEBUG)
+    sample = tmp_path / "prefs.jsonl"
+    sample.write_text('{"chosen": "\\n\\nHuman: Hi\\n\\nAssistant: Hello", "rejected": "\\n\\nHuman: Hi\\n\\nAssistant: "}\n'
+                      '{"prompt": "Q", "chosen": "A", "rejected": "B"}\n')
+    assert main(["config", "--report-to", "wandb"]) == 0
+    main(["data", "check", "--format", "preference", str(sample)])
+    main(["run", "--set", "ppo.steps=0", "--output", str(tmp_path / "never")])  # fails in the pre-flight
+    data = {"sft_dataset": "sample", "preference_dataset": "sample", "prompt_dataset": "sample", "max_rows": 20}
+    prepare_data(data, *(str(tmp_path / d) for d in ("sft", "pref", "prompts")))
+    out, err = capsys.readouterr()
+    assert "report_to: wandb" in out and f"{sample}: ok" in out and "ppo.steps must be > 0" in err
+    assert "skipped 1 of 2 rows" in caplog.text
+    assert_clean(out + err + caplog.text, fake_secrets, "CLI output and logs")
+    assert assert_tree_clean(tmp_path, fake_secrets) >= 6
+
+
+def test_wandb_offline_run_files(fake_secrets, tmp_path):
+    wandb = pytest.importorskip("wandb")
+    from kfrlhf.config import PPOConfig
+    from kfrlhf.tracking import step_logger
+
+    log = step_logger("wandb", tmp_path, "ppo", dataclasses.asdict(PPOConfig()))
+    log(1, {"reward": 0.5, "kl": 0.1})
+    wandb.finish()
+    assert assert_tree_clean(tmp_path, fake_secrets) >= 3
