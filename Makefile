@@ -5,6 +5,11 @@ BIN := $(VENV)/bin
 # The CPU build of torch, pinned: an unpinned torch pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
+# checkov pins older packaging/networkx than the ML stack: it gets a venv of its own.
+TOOLS ?= .venv-tools
+# TRL 1.12 (the last with PPOTrainer) for the side-by-side PPO benchmark, in its own venv.
+TRL112 ?= .venv-trl112
+
 .PHONY: install run test compile bench clean
 
 install: $(VENV)/.installed
@@ -19,8 +24,23 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(BIN)/rlhf run --output runs/latest
 
-test: install
+$(TOOLS)/.installed:
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q checkov==3.3.30
+	touch $@
+
+test: install $(TOOLS)/.installed
 	$(BIN)/python -m pytest -q
+
+$(TRL112)/.installed:
+	python3 -m venv $(TRL112)
+	$(TRL112)/bin/python -m pip install -q $(TORCH)
+	$(TRL112)/bin/python -m pip install -q trl==1.12.0 peft==0.21.2
+	touch $@
+
+bench: install $(TRL112)/.installed
+	mkdir -p runs
+	$(BIN)/python -m kfrlhf.bench --steps 30 --trl-python $(TRL112)/bin/python --json runs/bench.json
 
 # Regenerate the committed compiled pipelines and their kustomize copy (a test checks drift).
 compile: install
