@@ -1,6 +1,6 @@
 """Static security checks: checkov on the rendered kustomize overlays and images/Dockerfile,
 bandit on the Python code. Zero findings beyond ALLOWED, each entry with its reason
-(README.security.md carries the same list).
+(the README's "Security" section carries the same list).
 """
 
 import fnmatch
