@@ -67,6 +67,7 @@ class SFTConfig:
     warmup_steps: int = 100
     eval_steps: int = 500
     logging_steps: int = 10
+    save_steps: int = 500  # checkpoint every N steps (and on SIGTERM); a rerun resumes from the newest
     bf16: bool = True
     seed: int = 42
 
@@ -84,6 +85,7 @@ class RewardConfig:
     gradient_checkpointing: bool = False
     eval_steps: int = 500
     logging_steps: int = 10
+    save_steps: int = 500  # checkpoint every N steps (and on SIGTERM); a rerun resumes from the newest
     bf16: bool = True
     seed: int = 42
 
@@ -119,6 +121,7 @@ class PPOConfig:
     lora_dropout: float = 0.05
     save_every: int = 50
     kl_limit: float = 0.0  # hard stop when the mean KL exceeds it; 0 = off
+    reward_limit: float = 0.0  # hard stop when the mean raw reward exceeds it (reward hacking); 0 = off
     seed: int = 42
 
 

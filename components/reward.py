@@ -3,6 +3,7 @@
 Loss: -log sigmoid(r(prompt + chosen) - r(prompt + rejected)). The quality gate is the pair
 accuracy on held-out pairs (the share of pairs where chosen scores above rejected), written
 to `metrics.json` beside the model; PPO should not spend GPU hours on a model that fails it.
+Checkpoints, resume and SIGTERM as in SFT (see `kfrlhf.checkpoint`).
 
     rlhf run --set reward.max_steps=500
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .checkpoint import atomic_dir, atomic_write_text, hf_checkpoint_args, train_resumable
 from .config import RewardConfig
 from .models import RewardScorer, load_reward_model, load_tokenizer
 from .tracking import report_to as tracking_report_to
@@ -50,21 +52,22 @@ def train_reward(cfg: RewardConfig, train_rows: list[dict], eval_rows: list[dict
         eval_strategy="steps",
         eval_steps=cfg.eval_steps,
         logging_steps=cfg.logging_steps,
-        save_strategy="no",
         bf16=cfg.bf16,
         seed=cfg.seed,
         data_seed=cfg.seed,
         report_to=tracking_report_to(report_to, output_dir),
         run_name="reward",
+        **hf_checkpoint_args(cfg.save_steps),
     )
     trainer = RewardTrainer(model=model, args=args, train_dataset=pairs(train_rows), eval_dataset=pairs(eval_rows),
                             processing_class=tokenizer)
-    trainer.train()
+    train_resumable(trainer, "Reward")
     model_dir = output_dir / "model"
-    trainer.save_model(str(model_dir))
-    tokenizer.model_max_length = cfg.max_length
-    tokenizer.save_pretrained(model_dir)
+    with atomic_dir(model_dir) as tmp:
+        trainer.save_model(str(tmp))
+        tokenizer.model_max_length = cfg.max_length
+        tokenizer.save_pretrained(tmp)
     accuracy = pair_accuracy(RewardScorer(str(model_dir)), eval_rows)
     metrics = {"reward_accuracy": accuracy, "reward_eval_pairs": len(eval_rows)}
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics

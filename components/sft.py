@@ -4,6 +4,8 @@ Algorithm: load the base model (4-bit NF4 with double quantisation and bf16 comp
 `load_in_4bit`), add LoRA adapters (r, alpha, dropout) and train with TRL's SFTTrainer on
 `text` rows (prompt template + answer) packed into `seq_length`-token blocks. Writes the
 adapter and tokenizer to `output_dir/adapter` and the metrics to `output_dir/metrics.json`.
+Checkpoints go to `output_dir/checkpoints` every `save_steps` and on SIGTERM; started again on
+the same output, training resumes from the newest complete one (see `kfrlhf.checkpoint`).
 
     rlhf run --set sft.max_steps=100     # as part of the pipeline
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .checkpoint import atomic_dir, atomic_write_text, hf_checkpoint_args, train_resumable
 from .config import SFTConfig
 from .models import load_causal_lm, load_tokenizer
 from .tracking import report_to as tracking_report_to
@@ -53,12 +56,12 @@ def train_sft(cfg: SFTConfig, train_rows: list[dict], eval_rows: list[dict], out
         eval_strategy="steps",
         eval_steps=cfg.eval_steps,
         logging_steps=cfg.logging_steps,
-        save_strategy="no",
         bf16=cfg.bf16,
         seed=cfg.seed,
         data_seed=cfg.seed,
         report_to=tracking_report_to(report_to, output_dir),
         run_name="sft",
+        **hf_checkpoint_args(cfg.save_steps),
     )
     trainer = SFTTrainer(
         model=model,
@@ -69,7 +72,7 @@ def train_sft(cfg: SFTConfig, train_rows: list[dict], eval_rows: list[dict], out
         peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules or None),
     )
     eval_before = trainer.evaluate()["eval_loss"]
-    trainer.train()
+    train_resumable(trainer, "SFT")
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics = {
         "sft_eval_loss_before": eval_before,
@@ -79,7 +82,8 @@ def train_sft(cfg: SFTConfig, train_rows: list[dict], eval_rows: list[dict], out
     }
     # Merge reads the base model's name from the adapter config.
     trainer.model.peft_config["default"].base_model_name_or_path = cfg.model_name
-    trainer.model.save_pretrained(output_dir / "adapter")
-    tokenizer.save_pretrained(output_dir / "adapter")
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with atomic_dir(output_dir / "adapter") as tmp:
+        trainer.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics

@@ -50,6 +50,9 @@ class RunningMoments:
     def state_dict(self) -> dict:
         return {"mean": self.mean, "var": self.var, "count": self.count}
 
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = state["mean"], state["var"], state["count"]
+
 
 def response_mask(response_ids: torch.Tensor, eos_token_id: int | None) -> torch.Tensor:
     """1 for tokens up to and including the first EOS (works when pad == eos)."""

@@ -9,34 +9,49 @@ clipped policy loss + vf_coef * clipped value loss -> adapt kl_coef to the obser
 
 The policy is the causal LM with a fresh LoRA adapter plus a linear value head on the
 last hidden state, trained jointly with one optimiser.
+
+Resume: with `output_dir`, checkpoints/step-N (adapter, value head, optimizer, KL coefficient,
+reward moments, history, RNG states) are saved every `save_every` steps and on SIGTERM (then
+the process exits 143); a new run on the same output_dir continues from the newest complete
+one and, seeded, reproduces the uninterrupted run. The prompt position is the step count
+(the seeded prompt order is replayed). A NaN/inf loss, reward or KL, or a KL (reward) above
+`kl_limit` (`reward_limit`), stops the run before anything of that step is saved.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
-import os
 import random
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from peft import LoraConfig, get_peft_model
-from safetensors.torch import save_file
+from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..checkpoint import (Diverged, Preempted, StopOnSigterm, atomic_dir, atomic_file, latest_complete, remove_incomplete,
+                          rng_state, set_rng_state)
 from ..config import PPOConfig
 from . import losses as L
 from .kl import AdaptiveKLController, FixedKLController
 from .rollout import Rollout, RunningMoments, forward, generate, score
 
+log = logging.getLogger(__name__)
+
 MAX_GRAD_NORM = 1.0
+VALUE_HEAD = "value_head.safetensors"
+PREFIX = "step"  # checkpoints/step-N
 
 
-class PPODivergence(RuntimeError):
-    """Training is stopped: a loss is NaN/inf or the KL to the reference exceeds `kl_limit`."""
+class PPODivergence(Diverged):
+    """Training is stopped: a loss, reward or KL is NaN/inf, or the KL (reward) exceeds `kl_limit` (`reward_limit`)."""
+
+    def __init__(self, step: int, problem: str, last_good: Path | None):
+        super().__init__("PPO", step, problem, last_good)
 
 
 def seed_everything(seed: int) -> None:
@@ -62,23 +77,36 @@ def make_policy(cfg: PPOConfig, model):
     return policy, value_head
 
 
-def save_policy(policy, value_head, path: Path) -> None:
-    policy.save_pretrained(str(path / "adapter"))
-    save_file({k: v.contiguous() for k, v in value_head.state_dict().items()}, str(path / "value_head.safetensors"))
+def save_value_head(value_head, path: Path) -> None:
+    save_file({k: v.contiguous() for k, v in value_head.state_dict().items()}, str(path))
 
 
-def save_checkpoint(root: Path, step: int, policy, value_head, optimizer, kl_ctl, moments: RunningMoments) -> Path:
-    """Write checkpoints/step-N atomically: build it in a temp dir, then rename."""
-    final, tmp = root / f"step-{step}", root / f".step-{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_policy(policy, value_head, tmp)
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    state = {"step": step, "kl_coef": kl_ctl.value, "reward_moments": moments.state_dict()}
-    (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return final
+def save_checkpoint(root: Path, step: int, policy, value_head, optimizer, kl_ctl, moments: RunningMoments,
+                    length_rng: random.Random, history: list[dict]) -> Path:
+    """Write root/step-N complete or not at all (temp dir, manifest, rename)."""
+    with atomic_dir(root / f"{PREFIX}-{step}", manifest=True) as tmp:
+        policy.save_pretrained(str(tmp / "adapter"))
+        save_value_head(value_head, tmp / VALUE_HEAD)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(dict(rng_state(), length=length_rng.getstate()), tmp / "rng.pt")
+        state = {"step": step, "kl_coef": kl_ctl.value, "reward_moments": moments.state_dict(), "history": history}
+        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
+    return root / f"{PREFIX}-{step}"
+
+
+def load_checkpoint(path: Path, policy, value_head, optimizer, kl_ctl, moments: RunningMoments,
+                    length_rng: random.Random) -> tuple[int, list[dict]]:
+    """Restore everything `save_checkpoint` wrote; returns (step, history)."""
+    set_peft_model_state_dict(policy, load_file(str(path / "adapter" / "adapter_model.safetensors")))
+    value_head.load_state_dict(load_file(str(path / VALUE_HEAD)))
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    rng = torch.load(path / "rng.pt", weights_only=True)
+    set_rng_state(rng)
+    length_rng.setstate(rng["length"])
+    state = json.loads((path / "trainer_state.json").read_text())
+    kl_ctl.value = state["kl_coef"]
+    moments.load_state_dict(state["reward_moments"])
+    return state["step"], state["history"]
 
 
 def ppo_update(cfg: PPOConfig, policy, value_head, optimizer, params, r: Rollout, advantages, returns) -> dict:
@@ -94,7 +122,7 @@ def ppo_update(cfg: PPOConfig, policy, value_head, optimizer, params, r: Rollout
             vf_loss, _ = L.value_loss(values, r.values[idx], returns[idx], mask, cfg.cliprange_value)
             loss = pg_loss + cfg.vf_coef * vf_loss
             if not torch.isfinite(loss):
-                raise PPODivergence(f"PPO loss is {loss.item()} (policy {pg_loss.item()}, value {vf_loss.item()})")
+                raise FloatingPointError(f"loss is {loss.item()} (policy {pg_loss.item()}, value {vf_loss.item()})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
@@ -102,6 +130,21 @@ def ppo_update(cfg: PPOConfig, policy, value_head, optimizer, params, r: Rollout
             for k, v in zip(stats, (pg_loss, vf_loss, clipfrac, approx_kl)):
                 stats[k].append(v.item())
     return {k: float(np.mean(v)) for k, v in stats.items()}
+
+
+def divergence(cfg: PPOConfig, raw_rewards: torch.Tensor, mean_kl: float) -> str | None:
+    """Why this step's rollout must not be trained on, or None."""
+    bad = (~torch.isfinite(raw_rewards)).sum().item()
+    if bad:
+        return f"reward is NaN/inf for {bad} of {raw_rewards.numel()} responses"
+    mean_reward = raw_rewards.mean().item()
+    if cfg.reward_limit > 0 and mean_reward > cfg.reward_limit:
+        return f"mean reward {mean_reward:.4g} > reward_limit {cfg.reward_limit}"
+    if not math.isfinite(mean_kl):
+        return f"mean KL is {mean_kl}"
+    if cfg.kl_limit > 0 and mean_kl > cfg.kl_limit:
+        return f"mean KL {mean_kl:.4g} > kl_limit {cfg.kl_limit}"
+    return None
 
 
 def prompt_batches(prompts: list[str], batch_size: int, seed: int):
@@ -123,8 +166,10 @@ def run_ppo(
 
     `model` gets a LoRA adapter injected in place (after the call it is the tuned policy).
     Returns {"history": [per-step metrics], "reward_first", "reward_last", "kl_last",
-    "kl_coef_last", "samples_per_second"}; with `output_dir`, writes adapter/ (peft),
-    value_head.safetensors and checkpoints/step-N every `save_every` steps.
+    "kl_coef_last", "samples_per_second"}; with `output_dir`, resumes from the newest complete
+    checkpoints/step-N, saves one every `save_every` steps and on SIGTERM (then raises
+    `Preempted`, exit status 143), and at the end writes adapter/ (peft, with the tokenizer)
+    and value_head.safetensors. Raises PPODivergence (see `divergence`).
     """
     if not prompts:
         raise ValueError("run_ppo needs at least one prompt")
@@ -145,61 +190,82 @@ def run_ppo(
     else:
         kl_ctl = FixedKLController(cfg.init_kl_coef)
     moments, length_rng = RunningMoments(), random.Random(cfg.seed)
-    batches = prompt_batches(prompts, cfg.batch_size, cfg.seed)
     out = Path(output_dir) if output_dir else None
+    ckpts = out / "checkpoints" if out else None
     history: list[dict] = []
+    start_step = 0
+    if ckpts is not None:
+        remove_incomplete(ckpts, PREFIX)
+        resume = latest_complete(ckpts, PREFIX)
+        if resume is not None:
+            log.warning("PPO: resuming from %s", resume)
+            start_step, history = load_checkpoint(resume, policy, value_head, optimizer, kl_ctl, moments, length_rng)
+    batches = prompt_batches(prompts, cfg.batch_size, cfg.seed)
+    for _ in range(start_step):  # the data position: replay the seeded prompt order
+        next(batches)
     start = time.perf_counter()
 
     try:
-        bar = tqdm(range(1, cfg.steps + 1), desc="ppo", unit="step")
-        for step in bar:
-            t0 = time.perf_counter()
-            batch = next(batches)
-            n_new = length_rng.randint(cfg.min_new_tokens, cfg.max_new_tokens)
-            r = generate(policy, tokenizer, batch, n_new, cfg)
-            lengths = r.mask.sum(1).long().tolist()
-            responses = [tokenizer.decode(ids[:n], skip_special_tokens=True) for ids, n in zip(r.response_ids, lengths)]
-            raw = torch.as_tensor(reward_fn(batch, responses), dtype=torch.float).reshape(-1).to(r.mask.device)
-            scores = raw
-            if cfg.normalize_reward:
-                moments.update(raw)
-                scores = moments.normalize(raw).float()
-            score(policy, value_head, r, cfg.temperature, cfg.mini_batch_size)
+        with StopOnSigterm() as stop:
+            bar = tqdm(range(start_step + 1, cfg.steps + 1), desc="ppo", unit="step", initial=start_step, total=cfg.steps)
+            for step in bar:
+                t0 = time.perf_counter()
+                batch = next(batches)
+                n_new = length_rng.randint(cfg.min_new_tokens, cfg.max_new_tokens)
+                r = generate(policy, tokenizer, batch, n_new, cfg)
+                lengths = r.mask.sum(1).long().tolist()
+                responses = [tokenizer.decode(ids[:n], skip_special_tokens=True) for ids, n in zip(r.response_ids, lengths)]
+                raw = torch.as_tensor(reward_fn(batch, responses), dtype=torch.float).reshape(-1).to(r.mask.device)
+                scores = raw
+                if cfg.normalize_reward:
+                    moments.update(raw)
+                    scores = moments.normalize(raw).float()
+                score(policy, value_head, r, cfg.temperature, cfg.mini_batch_size)
 
-            rewards, kl = L.kl_penalty_rewards(scores, r.logprobs, r.ref_logprobs, r.mask, kl_ctl.value)
-            mean_kl = kl.sum(1).mean().item()  # sequence-level KL, the quantity target_kl refers to
-            if cfg.kl_limit > 0 and mean_kl > cfg.kl_limit:
-                raise PPODivergence(f"step {step}: mean KL {mean_kl:.3f} exceeds kl_limit {cfg.kl_limit}")
-            advantages, returns = L.gae(rewards, r.values, r.mask, cfg.gamma, cfg.lam)
-            advantages = L.masked_whiten(advantages, r.mask)
-            stats = ppo_update(cfg, policy, value_head, optimizer, params, r, advantages, returns)
+                rewards, kl = L.kl_penalty_rewards(scores, r.logprobs, r.ref_logprobs, r.mask, kl_ctl.value)
+                mean_kl = kl.sum(1).mean().item()  # sequence-level KL, the quantity target_kl refers to
+                problem = divergence(cfg, raw, mean_kl)
+                if problem:
+                    raise PPODivergence(step, problem, latest_complete(ckpts, PREFIX))
+                advantages, returns = L.gae(rewards, r.values, r.mask, cfg.gamma, cfg.lam)
+                advantages = L.masked_whiten(advantages, r.mask)
+                try:
+                    stats = ppo_update(cfg, policy, value_head, optimizer, params, r, advantages, returns)
+                except FloatingPointError as err:
+                    raise PPODivergence(step, str(err), latest_complete(ckpts, PREFIX)) from None
 
-            kl_coef = kl_ctl.value
-            kl_ctl.update(mean_kl, cfg.batch_size)
-            elapsed = time.perf_counter() - t0
-            metrics = {
-                "step": step,
-                "reward": raw.mean().item(),
-                "kl": mean_kl,
-                "kl_coef": kl_coef,
-                "entropy": L.masked_mean(r.entropy, r.mask).item(),
-                **stats,
-                "response_length": r.mask.sum(1).mean().item(),
-                "tokens_per_second": r.mask.sum().item() / elapsed,
-            }
-            history.append(metrics)
-            bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{mean_kl:.3f}")
-            if log_fn is not None:
-                log_fn(step, metrics)
-            if out is not None and cfg.save_every > 0 and step % cfg.save_every == 0:
-                save_checkpoint(out / "checkpoints", step, policy, value_head, optimizer, kl_ctl, moments)
+                kl_coef = kl_ctl.value
+                kl_ctl.update(mean_kl, cfg.batch_size)
+                elapsed = time.perf_counter() - t0
+                metrics = {
+                    "step": step,
+                    "reward": raw.mean().item(),
+                    "kl": mean_kl,
+                    "kl_coef": kl_coef,
+                    "entropy": L.masked_mean(r.entropy, r.mask).item(),
+                    **stats,
+                    "response_length": r.mask.sum(1).mean().item(),
+                    "tokens_per_second": r.mask.sum().item() / elapsed,
+                }
+                history.append(metrics)
+                bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{mean_kl:.3f}")
+                if log_fn is not None:
+                    log_fn(step, metrics)
+                saved = None
+                if ckpts is not None and (stop.requested or (cfg.save_every > 0 and step % cfg.save_every == 0)):
+                    saved = save_checkpoint(ckpts, step, policy, value_head, optimizer, kl_ctl, moments, length_rng, history)
+                if stop.requested:
+                    raise Preempted("PPO", step, saved)
     finally:
         tokenizer.padding_side = padding_side
 
     total = time.perf_counter() - start
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        save_policy(policy, value_head, out)
+        with atomic_dir(out / "adapter") as tmp:
+            policy.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+        with atomic_file(out / VALUE_HEAD) as tmp:
+            save_value_head(value_head, tmp)
     k = max(1, math.ceil(len(history) / 10))
     return {
         "history": history,
@@ -207,5 +273,5 @@ def run_ppo(
         "reward_last": float(np.mean([h["reward"] for h in history[-k:]])),
         "kl_last": history[-1]["kl"],
         "kl_coef_last": kl_ctl.value,
-        "samples_per_second": len(history) * cfg.batch_size / total,
+        "samples_per_second": (cfg.steps - start_step) * cfg.batch_size / total,
     }
