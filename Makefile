@@ -29,8 +29,9 @@ $(TOOLS)/.installed:
 	$(TOOLS)/bin/python -m pip install -q checkov==3.3.30
 	touch $@
 
+# The venv's bin on PATH: the tests call its console tools (rlhf, hadolint).
 test: install $(TOOLS)/.installed
-	$(BIN)/python -m pytest -q
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
 
 $(TRL112)/.installed:
 	python3 -m venv $(TRL112)
