@@ -118,7 +118,8 @@ def remove_incomplete(root: Path, prefix: str) -> None:
     """Delete what a kill left behind: temporary directories and checkpoints without a valid manifest."""
     if not Path(root).is_dir():
         return
-    leftovers = [p for p in Path(root).glob(".*.tmp")] + [p for _, p in _checkpoints(root, prefix) if not is_complete(p)]
+    temporary = [p for p in Path(root).glob(".*") if p.suffix in (".tmp", ".old")]  # see atomic_dir
+    leftovers = temporary + [p for _, p in _checkpoints(root, prefix) if not is_complete(p)]
     for path in leftovers:
         log.warning("removing incomplete checkpoint %s", path)
         shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -200,6 +200,8 @@ def run_ppo(
         if resume is not None:
             log.warning("PPO: resuming from %s", resume)
             start_step, history = load_checkpoint(resume, policy, value_head, optimizer, kl_ctl, moments, length_rng)
+            for group in optimizer.param_groups:  # the config's rate wins: rerun with a lower one after a divergence
+                group["lr"] = cfg.learning_rate
     batches = prompt_batches(prompts, cfg.batch_size, cfg.seed)
     for _ in range(start_step):  # the data position: replay the seeded prompt order
         next(batches)
