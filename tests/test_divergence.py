@@ -17,6 +17,7 @@ from kfrlhf.ppo.trainer import PPODivergence, run_ppo
 from kfrlhf.sft import train_sft
 from tests.conftest import sft_rows
 from tests.test_ppo_trainer import small_cfg, target_fraction
+from tests.test_resume import one_thread  # noqa: F401  (autouse: one torch thread, far faster on shared cores)
 from tests.test_sft import _cfg as sft_cfg
 
 
