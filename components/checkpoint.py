@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import TrainerCallback
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +104,8 @@ def is_complete(directory: Path) -> bool:
 def _checkpoints(root: Path, prefix: str) -> list[tuple[int, Path]]:
     """`root/<prefix>-<step>` directories, newest first."""
     pattern = re.compile(rf"{re.escape(prefix)}-(\d+)")
-    found = [(int(m.group(1)), p) for p in Path(root).glob(f"{prefix}-*") if (m := pattern.fullmatch(p.name)) and p.is_dir()]
-    return sorted(found, reverse=True)
+    found = [(int(m.group(1)), p) for p in Path(root).glob(f"{prefix}-*") if (m := pattern.fullmatch(p.name))]
+    return sorted((step, p) for step, p in found if p.is_dir())[::-1]
 
 
 def latest_complete(root: Path | None, prefix: str) -> Path | None:
@@ -153,8 +154,8 @@ class StopOnSigterm(contextlib.AbstractContextManager):
 def rng_state() -> dict:
     """Python, numpy, torch (and CUDA) RNG states in types `torch.load(weights_only=True)` accepts."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
-             "torch": torch.get_rng_state()}
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -177,29 +178,31 @@ def hf_checkpoint_args(save_steps: int) -> dict:
     return dict(save_strategy="steps", save_steps=save_steps, save_total_limit=2, logging_nan_inf_filter=False)
 
 
-def _hf_callback(stage: str, stop: StopOnSigterm, root: Path, params: list):
-    from transformers import TrainerCallback
+class HFGuard(TrainerCallback):
+    """Saves and stops on SIGTERM, marks saved checkpoints complete, stops on NaN/inf."""
 
-    class Guard(TrainerCallback):
-        """Saves and stops on SIGTERM, marks saved checkpoints complete, stops on NaN/inf."""
+    def __init__(self, stage: str, stop: StopOnSigterm, root: Path, params: list):
+        self.stage, self.stop, self.root, self.params = stage, stop, root, params
 
-        def on_step_end(self, args, state, control, **kwargs):
-            if stop.requested:
-                control.should_save = control.should_training_stop = True
-            # Never save a diverged step: a NaN/inf loss leaves non-finite weights behind.
-            if control.should_save and not all(torch.isfinite(p).all() for p in params):
-                raise Diverged(stage, state.global_step, "non-finite weights after the update", latest_complete(root, HF_PREFIX))
+    def diverged(self, step: int, problem: str) -> Diverged:
+        return Diverged(self.stage, step, problem, latest_complete(self.root, HF_PREFIX))
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            for key in ("loss", "eval_loss", "grad_norm"):
-                value = (logs or {}).get(key)
-                if value is not None and not math.isfinite(value):
-                    raise Diverged(stage, state.global_step, f"{key} is {value}", latest_complete(root, HF_PREFIX))
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stop.requested:
+            control.should_save = control.should_training_stop = True
+        # Never save a diverged step: a NaN/inf loss leaves non-finite weights behind.
+        if control.should_save and not all(torch.isfinite(p).all() for p in self.params):
+            raise self.diverged(state.global_step, "non-finite weights after the update")
 
-        def on_save(self, args, state, control, **kwargs):
-            write_manifest(root / f"{HF_PREFIX}-{state.global_step}")
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "eval_loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(value):
+                raise self.diverged(state.global_step, f"{key} is {value}")
 
-    return Guard()
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            write_manifest(self.root / f"{HF_PREFIX}-{state.global_step}")
 
 
 def train_resumable(trainer, stage: str) -> None:
@@ -211,7 +214,7 @@ def train_resumable(trainer, stage: str) -> None:
         log.warning("%s: resuming from %s", stage, resume)
     params = [p for p in trainer.model.parameters() if p.requires_grad]
     with StopOnSigterm() as stop:
-        trainer.add_callback(_hf_callback(stage, stop, root, params))
+        trainer.add_callback(HFGuard(stage, stop, root, params))
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if stop.requested:
         raise Preempted(stage, trainer.state.global_step, latest_complete(root, HF_PREFIX))

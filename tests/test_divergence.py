@@ -43,7 +43,8 @@ PPO_CASES = {
                    "reward is NaN/inf for 16 of 16 responses"),
     "reward limit": (dict(reward_limit=10.0), lambda p, r, n: target_fraction(p, r) + (100 if n == 5 else 0), 5,
                      r"mean reward 10[01](\.\d+)? > reward_limit 10\.0"),
-    "exploding kl": (dict(kl_limit=1e-4), lambda p, r, n: target_fraction(p, r), 2, r"mean KL [\d.e-]+ > kl_limit 0\.0001"),
+    "exploding kl": (dict(kl_limit=1e-4), lambda p, r, n: target_fraction(p, r), 2,
+                     r"mean KL [\d.e-]+ > kl_limit 0\.0001"),
     "nan loss": (dict(), lambda p, r, n: target_fraction(p, r), 3, r"loss is nan \(policy [\d.e-]+, value nan\)"),
 }
 
@@ -66,11 +67,13 @@ def test_ppo_stops_and_keeps_the_last_good_checkpoint(case, tmp_path, monkeypatc
 
     # Intact and loadable: a sane run on the same output resumes from it and finishes.
     monkeypatch.undo()
-    result = run_ppo(small_cfg(steps=step, save_every=1), tiny_lm(tok), tok, PROMPTS, target_fraction, output_dir=str(tmp_path))
+    cfg = small_cfg(steps=step, save_every=1)
+    result = run_ppo(cfg, tiny_lm(tok), tok, PROMPTS, target_fraction, output_dir=str(tmp_path))
     assert len(result["history"]) == step and all(torch.isfinite(torch.tensor(h["reward"])) for h in result["history"])
 
 
-@pytest.mark.parametrize("logging_steps, step, problem", [(1, 6, "loss is nan"), (100, 8, "non-finite weights after the update")])
+@pytest.mark.parametrize("logging_steps, step, problem",
+                         [(1, 6, "loss is nan"), (100, 8, "non-finite weights after the update")])
 def test_sft_stops_on_nan_and_keeps_the_last_good_checkpoint(logging_steps, step, problem, tmp_path, monkeypatch):
     """From step 6 on the loss is NaN: caught in the logs, or before the next save (step 8) when nothing is logged."""
     compute_loss = trl.SFTTrainer.compute_loss

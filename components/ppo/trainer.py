@@ -20,6 +20,7 @@ one and, seeded, reproduces the uninterrupted run. The prompt position is the st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -33,8 +34,8 @@ from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..checkpoint import (Diverged, Preempted, StopOnSigterm, atomic_dir, atomic_file, latest_complete, remove_incomplete,
-                          rng_state, set_rng_state)
+from ..checkpoint import (Diverged, Preempted, StopOnSigterm, atomic_dir, atomic_file, latest_complete,
+                          remove_incomplete, rng_state, set_rng_state)
 from ..config import PPOConfig
 from . import losses as L
 from .kl import AdaptiveKLController, FixedKLController
@@ -147,6 +148,16 @@ def divergence(cfg: PPOConfig, raw_rewards: torch.Tensor, mean_kl: float) -> str
     return None
 
 
+@contextlib.contextmanager
+def left_padding(tokenizer):
+    """Batched generation pads prompts on the left; the caller's setting comes back afterwards."""
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        yield
+    finally:
+        tokenizer.padding_side = side
+
+
 def prompt_batches(prompts: list[str], batch_size: int, seed: int):
     """Endless batches of `batch_size` prompts, cycling through a seeded shuffle of the list."""
     rng, order = random.Random(seed), []
@@ -178,7 +189,6 @@ def run_ppo(
     seed_everything(cfg.seed)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
 
     policy, value_head = make_policy(cfg, model)
     # Dropout stays off (eval mode) so that the first PPO epoch starts at ratio 1 exactly.
@@ -207,59 +217,57 @@ def run_ppo(
         next(batches)
     start = time.perf_counter()
 
-    try:
-        with StopOnSigterm() as stop:
-            bar = tqdm(range(start_step + 1, cfg.steps + 1), desc="ppo", unit="step", initial=start_step, total=cfg.steps)
-            for step in bar:
-                t0 = time.perf_counter()
-                batch = next(batches)
-                n_new = length_rng.randint(cfg.min_new_tokens, cfg.max_new_tokens)
-                r = generate(policy, tokenizer, batch, n_new, cfg)
-                lengths = r.mask.sum(1).long().tolist()
-                responses = [tokenizer.decode(ids[:n], skip_special_tokens=True) for ids, n in zip(r.response_ids, lengths)]
-                raw = torch.as_tensor(reward_fn(batch, responses), dtype=torch.float).reshape(-1).to(r.mask.device)
-                scores = raw
-                if cfg.normalize_reward:
-                    moments.update(raw)
-                    scores = moments.normalize(raw).float()
-                score(policy, value_head, r, cfg.temperature, cfg.mini_batch_size)
+    with StopOnSigterm() as stop, left_padding(tokenizer):
+        bar = tqdm(range(start_step + 1, cfg.steps + 1), desc="ppo", unit="step", initial=start_step, total=cfg.steps)
+        for step in bar:
+            t0 = time.perf_counter()
+            batch = next(batches)
+            n_new = length_rng.randint(cfg.min_new_tokens, cfg.max_new_tokens)
+            r = generate(policy, tokenizer, batch, n_new, cfg)
+            lengths = r.mask.sum(1).long().tolist()
+            responses = [tokenizer.decode(ids[:n], skip_special_tokens=True) for ids, n in zip(r.response_ids, lengths)]
+            raw = torch.as_tensor(reward_fn(batch, responses), dtype=torch.float).reshape(-1).to(r.mask.device)
+            scores = raw
+            if cfg.normalize_reward:
+                moments.update(raw)
+                scores = moments.normalize(raw).float()
+            score(policy, value_head, r, cfg.temperature, cfg.mini_batch_size)
 
-                rewards, kl = L.kl_penalty_rewards(scores, r.logprobs, r.ref_logprobs, r.mask, kl_ctl.value)
-                mean_kl = kl.sum(1).mean().item()  # sequence-level KL, the quantity target_kl refers to
-                problem = divergence(cfg, raw, mean_kl)
-                if problem:
-                    raise PPODivergence(step, problem, latest_complete(ckpts, PREFIX))
-                advantages, returns = L.gae(rewards, r.values, r.mask, cfg.gamma, cfg.lam)
-                advantages = L.masked_whiten(advantages, r.mask)
-                try:
-                    stats = ppo_update(cfg, policy, value_head, optimizer, params, r, advantages, returns)
-                except FloatingPointError as err:
-                    raise PPODivergence(step, str(err), latest_complete(ckpts, PREFIX)) from None
+            rewards, kl = L.kl_penalty_rewards(scores, r.logprobs, r.ref_logprobs, r.mask, kl_ctl.value)
+            mean_kl = kl.sum(1).mean().item()  # sequence-level KL, the quantity target_kl refers to
+            problem = divergence(cfg, raw, mean_kl)
+            if problem:
+                raise PPODivergence(step, problem, latest_complete(ckpts, PREFIX))
+            advantages, returns = L.gae(rewards, r.values, r.mask, cfg.gamma, cfg.lam)
+            advantages = L.masked_whiten(advantages, r.mask)
+            try:
+                stats = ppo_update(cfg, policy, value_head, optimizer, params, r, advantages, returns)
+            except FloatingPointError as err:
+                raise PPODivergence(step, str(err), latest_complete(ckpts, PREFIX)) from None
 
-                kl_coef = kl_ctl.value
-                kl_ctl.update(mean_kl, cfg.batch_size)
-                elapsed = time.perf_counter() - t0
-                metrics = {
-                    "step": step,
-                    "reward": raw.mean().item(),
-                    "kl": mean_kl,
-                    "kl_coef": kl_coef,
-                    "entropy": L.masked_mean(r.entropy, r.mask).item(),
-                    **stats,
-                    "response_length": r.mask.sum(1).mean().item(),
-                    "tokens_per_second": r.mask.sum().item() / elapsed,
-                }
-                history.append(metrics)
-                bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{mean_kl:.3f}")
-                if log_fn is not None:
-                    log_fn(step, metrics)
-                saved = None
-                if ckpts is not None and (stop.requested or (cfg.save_every > 0 and step % cfg.save_every == 0)):
-                    saved = save_checkpoint(ckpts, step, policy, value_head, optimizer, kl_ctl, moments, length_rng, history)
-                if stop.requested:
-                    raise Preempted("PPO", step, saved)
-    finally:
-        tokenizer.padding_side = padding_side
+            kl_coef = kl_ctl.value
+            kl_ctl.update(mean_kl, cfg.batch_size)
+            elapsed = time.perf_counter() - t0
+            metrics = {
+                "step": step,
+                "reward": raw.mean().item(),
+                "kl": mean_kl,
+                "kl_coef": kl_coef,
+                "entropy": L.masked_mean(r.entropy, r.mask).item(),
+                **stats,
+                "response_length": r.mask.sum(1).mean().item(),
+                "tokens_per_second": r.mask.sum().item() / elapsed,
+            }
+            history.append(metrics)
+            bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{mean_kl:.3f}")
+            if log_fn is not None:
+                log_fn(step, metrics)
+            saved = None
+            if ckpts is not None and (stop.requested or (cfg.save_every > 0 and step % cfg.save_every == 0)):
+                saved = save_checkpoint(ckpts, step, policy, value_head, optimizer, kl_ctl, moments, length_rng,
+                                        history)
+            if stop.requested:
+                raise Preempted("PPO", step, saved)
 
     total = time.perf_counter() - start
     if out is not None:
