@@ -108,11 +108,19 @@ def _checkpoints(root: Path, prefix: str) -> list[tuple[int, Path]]:
     return sorted((step, p) for step, p in found if p.is_dir())[::-1]
 
 
-def latest_complete(root: Path | None, prefix: str) -> Path | None:
-    """The newest complete checkpoint under `root`, or None."""
+def latest_complete(root: Path | None, prefix: str, before: int | None = None) -> Path | None:
+    """The newest complete checkpoint under `root` (of a step < `before`), or None."""
     if root is None or not Path(root).is_dir():
         return None
-    return next((p for _, p in _checkpoints(root, prefix) if is_complete(p)), None)
+    earlier = [p for step, p in _checkpoints(root, prefix) if before is None or step < before]
+    return next((p for p in earlier if is_complete(p)), None)
+
+
+def remove_after(root: Path, prefix: str, step: int) -> None:
+    """Delete the checkpoints of steps after `step` (a rollback abandons them)."""
+    for later, path in _checkpoints(root, prefix):
+        if later > step:
+            shutil.rmtree(path)
 
 
 def remove_incomplete(root: Path, prefix: str) -> None:

@@ -122,6 +122,7 @@ class PPOConfig:
     save_every: int = 50
     kl_limit: float = 0.0  # hard stop when the mean KL exceeds it; 0 = off
     reward_limit: float = 0.0  # hard stop when the mean raw reward exceeds it (reward hacking); 0 = off
+    max_rollbacks: int = 0  # on divergence: back to an earlier checkpoint at half the learning rate, at most N times
     seed: int = 42
 
 

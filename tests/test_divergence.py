@@ -4,6 +4,7 @@ step, and the last good checkpoint stays complete and resumable."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -96,3 +97,27 @@ def test_sft_stops_on_nan_and_keeps_the_last_good_checkpoint(logging_steps, step
 
     monkeypatch.undo()
     assert torch.isfinite(torch.tensor(train_sft(cfg, rows[:100], rows[100:], tmp_path)["sft_eval_loss"]))
+
+
+def test_ppo_rolls_back_at_half_the_learning_rate(tmp_path):
+    """A one-off NaN reward at step 5, max_rollbacks=1: back to step-3 (before the update that made step 5's policy)."""
+    calls: list = []
+    reward_fn = _counting(lambda p, r, n: target_fraction(p, r) * (float("nan") if n == 5 else 1), calls)
+    tok = tiny_tokenizer()
+    cfg = small_cfg(steps=8, save_every=1, max_rollbacks=1)
+    result = run_ppo(cfg, tiny_lm(tok), tok, PROMPTS, reward_fn, output_dir=str(tmp_path))
+    assert [h["step"] for h in result["history"]] == list(range(1, 9)) and len(calls) == 8 + 2  # steps 4, 5 redone
+    last = tmp_path / "checkpoints" / "step-8"
+    assert json.loads((last / "trainer_state.json").read_text())["rollbacks"] == 1
+    lrs = {g["lr"] for g in torch.load(last / "optimizer.pt", weights_only=True)["param_groups"]}
+    assert lrs == {cfg.learning_rate / 2}
+
+
+def test_ppo_rollbacks_are_bounded(tmp_path):
+    """NaN rewards from the 5th call on: two rollbacks (to step-3, then step-2), then the error."""
+    reward_fn = _counting(lambda p, r, n: target_fraction(p, r) * (float("nan") if n >= 5 else 1), [])
+    tok = tiny_tokenizer()
+    with pytest.raises(PPODivergence, match=r"^PPO diverged at step 3: reward is NaN.*checkpoints/step-2$"):
+        run_ppo(small_cfg(steps=8, save_every=1, max_rollbacks=2), tiny_lm(tok), tok, PROMPTS, reward_fn,
+                output_dir=str(tmp_path))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-1", "step-2"]

@@ -15,7 +15,9 @@ reward moments, history, RNG states) are saved every `save_every` steps and on S
 the process exits 143); a new run on the same output_dir continues from the newest complete
 one and, seeded, reproduces the uninterrupted run. The prompt position is the step count
 (the seeded prompt order is replayed). A NaN/inf loss, reward or KL, or a KL (reward) above
-`kl_limit` (`reward_limit`), stops the run before anything of that step is saved.
+`kl_limit` (`reward_limit`), stops the run before anything of that step is saved; with
+`max_rollbacks`, the run first goes back to the newest checkpoint that predates the last
+update (at least) and halves the learning rate, at most `max_rollbacks` times per run.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..checkpoint import (Diverged, Preempted, StopOnSigterm, atomic_dir, atomic_file, latest_complete,
+from ..checkpoint import (Diverged, Preempted, StopOnSigterm, atomic_dir, atomic_file, latest_complete, remove_after,
                           remove_incomplete, rng_state, set_rng_state)
 from ..config import PPOConfig
 from . import losses as L
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 MAX_GRAD_NORM = 1.0
 VALUE_HEAD = "value_head.safetensors"
 PREFIX = "step"  # checkpoints/step-N
+ROLLBACK_LR_FACTOR = 0.5
 
 
 class PPODivergence(Diverged):
@@ -83,21 +86,22 @@ def save_value_head(value_head, path: Path) -> None:
 
 
 def save_checkpoint(root: Path, step: int, policy, value_head, optimizer, kl_ctl, moments: RunningMoments,
-                    length_rng: random.Random, history: list[dict]) -> Path:
+                    length_rng: random.Random, history: list[dict], rollbacks: int) -> Path:
     """Write root/step-N complete or not at all (temp dir, manifest, rename)."""
     with atomic_dir(root / f"{PREFIX}-{step}", manifest=True) as tmp:
         policy.save_pretrained(str(tmp / "adapter"))
         save_value_head(value_head, tmp / VALUE_HEAD)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(dict(rng_state(), length=length_rng.getstate()), tmp / "rng.pt")
-        state = {"step": step, "kl_coef": kl_ctl.value, "reward_moments": moments.state_dict(), "history": history}
+        state = {"step": step, "kl_coef": kl_ctl.value, "reward_moments": moments.state_dict(), "history": history,
+                 "rollbacks": rollbacks}
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
     return root / f"{PREFIX}-{step}"
 
 
 def load_checkpoint(path: Path, policy, value_head, optimizer, kl_ctl, moments: RunningMoments,
-                    length_rng: random.Random) -> tuple[int, list[dict]]:
-    """Restore everything `save_checkpoint` wrote; returns (step, history)."""
+                    length_rng: random.Random) -> dict:
+    """Restore everything `save_checkpoint` wrote; returns its trainer_state.json (step, history, rollbacks)."""
     set_peft_model_state_dict(policy, load_file(str(path / "adapter" / "adapter_model.safetensors")))
     value_head.load_state_dict(load_file(str(path / VALUE_HEAD)))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
@@ -107,7 +111,7 @@ def load_checkpoint(path: Path, policy, value_head, optimizer, kl_ctl, moments: 
     state = json.loads((path / "trainer_state.json").read_text())
     kl_ctl.value = state["kl_coef"]
     moments.load_state_dict(state["reward_moments"])
-    return state["step"], state["history"]
+    return state
 
 
 def ppo_update(cfg: PPOConfig, policy, value_head, optimizer, params, r: Rollout, advantages, returns) -> dict:
@@ -158,16 +162,17 @@ def left_padding(tokenizer):
         tokenizer.padding_side = side
 
 
-def prompt_batches(prompts: list[str], batch_size: int, seed: int):
-    """Endless batches of `batch_size` prompts, cycling through a seeded shuffle of the list."""
-    rng, order = random.Random(seed), []
+def prompt_batches(prompts: list[str], batch_size: int, seed: int, skip: int = 0):
+    """Endless batches of `batch_size` prompts, cycling through a seeded shuffle of the list, after `skip` batches."""
+    rng, order, n = random.Random(seed), [], 0
     while True:
         while len(order) < batch_size:
             perm = list(range(len(prompts)))
             rng.shuffle(perm)
             order += perm
-        batch, order = order[:batch_size], order[batch_size:]
-        yield [prompts[i] for i in batch]
+        batch, order, n = order[:batch_size], order[batch_size:], n + 1
+        if n > skip:
+            yield [prompts[i] for i in batch]
 
 
 def run_ppo(
@@ -202,24 +207,30 @@ def run_ppo(
     moments, length_rng = RunningMoments(), random.Random(cfg.seed)
     out = Path(output_dir) if output_dir else None
     ckpts = out / "checkpoints" if out else None
-    history: list[dict] = []
-    start_step = 0
+
+    def restore(path: Path, rollbacks: int | None = None) -> tuple[int, list[dict], int]:
+        """Load `path`; the learning rate is the config's (a rerun may lower it), halved per rollback."""
+        state = load_checkpoint(path, policy, value_head, optimizer, kl_ctl, moments, length_rng)
+        rollbacks = state["rollbacks"] if rollbacks is None else rollbacks
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.learning_rate * ROLLBACK_LR_FACTOR**rollbacks
+        return state["step"], state["history"], rollbacks
+
+    step, history, rollbacks = 0, [], 0
     if ckpts is not None:
         remove_incomplete(ckpts, PREFIX)
         resume = latest_complete(ckpts, PREFIX)
         if resume is not None:
             log.warning("PPO: resuming from %s", resume)
-            start_step, history = load_checkpoint(resume, policy, value_head, optimizer, kl_ctl, moments, length_rng)
-            for group in optimizer.param_groups:  # the config's rate wins: rerun with a lower one after a divergence
-                group["lr"] = cfg.learning_rate
-    batches = prompt_batches(prompts, cfg.batch_size, cfg.seed)
-    for _ in range(start_step):  # the data position: replay the seeded prompt order
-        next(batches)
+            step, history, rollbacks = restore(resume)
+    start_step = step
+    batches = prompt_batches(prompts, cfg.batch_size, cfg.seed, skip=step)  # the data position: replayed
     start = time.perf_counter()
 
     with StopOnSigterm() as stop, left_padding(tokenizer):
-        bar = tqdm(range(start_step + 1, cfg.steps + 1), desc="ppo", unit="step", initial=start_step, total=cfg.steps)
-        for step in bar:
+        bar = tqdm(desc="ppo", unit="step", initial=step, total=cfg.steps)
+        while step < cfg.steps:
+            step += 1
             t0 = time.perf_counter()
             batch = next(batches)
             n_new = length_rng.randint(cfg.min_new_tokens, cfg.max_new_tokens)
@@ -235,15 +246,27 @@ def run_ppo(
 
             rewards, kl = L.kl_penalty_rewards(scores, r.logprobs, r.ref_logprobs, r.mask, kl_ctl.value)
             mean_kl = kl.sum(1).mean().item()  # sequence-level KL, the quantity target_kl refers to
-            problem = divergence(cfg, raw, mean_kl)
-            if problem:
-                raise PPODivergence(step, problem, latest_complete(ckpts, PREFIX))
             advantages, returns = L.gae(rewards, r.values, r.mask, cfg.gamma, cfg.lam)
             advantages = L.masked_whiten(advantages, r.mask)
-            try:
-                stats = ppo_update(cfg, policy, value_head, optimizer, params, r, advantages, returns)
-            except FloatingPointError as err:
-                raise PPODivergence(step, str(err), latest_complete(ckpts, PREFIX)) from None
+            problem = divergence(cfg, raw, mean_kl)
+            if not problem:
+                try:
+                    stats = ppo_update(cfg, policy, value_head, optimizer, params, r, advantages, returns)
+                except FloatingPointError as err:
+                    problem = str(err)
+            if problem:
+                diverged = PPODivergence(step, problem, latest_complete(ckpts, PREFIX))
+                # Back before the update that produced this step's policy, so that it is redone at the lower rate.
+                target = latest_complete(ckpts, PREFIX, before=step - 1)
+                if rollbacks >= cfg.max_rollbacks or target is None:
+                    raise diverged
+                rollbacks += 1
+                log.warning("%s; rollback %d of %d to %s", diverged, rollbacks, cfg.max_rollbacks, target)
+                step, history, _ = restore(target, rollbacks)
+                remove_after(ckpts, PREFIX, step)
+                batches = prompt_batches(prompts, cfg.batch_size, cfg.seed, skip=step)
+                bar.n = step
+                continue
 
             kl_coef = kl_ctl.value
             kl_ctl.update(mean_kl, cfg.batch_size)
@@ -259,15 +282,17 @@ def run_ppo(
                 "tokens_per_second": r.mask.sum().item() / elapsed,
             }
             history.append(metrics)
+            bar.update()
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{mean_kl:.3f}")
             if log_fn is not None:
                 log_fn(step, metrics)
             saved = None
             if ckpts is not None and (stop.requested or (cfg.save_every > 0 and step % cfg.save_every == 0)):
                 saved = save_checkpoint(ckpts, step, policy, value_head, optimizer, kl_ctl, moments, length_rng,
-                                        history)
+                                        history, rollbacks)
             if stop.requested:
                 raise Preempted("PPO", step, saved)
+        bar.close()
 
     total = time.perf_counter() - start
     if out is not None:
