@@ -53,6 +53,25 @@ class Preempted(SystemExit):
         log.warning(self.message)
 
 
+# Where a stage keeps its checkpoints. On a cluster the output artifact is pod-local until the
+# stage succeeds, so a preempted pod would lose them: there RLHF_CHECKPOINT_ROOT points at the
+# PVC and the artifact's local path (unique per run and task, the same on a retry) names the folder.
+CHECKPOINT_ROOT_ENV = "RLHF_CHECKPOINT_ROOT"
+
+
+def checkpoint_root(output_dir: Path) -> Path:
+    external = os.environ.get(CHECKPOINT_ROOT_ENV)
+    if not external:
+        return Path(output_dir) / "checkpoints"
+    return Path(external) / Path(output_dir).resolve().relative_to("/")
+
+
+def release_checkpoints(output_dir: Path) -> None:
+    """After success: drop checkpoints kept outside the artifact (inside it they are part of the output)."""
+    if os.environ.get(CHECKPOINT_ROOT_ENV):
+        shutil.rmtree(checkpoint_root(output_dir), ignore_errors=True)
+
+
 # --- complete-or-absent files and directories ---------------------------------------------------
 
 @contextlib.contextmanager

@@ -182,7 +182,7 @@ _DROPOUT = (lambda v: 0 <= v < 1, ">= 0 and < 1")
 _TOP_P = (lambda v: 0 < v <= 1, "> 0 and <= 1")
 _LENGTH = (lambda v: v >= 8, ">= 8 tokens")
 _TRAINING = dict(learning_rate=_POS, max_steps=_POS, batch_size=_POS, gradient_accumulation_steps=_POS,
-                 eval_steps=_POS, logging_steps=_POS)
+                 eval_steps=_POS, logging_steps=_POS, save_steps=_POS)
 _LORA = dict(lora_r=_POS, lora_alpha=_POS, lora_dropout=_DROPOUT)
 _RULES = {
     "data": dict(max_rows=_NONNEG, eval_fraction=(lambda v: 0 < v < 1, "> 0 and < 1")),
@@ -191,7 +191,8 @@ _RULES = {
     "ppo": dict(_LORA, learning_rate=_POS, steps=_POS, batch_size=_POS, mini_batch_size=_POS, ppo_epochs=_POS,
                 init_kl_coef=_NONNEG, target_kl=_POS, kl_horizon=_POS, gamma=_UNIT, lam=_UNIT, cliprange=_POS,
                 cliprange_value=_POS, vf_coef=_NONNEG, temperature=_POS, top_k=_NONNEG, top_p=_TOP_P,
-                max_prompt_length=_LENGTH, save_every=_NONNEG, kl_limit=_NONNEG),
+                max_prompt_length=_LENGTH, save_every=_NONNEG, kl_limit=_NONNEG, reward_limit=_NONNEG,
+                max_rollbacks=_NONNEG),
     "eval": dict(num_prompts=_POS, max_new_tokens=_POS, temperature=_POS, top_k=_NONNEG, top_p=_TOP_P,
                  batch_size=_POS, num_samples=_NONNEG, kl_bound=_POS),
 }
@@ -205,6 +206,8 @@ def check_template(template: str) -> None:
         ok = False
     if not ok:
         raise ConfigError(f"data.template must contain {{question}} and no other fields, got {template!r}")
+
+
 PRESETS_DIR = Path(__file__).parent / "presets"
 
 

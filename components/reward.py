@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .checkpoint import atomic_dir, atomic_write_text, hf_checkpoint_args, train_resumable
+from .checkpoint import atomic_dir, atomic_write_text, train_resumable
 from .config import RewardConfig
 from .models import RewardScorer, load_reward_model, load_tokenizer
-from .tracking import report_to as tracking_report_to
+from .trainer_args import trainer_args
 
 
 def pair_accuracy(scorer, rows: list[dict]) -> float:
@@ -40,25 +40,7 @@ def train_reward(cfg: RewardConfig, train_rows: list[dict], eval_rows: list[dict
     def pairs(rows):
         return Dataset.from_list([{"chosen": r["prompt"] + r["chosen"], "rejected": r["prompt"] + r["rejected"]} for r in rows])
 
-    args = TrlRewardConfig(
-        output_dir=str(output_dir / "checkpoints"),
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        learning_rate=cfg.learning_rate,
-        max_length=cfg.max_length,
-        eval_strategy="steps",
-        eval_steps=cfg.eval_steps,
-        logging_steps=cfg.logging_steps,
-        bf16=cfg.bf16,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        report_to=tracking_report_to(report_to, output_dir),
-        run_name="reward",
-        **hf_checkpoint_args(cfg.save_steps),
-    )
+    args = TrlRewardConfig(max_length=cfg.max_length, **trainer_args(cfg, output_dir, report_to, "reward"))
     trainer = RewardTrainer(model=model, args=args, train_dataset=pairs(train_rows), eval_dataset=pairs(eval_rows),
                             processing_class=tokenizer)
     train_resumable(trainer, "Reward")

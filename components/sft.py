@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .checkpoint import atomic_dir, atomic_write_text, hf_checkpoint_args, train_resumable
+from .checkpoint import atomic_dir, atomic_write_text, train_resumable
 from .config import SFTConfig
 from .models import load_causal_lm, load_tokenizer
-from .tracking import report_to as tracking_report_to
+from .trainer_args import trainer_args
 
 
 def lora_config(r: int, alpha: int, dropout: float, target_modules: list[str] | None = None, task_type="CAUSAL_LM"):
@@ -41,27 +41,12 @@ def train_sft(cfg: SFTConfig, train_rows: list[dict], eval_rows: list[dict], out
     if cfg.load_in_4bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     args = TrlSFTConfig(
-        output_dir=str(output_dir / "checkpoints"),
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        learning_rate=cfg.learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=cfg.warmup_steps,
         max_length=cfg.seq_length,
         packing=cfg.packing,
         dataset_text_field="text",
-        eval_strategy="steps",
-        eval_steps=cfg.eval_steps,
-        logging_steps=cfg.logging_steps,
-        bf16=cfg.bf16,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        report_to=tracking_report_to(report_to, output_dir),
-        run_name="sft",
-        **hf_checkpoint_args(cfg.save_steps),
+        **trainer_args(cfg, output_dir, report_to, "sft"),
     )
     trainer = SFTTrainer(
         model=model,

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from . import config as C
+from .checkpoint import atomic_write_text, release_checkpoints
 
 
 def _cfg(cls, values: dict, section: str):
@@ -57,7 +58,9 @@ def run_sft(sft: dict, sft_data: str, output_dir: str, report_to: str = "none") 
     from .sft import train_sft
 
     cfg = _cfg(C.SFTConfig, sft, "sft")
-    return train_sft(cfg, _rows(sft_data, "train"), _rows(sft_data, "eval"), output_dir, report_to)
+    metrics = train_sft(cfg, _rows(sft_data, "train"), _rows(sft_data, "eval"), output_dir, report_to)
+    release_checkpoints(Path(output_dir))
+    return metrics
 
 
 def run_merge(adapter_dir: str, output_dir: str, base_dir: str | None = None) -> str:
@@ -70,7 +73,9 @@ def run_reward(reward: dict, preference_data: str, output_dir: str, report_to: s
     from .reward import train_reward
 
     cfg = _cfg(C.RewardConfig, reward, "reward")
-    return train_reward(cfg, _rows(preference_data, "train"), _rows(preference_data, "eval"), output_dir, report_to)
+    metrics = train_reward(cfg, _rows(preference_data, "train"), _rows(preference_data, "eval"), output_dir, report_to)
+    release_checkpoints(Path(output_dir))
+    return metrics
 
 
 def run_ppo(ppo: dict, sft_model: str, reward_model: str, prompt_data: str, output_dir: str,
@@ -88,10 +93,10 @@ def run_ppo(ppo: dict, sft_model: str, reward_model: str, prompt_data: str, outp
     scorer = RewardScorer(str(Path(reward_model) / "model"))
     log_fn = step_logger(report_to, output_dir, "ppo", ppo)
     result = ppo_loop(cfg, model, tokenizer, prompts, scorer, output_dir=output_dir, log_fn=log_fn)
-    tokenizer.save_pretrained(Path(output_dir) / "adapter")
     metrics = {k: v for k, v in result.items() if k != "history"}
-    (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (Path(output_dir) / "history.json").write_text(json.dumps(result["history"], indent=1))
+    atomic_write_text(Path(output_dir) / "metrics.json", json.dumps(metrics, indent=2))
+    atomic_write_text(Path(output_dir) / "history.json", json.dumps(result["history"], indent=1))
+    release_checkpoints(Path(output_dir))
     return metrics
 
 

@@ -108,6 +108,8 @@ def make_configure(settings: ClusterSettings):
         kubernetes.mount_pvc(task, settings.cache_pvc, settings.cache_mount_path)
         # Model and dataset downloads land on the PVC, shared by all stages and runs.
         task.set_env_variable("HF_HOME", f"{settings.cache_mount_path}/huggingface")
+        # Checkpoints on the PVC survive a preempted pod; the retry resumes from them (kfrlhf.checkpoint).
+        task.set_env_variable("RLHF_CHECKPOINT_ROOT", f"{settings.cache_mount_path}/checkpoints")
         task.set_retry(
             settings.retries,
             backoff_duration=settings.backoff_duration,

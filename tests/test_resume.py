@@ -137,3 +137,19 @@ def test_damaged_newest_checkpoint_is_skipped(stage, damage, jobs, reference, tm
     run(stage, jobs[stage], tmp_path / "out")
     assert final(stage, tmp_path / "out") == pytest.approx(ref_metrics, **TOL)
     assert latest_complete(ckpts, PREFIX[stage]) == newest  # saved again, complete this time
+
+
+def test_checkpoints_go_to_the_pvc_root_on_a_cluster(tmp_path, monkeypatch):
+    """A pod's output artifact is local until success: with RLHF_CHECKPOINT_ROOT the checkpoints
+    live on the PVC under the artifact's path (the same on a retry) and go away after success."""
+    from kfrlhf.checkpoint import CHECKPOINT_ROOT_ENV, checkpoint_root, release_checkpoints
+
+    out = tmp_path / "minio" / "run-1" / "sft" / "adapter"
+    assert checkpoint_root(out) == out / "checkpoints"
+    release_checkpoints(out)  # no external root: nothing to drop
+    monkeypatch.setenv(CHECKPOINT_ROOT_ENV, str(tmp_path / "pvc"))
+    root = checkpoint_root(out)
+    assert root == tmp_path / "pvc" / out.resolve().relative_to("/")
+    root.mkdir(parents=True)
+    release_checkpoints(out)
+    assert not root.exists()

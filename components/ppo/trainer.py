@@ -36,8 +36,8 @@ from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..checkpoint import (Diverged, Preempted, StopOnSigterm, atomic_dir, atomic_file, latest_complete, remove_after,
-                          remove_incomplete, rng_state, set_rng_state)
+from ..checkpoint import (Diverged, Preempted, StopOnSigterm, atomic_dir, atomic_file, checkpoint_root, latest_complete,
+                          remove_after, remove_incomplete, rng_state, set_rng_state)
 from ..config import PPOConfig
 from . import losses as L
 from .kl import AdaptiveKLController, FixedKLController
@@ -206,7 +206,7 @@ def run_ppo(
         kl_ctl = FixedKLController(cfg.init_kl_coef)
     moments, length_rng = RunningMoments(), random.Random(cfg.seed)
     out = Path(output_dir) if output_dir else None
-    ckpts = out / "checkpoints" if out else None
+    ckpts = checkpoint_root(out) if out else None
 
     def restore(path: Path, rollbacks: int | None = None) -> tuple[int, list[dict], int]:
         """Load `path`; the learning rate is the config's (a rerun may lower it), halved per rollback."""
