@@ -76,7 +76,7 @@ def cmd_data_check(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import main as bench_main
 
-    return bench_main(args.rest)
+    return bench_main(args.extra)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="JSONL file, HF dataset directory or hub id, deeplake path or URI")
     p.set_defaults(func=cmd_data_check)
 
-    p = sub.add_parser("bench", help="benchmarks (see `rlhf bench -- --help`)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    # The benchmark parses its own options (python -m kfrlhf.bench --help).
+    p = sub.add_parser("bench", help="PPO side by side with TRL 1.12 (options: python -m kfrlhf.bench --help)",
+                       add_help=False)
     p.set_defaults(func=cmd_bench)
 
     add_compile_parser(sub)
@@ -114,7 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     try:
         return args.func(args)
     except (ValueError, OSError, RuntimeError) as err:  # ConfigError and DataError are ValueErrors
