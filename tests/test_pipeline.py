@@ -1,18 +1,20 @@
-"""The real RLHF pipeline through kfp.local (SubprocessRunner), shortened to a few steps a stage."""
+"""The real RLHF pipeline through kfp.local (SubprocessRunner), shortened to a few steps a stage,
+with fake secrets in the environment and W&B offline: they must not leak into logs or artifacts."""
 
 import json
 import math
 
 from kfrlhf.cli import main
+from tests.test_secrets import assert_clean, assert_tree_clean, fake_secrets  # noqa: F401 (fixture)
 
 FAST = ["sft.max_steps=10", "sft.eval_steps=10", "reward.max_steps=10", "reward.eval_steps=10",
         "ppo.steps=2", "ppo.batch_size=8", "ppo.mini_batch_size=4", "ppo.ppo_epochs=1", "ppo.save_every=1",
         "eval.num_prompts=8", "eval.batch_size=8"]
 
 
-def test_rlhf_run_through_kfp_local(tmp_path, capsys):
+def test_rlhf_run_through_kfp_local(tmp_path, capfd, fake_secrets):
     out = tmp_path / "run"
-    args = ["run", "--output", str(out), "--report-to", "none"]
+    args = ["run", "--output", str(out), "--report-to", "wandb"]
     for item in FAST:
         args += ["--set", item]
     assert main(args) == 0
@@ -21,8 +23,11 @@ def test_rlhf_run_through_kfp_local(tmp_path, capsys):
         assert math.isfinite(report[key]), key
     assert report["num_prompts"] == 8 and len(report["samples"]) == 8
     assert "RLHF evaluation" in (out / "report.md").read_text()
-    printed = capsys.readouterr().out
-    assert "win_rate" in printed and "reward_after" in printed
+    printed = capfd.readouterr()  # fd level: the tasks' own output too
+    assert "win_rate" in printed.out and "reward_after" in printed.out
+    assert_clean(printed.out + printed.err, fake_secrets, "the run's output")
+    assert assert_tree_clean(out, fake_secrets) > 50  # every artifact, W&B offline files included
+    assert list(out.rglob("*.wandb"))
     # Every stage ran as its own KFP task and left its artifacts under the pipeline root.
     root = out / "pipeline_root"
     for name in ("adapter_model.safetensors", "model.safetensors", "train.jsonl", "history.json"):
