@@ -56,14 +56,19 @@ class Preempted(SystemExit):
 # Where a stage keeps its checkpoints. On a cluster the output artifact is pod-local until the
 # stage succeeds, so a preempted pod would lose them: there RLHF_CHECKPOINT_ROOT points at the
 # PVC and the artifact's local path (unique per run and task, the same on a retry) names the folder.
+# `rlhf run` gives every run new artifact paths, so it keeps only the last RLHF_CHECKPOINT_KEY_PARTS
+# parts (task/output) under a root named by the config's hash: a rerun resumes the stage that died.
 CHECKPOINT_ROOT_ENV = "RLHF_CHECKPOINT_ROOT"
+CHECKPOINT_KEY_PARTS_ENV = "RLHF_CHECKPOINT_KEY_PARTS"
 
 
 def checkpoint_root(output_dir: Path) -> Path:
     external = os.environ.get(CHECKPOINT_ROOT_ENV)
     if not external:
         return Path(output_dir) / "checkpoints"
-    return Path(external) / Path(output_dir).resolve().relative_to("/")
+    parts = Path(output_dir).resolve().parts[1:]
+    keep = int(os.environ.get(CHECKPOINT_KEY_PARTS_ENV, "0"))  # 0: the whole path
+    return Path(external).joinpath(*(parts[-keep:] if keep else parts))
 
 
 def release_checkpoints(output_dir: Path) -> None:

@@ -3,11 +3,16 @@
 Each task runs as a subprocess of this Python (`use_venv=False`: the project is installed
 here, as it is in the stage images), passing artifacts through `OUTPUT/pipeline_root`.
 When the pipeline is done, the eval report is copied to `OUTPUT/report.json` / `report.md`.
+Training stages checkpoint under `OUTPUT/checkpoints/<config hash>/<task>/<output>` (dropped when
+the stage succeeds): `rlhf run` again with the same config and output resumes the stage that died.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -31,6 +36,8 @@ def run_local(cfg: RunConfig, output: str | Path) -> dict:
 
     from kfrlhf.pipelines.rlhf import build_rlhf_pipeline
 
+    from .checkpoint import CHECKPOINT_KEY_PARTS_ENV, CHECKPOINT_ROOT_ENV
+
     output = Path(output).resolve()
     pipeline_root = output / "pipeline_root"
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -38,7 +45,9 @@ def run_local(cfg: RunConfig, output: str | Path) -> dict:
                raise_on_error=True)
     args = cfg.to_dict()
     started = time.time()
-    build_rlhf_pipeline()(**args)
+    digest = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
+    with _env({CHECKPOINT_ROOT_ENV: str(output / "checkpoints" / digest), CHECKPOINT_KEY_PARTS_ENV: "2"}):
+        build_rlhf_pipeline()(**args)
     report_dir = _find_report(pipeline_root, started).parent
     report = json.loads((report_dir / "report.json").read_text())
     report["wall_time_s"] = round(time.time() - started, 1)
@@ -47,6 +56,21 @@ def run_local(cfg: RunConfig, output: str | Path) -> dict:
         shutil.copyfile(report_dir / name, output / name)
     (output / "config.yaml").write_text(_yaml(args))
     return report
+
+
+@contextlib.contextmanager
+def _env(values: dict):
+    """Set environment variables for the task subprocesses, restored afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _yaml(values: dict) -> str:

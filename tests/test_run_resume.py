@@ -1,0 +1,41 @@
+"""`rlhf run` killed during PPO and started again with the same config and output resumes PPO."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.test_pipeline import FAST
+
+CMD = [sys.executable, "-m", "kfrlhf.cli", "run", "--report-to", "none"]
+SLOW_PPO = ["ppo.steps=6", "ppo.save_every=2"]  # overrides FAST's PPO length
+
+
+def _args(out):
+    args = CMD + ["--output", str(out)]
+    for item in FAST + SLOW_PPO:
+        args += ["--set", item]
+    return args
+
+
+def test_rerun_resumes_the_interrupted_stage(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_args(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not list(out.glob("checkpoints/*/ppo/adapter/step-*/COMPLETE")):
+        assert proc.poll() is None, "the run ended before PPO saved a checkpoint"
+        assert time.time() < deadline, "no PPO checkpoint within 5 minutes"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its task subprocess: a lost node
+    proc.wait()
+    assert not (out / "report.json").exists()
+
+    rerun = subprocess.run(_args(out), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "PPO: resuming from" in rerun.stdout + rerun.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["num_prompts"] == 8
+    # Finished stages drop their checkpoints.
+    assert not [p for p in out.glob("checkpoints/*/*/*/*") if p.is_dir()]
