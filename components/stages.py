@@ -16,7 +16,11 @@ from .checkpoint import atomic_write_text, release_checkpoints
 
 
 def _cfg(cls, values: dict, section: str):
-    return C.from_dict(cls, values, section)
+    """The stage's config, checked like `rlhf run` checks it: a run started from the KFP UI
+    bypasses the CLI, so a bad value must still fail here, before any model loads."""
+    cfg = C.from_dict(cls, values, section)
+    C.RunConfig(**{section: cfg}).validate()
+    return cfg
 
 
 def model_prompt(prompt: str, template: str) -> str:

@@ -37,3 +37,11 @@ def test_bad_values_are_refused_with_the_key(values, message):
 def test_pipeline_struct_floats_become_ints():
     # KFP passes dict parameters through a protobuf Struct, which turns 42 into 42.0.
     assert C.from_dict(C.PPOConfig, {"steps": 42.0}).steps == 42
+
+
+def test_a_stage_checks_its_config_before_loading_anything(tmp_path):
+    """Runs started from the KFP UI bypass the CLI: the stage entry point checks values itself."""
+    from kfrlhf.stages import run_ppo
+
+    with pytest.raises(C.ConfigError, match="divisible"):
+        run_ppo({"batch_size": 30, "mini_batch_size": 4}, "no-model", "no-reward", "no-data", str(tmp_path))
