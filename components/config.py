@@ -132,6 +132,7 @@ class EvalConfig:
 
     num_prompts: int = 64
     max_new_tokens: int = 128
+    max_prompt_length: int = 256
     temperature: float = 0.7
     top_k: int = 0
     top_p: float = 1.0
@@ -193,7 +194,7 @@ _RULES = {
                 cliprange_value=_POS, vf_coef=_NONNEG, temperature=_POS, top_k=_NONNEG, top_p=_TOP_P,
                 max_prompt_length=_LENGTH, save_every=_NONNEG, kl_limit=_NONNEG, reward_limit=_NONNEG,
                 max_rollbacks=_NONNEG),
-    "eval": dict(num_prompts=_POS, max_new_tokens=_POS, temperature=_POS, top_k=_NONNEG, top_p=_TOP_P,
+    "eval": dict(num_prompts=_POS, max_new_tokens=_POS, max_prompt_length=_LENGTH, temperature=_POS, top_k=_NONNEG, top_p=_TOP_P,
                  batch_size=_POS, num_samples=_NONNEG, kl_bound=_POS),
 }
 STAGES = ("data", "sft", "reward", "ppo", "eval")

@@ -20,6 +20,8 @@ from tqdm.auto import tqdm
 from .config import EvalConfig
 from .report import html_report, markdown_report
 from .models import LOAD_KWARGS, RewardScorer, device, load_tokenizer
+from .ppo.losses import logprobs_from_logits
+from .ppo.rollout import Rollout, forward, generate
 
 
 def summarize(rewards_before: list[float], rewards_after: list[float], kl_per_prompt: list[float]) -> dict:
@@ -42,36 +44,23 @@ def summarize(rewards_before: list[float], rewards_after: list[float], kl_per_pr
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], cfg: EvalConfig) -> tuple[list[str], list[torch.Tensor], list[torch.Tensor]]:
-    """Sampled answers, plus prompt and response token ids (unpadded) for each prompt."""
-    texts, prompt_ids, response_ids = [], [], []
+def sample(model, tokenizer, prompts: list[str], cfg: EvalConfig) -> list[Rollout]:
+    """One sampled answer per prompt, in batches, with PPO's rollout code (same seed for every model)."""
     torch.manual_seed(cfg.seed)
-    for i in tqdm(range(0, len(prompts), cfg.batch_size), desc="generate", leave=False):
-        enc = tokenizer(prompts[i : i + cfg.batch_size], return_tensors="pt", padding=True).to(model.device)
-        out = model.generate(**enc, do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k or None,
-                             top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                             use_cache=True)
-        width = enc.input_ids.shape[1]
-        for row, mask, seq in zip(enc.input_ids, enc.attention_mask, out):
-            resp = seq[width:]
-            keep = resp != tokenizer.pad_token_id
-            eos = (resp == tokenizer.eos_token_id).nonzero()
-            if len(eos):  # keep the EOS, drop what follows
-                keep[eos[0, 0] + 1 :] = False
-            prompt_ids.append(row[mask.bool()].cpu())
-            response_ids.append(resp[keep].cpu())
-            texts.append(tokenizer.decode(resp[keep], skip_special_tokens=True))
-    return texts, prompt_ids, response_ids
+    return [generate(model, tokenizer, prompts[i : i + cfg.batch_size], cfg.max_new_tokens, cfg)
+            for i in tqdm(range(0, len(prompts), cfg.batch_size), desc="generate", leave=False)]
+
+
+def texts(tokenizer, rollouts: list[Rollout]) -> list[str]:
+    return [tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
+            for r in rollouts for ids, mask in zip(r.response_ids, r.mask)]
 
 
 @torch.no_grad()
-def response_logprob(model, prompt_ids: torch.Tensor, response_ids: torch.Tensor) -> float:
-    """log p(response | prompt) under `model`, summed over response tokens."""
-    if len(response_ids) == 0:
-        return 0.0
-    ids = torch.cat([prompt_ids, response_ids]).unsqueeze(0).to(model.device)
-    logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float()
-    return logits.log_softmax(-1).gather(-1, response_ids.to(model.device).unsqueeze(-1)).sum().item()
+def sequence_logprobs(model, r: Rollout) -> torch.Tensor:
+    """log p(response | prompt) per row, summed over the response tokens (temperature 1)."""
+    logits, _ = forward(model, None, r.input_ids, r.attention_mask, r.prompt_len, temperature=1.0)
+    return (logprobs_from_logits(logits, r.response_ids) * r.mask).sum(1).cpu()
 
 
 def _load(path: str):
@@ -87,9 +76,10 @@ def evaluate(cfg: EvalConfig, sft_dir: str, tuned_dir: str, reward_dir: str, pro
     prompts = prompts[: cfg.num_prompts]
     tokenizer = load_tokenizer(sft_dir, padding_side="left")
     sft, tuned = _load(sft_dir), _load(tuned_dir)
-    before, _, _ = generate(sft, tokenizer, prompts, cfg)
-    after, p_ids, r_ids = generate(tuned, tokenizer, prompts, cfg)
-    kl = [response_logprob(tuned, p, r) - response_logprob(sft, p, r) for p, r in zip(p_ids, r_ids)]
+    before = texts(tokenizer, sample(sft, tokenizer, prompts, cfg))
+    tuned_rollouts = sample(tuned, tokenizer, prompts, cfg)
+    after = texts(tokenizer, tuned_rollouts)
+    kl = torch.cat([sequence_logprobs(tuned, r) - sequence_logprobs(sft, r) for r in tuned_rollouts]).tolist()
     scorer = RewardScorer(reward_dir, batch_size=cfg.batch_size)
     scores_before, scores_after = scorer(prompts, before).tolist(), scorer(prompts, after).tolist()
     report = {**(upstream or {}), **summarize(scores_before, scores_after, kl)}

@@ -67,9 +67,10 @@ def is_tiny(name: str) -> bool:
 
 
 def load_tokenizer(name: str, padding_side: str = "right"):
+    """Generation pads on the left and truncates there too, so a long prompt keeps its end."""
     # A copy, so callers can set padding sides without touching the cached tokenizer.
     tok = copy.deepcopy(tiny_tokenizer()) if is_tiny(name) else AutoTokenizer.from_pretrained(name, trust_remote_code=False)
-    tok.padding_side = padding_side
+    tok.padding_side = tok.truncation_side = padding_side
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
