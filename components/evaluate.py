@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoint import atomic_dir
 from .config import EvalConfig
 from .report import html_report, markdown_report
 from .models import LOAD_KWARGS, RewardScorer, device, load_tokenizer
@@ -89,8 +90,8 @@ def evaluate(cfg: EvalConfig, sft_dir: str, tuned_dir: str, reward_dir: str, pro
         {"prompt": p, "sft": b, "tuned": a, "reward_sft": sb, "reward_tuned": sa}
         for p, b, a, sb, sa in zip(prompts, before, after, scores_before, scores_after)
     ]
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "report.json").write_text(json.dumps(report, indent=2))
-    (output_dir / "report.md").write_text(markdown_report(report, cfg.num_samples))
-    (output_dir / "report.html").write_text(html_report(report, cfg.num_samples))
+    with atomic_dir(output_dir) as tmp:
+        (tmp / "report.json").write_text(json.dumps(report, indent=2))
+        (tmp / "report.md").write_text(markdown_report(report, cfg.num_samples))
+        (tmp / "report.html").write_text(html_report(report, cfg.num_samples))
     return report

@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ def run_local(cfg: RunConfig, output: str | Path) -> dict:
 
     from kfrlhf.pipelines.rlhf import build_rlhf_pipeline
 
-    from .checkpoint import CHECKPOINT_KEY_PARTS_ENV, CHECKPOINT_ROOT_ENV
+    from .checkpoint import CHECKPOINT_KEY_PARTS_ENV, CHECKPOINT_ROOT_ENV, atomic_write_text
 
     output = Path(output).resolve()
     pipeline_root = output / "pipeline_root"
@@ -51,10 +50,10 @@ def run_local(cfg: RunConfig, output: str | Path) -> dict:
     report_dir = _find_report(pipeline_root, started).parent
     report = json.loads((report_dir / "report.json").read_text())
     report["wall_time_s"] = round(time.time() - started, 1)
-    (output / "report.json").write_text(json.dumps(report, indent=2))
+    atomic_write_text(output / "report.json", json.dumps(report, indent=2))
     for name in ("report.md", "report.html"):
-        shutil.copyfile(report_dir / name, output / name)
-    (output / "config.yaml").write_text(_yaml(args))
+        atomic_write_text(output / name, (report_dir / name).read_text())
+    atomic_write_text(output / "config.yaml", _yaml(args))
     return report
 
 

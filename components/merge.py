@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .checkpoint import atomic_dir
 from .models import load_causal_lm, load_tokenizer
 
 
@@ -23,7 +24,8 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, base: str | N
     if not (adapter_dir / "adapter_model.safetensors").is_file():
         raise FileNotFoundError(f"{adapter_dir}: no adapter_model.safetensors (pickled adapters are not loaded)")
     model = PeftModel.from_pretrained(load_causal_lm(base), adapter_dir).merge_and_unload()
-    model.save_pretrained(output_dir, safe_serialization=True)
     has_tokenizer = (adapter_dir / "tokenizer_config.json").exists()
-    load_tokenizer(str(adapter_dir) if has_tokenizer else base).save_pretrained(output_dir)
+    with atomic_dir(output_dir) as tmp:  # never a half-written model
+        model.save_pretrained(tmp, safe_serialization=True)
+        load_tokenizer(str(adapter_dir) if has_tokenizer else base).save_pretrained(tmp)
     return output_dir
