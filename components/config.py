@@ -87,6 +87,7 @@ class RewardConfig:
     logging_steps: int = 10
     save_steps: int = 500  # checkpoint every N steps (and on SIGTERM); a rerun resumes from the newest
     bf16: bool = True
+    min_accuracy: float = 0.55  # quality gate: the stage fails below this held-out pair accuracy
     seed: int = 42
 
 
@@ -188,7 +189,7 @@ _LORA = dict(lora_r=_POS, lora_alpha=_POS, lora_dropout=_DROPOUT)
 _RULES = {
     "data": dict(max_rows=_NONNEG, eval_fraction=(lambda v: 0 < v < 1, "> 0 and < 1")),
     "sft": dict(_TRAINING, **_LORA, seq_length=_LENGTH, warmup_steps=_NONNEG),
-    "reward": dict(_TRAINING, max_length=_LENGTH),
+    "reward": dict(_TRAINING, max_length=_LENGTH, min_accuracy=_UNIT),
     "ppo": dict(_LORA, learning_rate=_POS, steps=_POS, batch_size=_POS, mini_batch_size=_POS, ppo_epochs=_POS,
                 init_kl_coef=_NONNEG, target_kl=_POS, kl_horizon=_POS, gamma=_UNIT, lam=_UNIT, cliprange=_POS,
                 cliprange_value=_POS, vf_coef=_NONNEG, temperature=_POS, top_k=_NONNEG, top_p=_TOP_P,

@@ -1,8 +1,9 @@
 """Reward: train a sequence classifier with one output on chosen/rejected pairs (TRL RewardTrainer).
 
 Loss: -log sigmoid(r(prompt + chosen) - r(prompt + rejected)). The quality gate is the pair
-accuracy on held-out pairs (the share of pairs where chosen scores above rejected), written
-to `metrics.json` beside the model; PPO should not spend GPU hours on a model that fails it.
+accuracy on held-out pairs (the share of pairs where chosen scores above rejected): below
+`min_accuracy` the stage fails rather than let PPO spend GPU hours on noise. `metrics.json`
+also carries the correlation of score and answer length, a reward-hacking warning sign.
 Checkpoints, resume and SIGTERM as in SFT (see `kfrlhf.checkpoint`).
 
     rlhf run --set reward.max_steps=500
@@ -13,17 +14,31 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from .checkpoint import atomic_dir, atomic_write_text, train_resumable
 from .config import RewardConfig
 from .models import RewardScorer, load_reward_model, load_tokenizer
 from .trainer_args import trainer_args
 
 
-def pair_accuracy(scorer, rows: list[dict]) -> float:
+class RewardGateError(RuntimeError):
+    """The reward model failed its quality gate: PPO would optimise noise."""
+
+
+def reward_quality(scorer, rows: list[dict]) -> dict:
+    """Pair accuracy, and how strongly the score follows the answer's length (a reward-hacking risk)."""
     prompts = [r["prompt"] for r in rows]
     chosen = scorer(prompts, [r["chosen"] for r in rows])
     rejected = scorer(prompts, [r["rejected"] for r in rows])
-    return (chosen > rejected).float().mean().item()
+    lengths = torch.tensor([float(len(r[k])) for k in ("chosen", "rejected") for r in rows])
+    scores = torch.cat([chosen, rejected])
+    return {"reward_accuracy": (chosen > rejected).float().mean().item(),
+            "reward_length_correlation": torch.corrcoef(torch.stack([scores, lengths]))[0, 1].nan_to_num().item()}
+
+
+def pair_accuracy(scorer, rows: list[dict]) -> float:
+    return reward_quality(scorer, rows)["reward_accuracy"]
 
 
 def train_reward(cfg: RewardConfig, train_rows: list[dict], eval_rows: list[dict], output_dir: str | Path,
@@ -49,7 +64,10 @@ def train_reward(cfg: RewardConfig, train_rows: list[dict], eval_rows: list[dict
         trainer.save_model(str(tmp))
         tokenizer.model_max_length = cfg.max_length
         tokenizer.save_pretrained(tmp)
-    accuracy = pair_accuracy(RewardScorer(str(model_dir)), eval_rows)
-    metrics = {"reward_accuracy": accuracy, "reward_eval_pairs": len(eval_rows)}
+    metrics = {**reward_quality(RewardScorer(str(model_dir)), eval_rows), "reward_eval_pairs": len(eval_rows)}
     atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    if metrics["reward_accuracy"] < cfg.min_accuracy:
+        raise RewardGateError(
+            f"reward model failed its quality gate: pair accuracy {metrics['reward_accuracy']:.3f} < "
+            f"reward.min_accuracy {cfg.min_accuracy} on {len(eval_rows)} held-out pairs (model kept in {model_dir})")
     return metrics

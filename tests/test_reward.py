@@ -16,3 +16,21 @@ def test_untrained_reward_model_is_near_chance(tmp_path):
     load_reward_model("tiny-deberta").save_pretrained(tmp_path)
     load_tokenizer("tiny-deberta").save_pretrained(tmp_path)
     assert pair_accuracy(RewardScorer(str(tmp_path)), preference_rows(100, seed=99)) < 0.9
+
+
+def test_quality_gate_stops_a_model_that_did_not_learn(tmp_path):
+    import pytest
+
+    from kfrlhf import config
+    from kfrlhf.reward import RewardGateError, train_reward
+
+    cfg = config.load_config("tiny").reward
+    cfg.max_steps, cfg.eval_steps, cfg.learning_rate, cfg.min_accuracy = 1, 1, 1e-9, 0.99
+    rows = preference_rows(120)
+    with pytest.raises(RewardGateError, match=r"pair accuracy 0\.\d+ < reward.min_accuracy 0.99 on 20 held-out pairs"):
+        train_reward(cfg, rows[:100], rows[100:], tmp_path)
+    assert (tmp_path / "metrics.json").exists() and (tmp_path / "model" / "model.safetensors").exists()
+
+
+def test_metrics_carry_the_length_bias_probe(reward_dir):
+    assert -1.0 <= reward_dir[1]["reward_length_correlation"] <= 1.0
