@@ -1,5 +1,6 @@
 """Shared fixtures: tiny models saved to disk, sample data, the ../shared folder."""
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,30 @@ def reward_dir(tmp_path_factory) -> Path:
     rows = preference_rows(600)
     metrics = train_reward(cfg, rows[:500], rows[500:], out)
     return out / "model", metrics
+
+
+SECRET_NAMES = ("HF_TOKEN", "WANDB_API_KEY", "KFP_TOKEN", "ACTIVELOOP_TOKEN")
+
+
+@pytest.fixture
+def fake_secrets(monkeypatch) -> dict[str, str]:
+    values = {name: f"sekret-{name.lower()}-{secrets.token_hex(12)}" for name in SECRET_NAMES}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("WANDB_MODE", "offline")  # a key is set: stay offline anyway
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in ("WANDB_DIR", "WANDB_SILENT"):  # kfrlhf.tracking sets these: restore them afterwards
+        monkeypatch.delenv(name, raising=False)
+    return values
+
+
+def assert_clean(text: str, values: dict[str, str], where: str) -> None:
+    leaked = [name for name, value in values.items() if value in text]
+    assert not leaked, f"{', '.join(leaked)} leaked into {where}"
+
+
+def assert_tree_clean(root: Path, values: dict[str, str]) -> int:
+    files = [p for p in root.rglob("*") if p.is_file()]
+    for path in files:
+        assert_clean(path.read_bytes().decode("utf-8", "replace"), values, str(path))
+    return len(files)

@@ -129,7 +129,7 @@ def test_no_secret_values_in_git(built):
 
 
 def test_pod_security_restricted(built):
-    for overlay, objects in built.items():
+    for objects in built.values():
         for obj in objects:
             if obj["kind"] == "Namespace":
                 assert obj["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"

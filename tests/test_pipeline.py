@@ -5,7 +5,7 @@ import json
 import math
 
 from kfrlhf.cli import main
-from tests.test_secrets import assert_clean, assert_tree_clean, fake_secrets  # noqa: F401 (fixture)
+from tests.conftest import assert_clean, assert_tree_clean
 
 FAST = ["sft.max_steps=10", "sft.eval_steps=10", "reward.max_steps=10", "reward.eval_steps=10",
         "ppo.steps=2", "ppo.batch_size=8", "ppo.mini_batch_size=4", "ppo.ppo_epochs=1", "ppo.save_every=1",

@@ -5,40 +5,15 @@ CLI output, log, dataset artifact or W&B (offline) run file.
 
 import dataclasses
 import logging
-import secrets
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from kfrlhf.cli import main
+from tests.conftest import assert_clean, assert_tree_clean
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ("HF_TOKEN", "WANDB_API_KEY", "KFP_TOKEN", "ACTIVELOOP_TOKEN")
-
-
-@pytest.fixture
-def fake_secrets(monkeypatch) -> dict[str, str]:
-    values = {name: f"sekret-{name.lower()}-{secrets.token_hex(12)}" for name in NAMES}
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("WANDB_MODE", "offline")  # a key is set: stay offline anyway
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    for name in ("WANDB_DIR", "WANDB_SILENT"):  # kfrlhf.tracking sets these: restore them afterwards
-        monkeypatch.delenv(name, raising=False)
-    return values
-
-
-def assert_clean(text: str, values: dict[str, str], where: str) -> None:
-    leaked = [name for name, value in values.items() if value in text]
-    assert not leaked, f"{', '.join(leaked)} leaked into {where}"
-
-
-def assert_tree_clean(root: Path, values: dict[str, str]) -> int:
-    files = [p for p in root.rglob("*") if p.is_file()]
-    for path in files:
-        assert_clean(path.read_bytes().decode("utf-8", "replace"), values, str(path))
-    return len(files)
 
 
 def test_compiled_pipelines_and_parameters(fake_secrets, tmp_path):
