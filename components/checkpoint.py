@@ -7,7 +7,7 @@ Final artifacts are written under a temporary name and renamed when complete.
 
 SIGTERM (what Kubernetes sends before evicting a pod) does not kill a training stage: the
 current step finishes, a checkpoint is saved and the process exits with 143 (128 + SIGTERM).
-The HF Trainer stages (SFT, reward) get all of this through `train_resumable`; PPO uses the
+The HF Trainer stages (SFT, reward, DPO) get all of this through `train_resumable`; PPO uses the
 pieces directly.
 """
 

@@ -128,6 +128,28 @@ class PPOConfig:
 
 
 @dataclass
+class DPOConfig:
+    """DPO, the alternative to reward model + PPO: a LoRA adapter on the SFT model trained with TRL's
+    DPOTrainer on chosen/rejected pairs; the reference is the SFT model (the adapter disabled)."""
+
+    beta: float = 0.1  # strength of the implicit KL constraint to the reference
+    learning_rate: float = 5e-6
+    max_steps: int = 1000
+    batch_size: int = 4
+    gradient_accumulation_steps: int = 4
+    gradient_checkpointing: bool = True
+    max_length: int = 512  # prompt + answer tokens
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    eval_steps: int = 500
+    logging_steps: int = 10
+    save_steps: int = 500  # checkpoint every N steps (and on SIGTERM); a rerun resumes from the newest
+    bf16: bool = True
+    seed: int = 42
+
+
+@dataclass
 class EvalConfig:
     """Compare the tuned model with the SFT model on held-out prompts."""
 
@@ -145,12 +167,13 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
-    """Everything one RLHF run needs, one section per stage."""
+    """Everything one run needs, one section per stage (`ppo` or `dpo`: the pipeline picks one)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     report_to: str = "wandb"  # wandb (offline unless WANDB_MODE says otherwise) | tensorboard | none
 
@@ -195,10 +218,11 @@ _RULES = {
                 cliprange_value=_POS, vf_coef=_NONNEG, temperature=_POS, top_k=_NONNEG, top_p=_TOP_P,
                 max_prompt_length=_LENGTH, save_every=_NONNEG, kl_limit=_NONNEG, reward_limit=_NONNEG,
                 max_rollbacks=_NONNEG),
+    "dpo": dict(_TRAINING, **_LORA, beta=_POS, max_length=_LENGTH),
     "eval": dict(num_prompts=_POS, max_new_tokens=_POS, max_prompt_length=_LENGTH, temperature=_POS, top_k=_NONNEG, top_p=_TOP_P,
                  batch_size=_POS, num_samples=_NONNEG, kl_bound=_POS),
 }
-STAGES = ("data", "sft", "reward", "ppo", "eval")
+STAGES = ("data", "sft", "reward", "ppo", "dpo", "eval")
 
 
 def check_template(template: str) -> None:

@@ -104,6 +104,16 @@ def run_ppo(ppo: dict, sft_model: str, reward_model: str, prompt_data: str, outp
     return metrics
 
 
+def run_dpo(dpo: dict, sft_model: str, preference_data: str, output_dir: str, report_to: str = "none") -> dict:
+    from .dpo import train_dpo
+
+    cfg = _cfg(C.DPOConfig, dpo, "dpo")
+    rows = {split: _rows(preference_data, split) for split in ("train", "eval")}
+    metrics = train_dpo(cfg, sft_model, rows["train"], rows["eval"], output_dir, report_to)
+    release_checkpoints(Path(output_dir))
+    return metrics
+
+
 def run_eval(eval: dict, sft_model: str, tuned_model: str, reward_model: str, prompt_data: str, output_dir: str,
              upstream: dict | None = None) -> dict:
     from .evaluate import evaluate

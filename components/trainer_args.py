@@ -1,4 +1,4 @@
-"""The TrainingArguments that the HF Trainer stages (SFT, reward) share, from their configs' common fields."""
+"""The TrainingArguments that the HF Trainer stages (SFT, reward, DPO) share, from their configs' common fields."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .tracking import report_to as tracking_report_to
 
 
 def trainer_args(cfg, output_dir: Path, report_to: str, run_name: str) -> dict:
-    """Keyword arguments for TRL's SFTConfig / RewardConfig; `cfg` is an SFTConfig or RewardConfig."""
+    """Keyword arguments for TRL's SFTConfig / RewardConfig / DPOConfig; `cfg` is our config of that stage."""
     return dict(
         output_dir=str(checkpoint_root(output_dir)),
         max_steps=cfg.max_steps,

@@ -11,6 +11,8 @@ def test_defaults_follow_the_tutorial():
     assert (p.learning_rate, p.batch_size, p.mini_batch_size, p.ppo_epochs, p.init_kl_coef, p.adaptive_kl) == (
         1.41e-5, 32, 4, 4, 0.2, True)
     assert (p.min_new_tokens, p.max_new_tokens) == (32, 400)
+    d = cfg.dpo
+    assert (d.beta, d.learning_rate, d.lora_r, d.lora_alpha, d.lora_dropout) == (0.1, 5e-6, 16, 32, 0.05)
 
 
 def test_precedence_preset_file_set(tmp_path):
@@ -28,6 +30,7 @@ def test_precedence_preset_file_set(tmp_path):
     ({"sft": {"packing": 3}}, "sft.packing: expected true/false"),
     ({"ppo": {"batch_size": 30, "mini_batch_size": 4}}, "divisible"),
     ({"report_to": "mlflow"}, "report_to"),
+    ({"dpo": {"beta": 0}}, "dpo.beta must be > 0"),
 ])
 def test_bad_values_are_refused_with_the_key(values, message):
     with pytest.raises(C.ConfigError, match=message):
