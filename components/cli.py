@@ -2,6 +2,7 @@
 
     rlhf run                          # the tiny preset end to end through kfp.local
     rlhf run --config my.yaml --set ppo.steps=50 --output runs/x
+    rlhf run --pipeline dpo           # DPO in place of reward model + PPO
     rlhf compile --output pipelines/compiled
     rlhf data check --format preference data/pairs.jsonl
 """
@@ -21,7 +22,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="tiny", help="built-in preset the config starts from (default %(default)s; "
                    "'none' for the tutorial-scale defaults)")
     p.add_argument("--config", action="append", default=[], metavar="FILE",
-                   help="YAML with one section per stage (data, sft, reward, ppo, eval); repeatable")
+                   help="YAML with one section per stage (data, sft, reward, ppo, dpo, eval); repeatable")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override one value, e.g. --set ppo.steps=10")
     p.add_argument("--report-to", choices=["none", "wandb", "tensorboard"], help="experiment tracking")
@@ -36,7 +37,7 @@ def cmd_run(args) -> int:
     from .local_run import run_local
 
     cfg = _load(args)
-    report = run_local(cfg, args.output)
+    report = run_local(cfg, args.output, args.pipeline)
     print_summary(report)
     print(f"\nreport: {args.output}/report.json, {args.output}/report.md")
     return 0
@@ -85,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run the RLHF pipeline locally through kfp.local")
+    p = sub.add_parser("run", help="run the RLHF (or DPO) pipeline locally through kfp.local")
     _config_args(p)
+    p.add_argument("--pipeline", default="rlhf", help="rlhf (SFT, reward, PPO; default) or dpo (SFT, DPO; "
+                   "the reward model only scores the eval)")
     p.add_argument("--output", default="runs/latest", help="directory for report.json and artifacts")
     p.set_defaults(func=cmd_run)
 

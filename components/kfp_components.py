@@ -66,6 +66,15 @@ def ppo(ppo: dict, report_to: str, sft_model: Input[Model], reward_model: Input[
             metrics.log_metric(name, value)
 
 
+@_component("dpo")
+def dpo(dpo: dict, report_to: str, sft_model: Input[Model], preference_data: Input[Dataset], adapter: Output[Model],
+        metrics: Output[Metrics]):
+    from kfrlhf.stages import run_dpo
+
+    for name, value in run_dpo(dpo, sft_model.path, preference_data.path, adapter.path, report_to).items():
+        metrics.log_metric(name, value)
+
+
 @_component("eval")
 def evaluate(eval: dict, sft_model: Input[Model], tuned_model: Input[Model], reward_model: Input[Model],
              prompt_data: Input[Dataset], sft_metrics: Input[Metrics], reward_metrics: Input[Metrics],

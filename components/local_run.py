@@ -1,4 +1,4 @@
-"""`rlhf run`: the real KFP pipeline on this machine through `kfp.local` (SubprocessRunner).
+"""`rlhf run`: a real KFP pipeline (RLHF by default, or DPO) on this machine through `kfp.local` (SubprocessRunner).
 
 Each task runs as a subprocess of this Python (`use_venv=False`: the project is installed
 here, as it is in the stage images), passing artifacts through `OUTPUT/pipeline_root`.
@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .data import preflight
 
 
@@ -27,13 +27,16 @@ def _find_report(pipeline_root: Path, since: float) -> Path:
     return max(reports, key=lambda p: p.stat().st_mtime)
 
 
-def run_local(cfg: RunConfig, output: str | Path) -> dict:
+def run_local(cfg: RunConfig, output: str | Path, pipeline: str = "rlhf") -> dict:
+    """Run the pipeline `pipeline` (a name in kfrlhf.pipelines.registry) with the config's sections as parameters."""
+    from kfrlhf.pipelines.registry import PIPELINES
+
+    if pipeline not in PIPELINES:
+        raise ConfigError(f"unknown pipeline {pipeline!r} (known: {', '.join(PIPELINES)})")
     # Bad config or data fails here, before any model loads and before OUTPUT exists.
     preflight(cfg.validate().data)
 
     from kfp import local
-
-    from kfrlhf.pipelines.rlhf import build_rlhf_pipeline
 
     from .checkpoint import CHECKPOINT_KEY_PARTS_ENV, CHECKPOINT_ROOT_ENV, atomic_write_text
 
@@ -43,12 +46,15 @@ def run_local(cfg: RunConfig, output: str | Path) -> dict:
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                raise_on_error=True)
     args = cfg.to_dict()
+    func = PIPELINES[pipeline]()
+    params = {k: v for k, v in args.items() if k in func.component_spec.inputs}  # e.g. no `ppo` for dpo
     started = time.time()
     digest = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
     with _env({CHECKPOINT_ROOT_ENV: str(output / "checkpoints" / digest), CHECKPOINT_KEY_PARTS_ENV: "2"}):
-        build_rlhf_pipeline()(**args)
+        func(**params)
     report_dir = _find_report(pipeline_root, started).parent
     report = json.loads((report_dir / "report.json").read_text())
+    report["pipeline"] = pipeline
     report["wall_time_s"] = round(time.time() - started, 1)
     atomic_write_text(output / "report.json", json.dumps(report, indent=2))
     for name in ("report.md", "report.html"):

@@ -23,10 +23,7 @@ from kfp.compiler.compiler_utils import KubernetesManifestOptions
 from kfp.compiler.pipeline_spec_builder import extract_comments_from_pipeline_spec
 
 from kfrlhf.pipelines.platform import ClusterSettings, make_configure
-from kfrlhf.pipelines.rlhf import build_rlhf_pipeline
-
-# Pipeline name -> builder(configure) returning the @dsl.pipeline function.
-PIPELINES = {"rlhf": build_rlhf_pipeline}
+from kfrlhf.pipelines.registry import PIPELINES
 
 
 def _version_name(name: str, tag: str, ir: bytes) -> str:

@@ -16,13 +16,14 @@ TAG_ENV = "RLHF_IMAGE_TAG"
 
 # Relative to the repository root, which is also the build context.
 DOCKERFILE = "images/Dockerfile"
-# Pipeline stage -> Dockerfile target. merge_sft and merge_ppo both run `merge`.
+# Pipeline stage -> Dockerfile target. merge_sft, merge_ppo and merge_dpo all run `merge`.
 STAGE_TARGETS = {
     "data": "data",
     "sft": "sft",
     "merge": "merge",
     "reward": "reward",
     "ppo": "ppo",
+    "dpo": "dpo",
     "eval": "eval",
 }
 

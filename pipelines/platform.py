@@ -37,6 +37,7 @@ def _default_resources() -> dict[str, StageResources]:
         "merge": StageResources("2", "4", "32Gi", "48Gi", timeout_seconds=2 * 3600),
         "reward": StageResources(),
         "ppo": StageResources(memory_request="48Gi", memory_limit="96Gi"),
+        "dpo": StageResources(),
         "eval": StageResources("4", "8", "24Gi", "48Gi", timeout_seconds=4 * 3600),
     }
 
@@ -48,6 +49,8 @@ DISPLAY_NAMES = {
     "reward": "Train reward model",
     "ppo": "PPO",
     "merge_ppo": "Merge PPO adapter",
+    "dpo": "DPO",
+    "merge_dpo": "Merge DPO adapter",
     "eval": "Evaluate (report)",
 }
 

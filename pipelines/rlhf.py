@@ -3,7 +3,8 @@
 Parameters are one dict per stage, keyed by the fields of that stage's config dataclass
 (`kfrlhf.config`), with the tutorial-scale defaults; `rlhf run` passes the tiny preset.
 `configure(task, stage)` (see platform.py) adds images, GPUs and the rest for a cluster;
-the local runner builds the pipeline without it. (No `from __future__ import annotations`:
+the local runner builds the pipeline without it. The SFT/reward head and the eval tail are
+shared with the DPO pipeline (pipelines/dpo.py). (No `from __future__ import annotations`:
 KFP reads the parameter annotations at decoration time.)
 """
 
@@ -14,13 +15,43 @@ from kfrlhf import kfp_components as c
 from kfrlhf.config import RunConfig
 
 
-def build_rlhf_pipeline(configure=None):
-    defaults = RunConfig().to_dict()
+def stage_hook(configure):
+    """`stage(task, name)`: the task, configured for the cluster when `configure` is given."""
 
     def stage(task, name):
         if configure:
             configure(task, name)
         return task
+
+    return stage
+
+
+def sft_and_reward(stage, data: dict, sft: dict, reward: dict, report_to: str) -> dict:
+    """data -> SFT -> merge, and the reward model: the tasks, by stage name."""
+    prep = stage(c.prepare_data(data=data), "data")
+    sft_task = stage(c.sft(sft=sft, report_to=report_to, sft_data=prep.outputs["sft_data"]), "sft")
+    sft_model = stage(c.merge(adapter=sft_task.outputs["adapter"]), "merge_sft")
+    reward_task = stage(
+        c.reward(reward=reward, report_to=report_to, preference_data=prep.outputs["preference_data"]), "reward"
+    )
+    return {"data": prep, "sft": sft_task, "merge_sft": sft_model, "reward": reward_task}
+
+
+def merge_and_evaluate(stage, eval: dict, tasks: dict, adapter, merge_name: str):
+    """Merge the tuned adapter onto the SFT model; compare tuned and SFT, scored by the reward model."""
+    sft_model, reward_task = tasks["merge_sft"].outputs["model"], tasks["reward"]
+    tuned = stage(c.merge_onto(adapter=adapter, base_model=sft_model), merge_name)
+    return stage(
+        c.evaluate(eval=eval, sft_model=sft_model, tuned_model=tuned.outputs["model"],
+                   reward_model=reward_task.outputs["reward_model"], prompt_data=tasks["data"].outputs["prompt_data"],
+                   sft_metrics=tasks["sft"].outputs["metrics"], reward_metrics=reward_task.outputs["metrics"]),
+        "eval",
+    )
+
+
+def build_rlhf_pipeline(configure=None):
+    defaults = RunConfig().to_dict()
+    stage = stage_hook(configure)
 
     @dsl.pipeline(name="rlhf", description="RLHF: QLoRA SFT, merge, reward model, PPO with adaptive KL, merge, eval")
     def rlhf(
@@ -31,23 +62,13 @@ def build_rlhf_pipeline(configure=None):
         eval: dict = defaults["eval"],
         report_to: str = defaults["report_to"],
     ):
-        prep = stage(c.prepare_data(data=data), "data")
-        sft_task = stage(c.sft(sft=sft, report_to=report_to, sft_data=prep.outputs["sft_data"]), "sft")
-        sft_model = stage(c.merge(adapter=sft_task.outputs["adapter"]), "merge_sft")
-        reward_task = stage(
-            c.reward(reward=reward, report_to=report_to, preference_data=prep.outputs["preference_data"]), "reward"
-        )
+        tasks = sft_and_reward(stage, data, sft, reward, report_to)
         ppo_task = stage(
-            c.ppo(ppo=ppo, report_to=report_to, sft_model=sft_model.outputs["model"],
-                  reward_model=reward_task.outputs["reward_model"], prompt_data=prep.outputs["prompt_data"]),
+            c.ppo(ppo=ppo, report_to=report_to, sft_model=tasks["merge_sft"].outputs["model"],
+                  reward_model=tasks["reward"].outputs["reward_model"],
+                  prompt_data=tasks["data"].outputs["prompt_data"]),
             "ppo",
         )
-        tuned = stage(c.merge_onto(adapter=ppo_task.outputs["adapter"], base_model=sft_model.outputs["model"]), "merge_ppo")
-        stage(
-            c.evaluate(eval=eval, sft_model=sft_model.outputs["model"], tuned_model=tuned.outputs["model"],
-                       reward_model=reward_task.outputs["reward_model"], prompt_data=prep.outputs["prompt_data"],
-                       sft_metrics=sft_task.outputs["metrics"], reward_metrics=reward_task.outputs["metrics"]),
-            "eval",
-        )
+        merge_and_evaluate(stage, eval, tasks, ppo_task.outputs["adapter"], "merge_ppo")
 
     return rlhf

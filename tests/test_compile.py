@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "pipelines" / "compiled"
 COMMITTED_MANIFESTS = ROOT / "manifests" / "base" / "pipelines"
 REGENERATE = "rlhf compile --output pipelines/compiled --manifests manifests/base/pipelines"
-GPU_STAGES = ("sft", "merge", "reward", "ppo", "eval")
+# Pipeline -> the stages that run on a GPU, each with an image of its own.
+GPU_STAGES = {"rlhf": ("sft", "merge", "reward", "ppo", "eval"), "dpo": ("sft", "merge", "reward", "dpo", "eval")}
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +45,20 @@ def _executors_by_image(ir: dict) -> dict[str, list[str]]:
 
 
 def test_every_pipeline_compiles_to_ir_and_manifests(fresh):
+    assert set(PIPELINES) == set(GPU_STAGES)
     for name in PIPELINES:
         assert (fresh / "compiled" / f"{name}.yaml").is_file()
         assert (fresh / "compiled" / f"{name}.k8s.yaml").is_file()
         assert filecmp.cmp(fresh / "compiled" / f"{name}.k8s.yaml", fresh / "manifests" / f"{name}.k8s.yaml")
 
 
-def test_rlhf_stages_are_separate_gpu_executors(fresh):
-    ir, _ = _load(fresh / "compiled" / "rlhf.yaml")
+@pytest.mark.parametrize("pipeline", GPU_STAGES)
+def test_training_stages_are_separate_gpu_executors(fresh, pipeline):
+    ir, _ = _load(fresh / "compiled" / f"{pipeline}.yaml")
     executors = ir["deploymentSpec"]["executors"]
     by_image = _executors_by_image(ir)
     seen: set[str] = set()
-    for stage in GPU_STAGES:
+    for stage in GPU_STAGES[pipeline]:
         names = by_image.get(image_for(stage), [])
         assert names, f"no executor runs {image_for(stage)}"
         assert not seen & set(names)
@@ -63,7 +66,7 @@ def test_rlhf_stages_are_separate_gpu_executors(fresh):
         for name in names:
             acc = executors[name]["container"]["resources"]["accelerator"]
             assert acc["resourceType"] == "nvidia.com/gpu" and int(acc["resourceCount"]) >= 1, name
-    assert len(by_image[image_for("merge")]) == 2  # merge_sft and merge_ppo
+    assert len(by_image[image_for("merge")]) == 2  # merge_sft and merge_ppo / merge_dpo
     assert "accelerator" not in executors[by_image[image_for("data")][0]]["container"]["resources"]
 
 
@@ -75,10 +78,11 @@ def test_eval_outputs_show_in_the_ui(fresh):
     assert "system.Metrics" in kinds and kinds & {"system.Markdown", "system.HTML"}
 
 
-def test_platform_spec_carries_node_pool_secrets_and_cache(fresh):
+@pytest.mark.parametrize("pipeline", GPU_STAGES)
+def test_platform_spec_carries_node_pool_secrets_and_cache(fresh, pipeline):
     s = ClusterSettings()
-    ir, k8s = _load(fresh / "compiled" / "rlhf.yaml")
-    for stage in GPU_STAGES:
+    ir, k8s = _load(fresh / "compiled" / f"{pipeline}.yaml")
+    for stage in GPU_STAGES[pipeline]:
         for name in _executors_by_image(ir)[image_for(stage)]:
             cfg = k8s[name]
             assert cfg["nodeSelector"]["labels"] == s.node_selector
@@ -92,8 +96,9 @@ def test_platform_spec_carries_node_pool_secrets_and_cache(fresh):
             assert cfg["securityContext"]["runAsNonRoot"] is True
 
 
-def test_tasks_retry_with_backoff_and_cache(fresh):
-    ir, _ = _load(fresh / "compiled" / "rlhf.yaml")
+@pytest.mark.parametrize("pipeline", GPU_STAGES)
+def test_tasks_retry_with_backoff_and_cache(fresh, pipeline):
+    ir, _ = _load(fresh / "compiled" / f"{pipeline}.yaml")
     dags = [ir["root"]] + [c for c in ir["components"].values() if "dag" in c]
     tasks = {n: t for dag in dags for n, t in dag["dag"]["tasks"].items()}
     container_tasks = {

@@ -111,13 +111,16 @@ def test_pipeline_versions_reference_their_pipeline(built):
 
 
 def test_gpu_cluster_overlay_sets_node_pool(built):
-    (version,) = [o for o in built["gpu-cluster"] if o["kind"] == "PipelineVersion"]
-    executors = version["spec"]["pipelineSpec"]["deploymentSpec"]["executors"]
-    k8s = version["spec"]["platformSpec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for name, executor in executors.items():
-        if "accelerator" in executor["container"].get("resources", {}):
-            assert k8s[name]["nodeSelector"]["labels"], name
-            assert any(t.get("key") == "nvidia.com/gpu" for t in k8s[name]["tolerations"]), name
+    versions = [o for o in built["gpu-cluster"] if o["kind"] == "PipelineVersion"]
+    assert {v["spec"]["pipelineName"] for v in versions} >= {"rlhf", "dpo"}
+    for version in versions:
+        executors = version["spec"]["pipelineSpec"]["deploymentSpec"]["executors"]
+        k8s = version["spec"]["platformSpec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        for name, executor in executors.items():
+            if "accelerator" in executor["container"].get("resources", {}):
+                where = f"{version['spec']['pipelineName']}: {name}"
+                assert k8s[name]["nodeSelector"]["labels"].get("node-pool") == "rlhf-gpu", where
+                assert {t.get("key") for t in k8s[name]["tolerations"]} >= {"nvidia.com/gpu", "dedicated"}, where
 
 
 def test_no_secret_values_in_git(built):
