@@ -38,6 +38,14 @@ def pipeline_arguments(params_yaml: str | Path | None = None, preset: str | None
     return cfg.to_dict()
 
 
+def _taken(arguments: dict, package: str) -> dict:
+    """The arguments the compiled pipeline declares: the RLHF pipeline has no `dpo`, the DPO pipeline no `ppo`."""
+    import yaml
+
+    declared = next(yaml.safe_load_all(Path(package).read_text()))["root"]["inputDefinitions"]["parameters"]
+    return {k: v for k, v in arguments.items() if k in declared}
+
+
 def _package(pipeline: str, tmp: str) -> str:
     """A compiled file as given, or a pipeline name compiled now with the default settings."""
     if Path(pipeline).is_file():
@@ -71,7 +79,7 @@ def submit(
         package = _package(pipeline, tmp)
         result = client.create_run_from_pipeline_package(
             package,
-            arguments=arguments,
+            arguments=_taken(arguments, package),
             run_name=run_name or Path(package).name.split(".")[0],
             experiment_name=experiment,
             namespace=namespace,

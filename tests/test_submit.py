@@ -128,3 +128,13 @@ def test_submit_rejects_unknown_parameters(kfp_server, package, tmp_path):
     with pytest.raises(ValueError, match="stepz"):
         _run_cli(["submit", "--host", host, "--pipeline", str(package), "--params", str(params), "--token", "t"])
     assert not [r for r in requests if r["path"] == "/apis/v2beta1/runs"]
+
+
+def test_each_pipeline_gets_only_the_sections_it_declares():
+    from kfrlhf.pipelines.submit import _taken, pipeline_arguments
+
+    root = Path(__file__).resolve().parents[1] / "pipelines" / "compiled"
+    arguments = pipeline_arguments()
+    assert "dpo" not in _taken(arguments, str(root / "rlhf.yaml"))
+    dpo = _taken(arguments, str(root / "dpo.yaml"))
+    assert "ppo" not in dpo and dpo["dpo"] == arguments["dpo"]
