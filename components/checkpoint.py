@@ -110,6 +110,13 @@ def atomic_dir(path: Path, manifest: bool = False):
     shutil.rmtree(old, ignore_errors=True)
 
 
+def save_adapter(model, tokenizer, path: Path) -> None:
+    """A PEFT adapter with its tokenizer, complete or absent (what merge reads)."""
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+
+
 def write_manifest(directory: Path) -> None:
     directory = Path(directory)
     files = {str(p.relative_to(directory)): p.stat().st_size for p in sorted(directory.rglob("*"))

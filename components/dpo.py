@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .checkpoint import atomic_dir, atomic_write_text, train_resumable
+from .checkpoint import atomic_write_text, save_adapter, train_resumable
 from .config import DPOConfig
 from .models import load_causal_lm, load_tokenizer
 from .sft import lora_config
-from .trainer_args import trainer_args
+from .trainer_args import train_loss_ends, trainer_args
 
 # DPOTrainer's eval logs -> our metric names.
 EVAL_KEYS = {"eval_loss": "dpo_eval_loss", "eval_rewards/accuracies": "dpo_reward_accuracy",
@@ -65,11 +65,7 @@ def train_dpo(cfg: DPOConfig, sft_model: str, train_rows: list[dict], eval_rows:
     )
     before = _eval(trainer, "_before")
     train_resumable(trainer, "DPO")
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    metrics = {**before, **_eval(trainer), "dpo_train_loss_first": losses[0] if losses else float("nan"),
-               "dpo_train_loss_last": losses[-1] if losses else float("nan")}
-    with atomic_dir(output_dir / "adapter") as tmp:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+    metrics = {**before, **_eval(trainer), **train_loss_ends(trainer, "dpo")}
+    save_adapter(trainer.model, tokenizer, output_dir / "adapter")
     atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics

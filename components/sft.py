@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .checkpoint import atomic_dir, atomic_write_text, train_resumable
+from .checkpoint import atomic_write_text, save_adapter, train_resumable
 from .config import SFTConfig
 from .models import load_causal_lm, load_tokenizer
-from .trainer_args import trainer_args
+from .trainer_args import train_loss_ends, trainer_args
 
 
 def lora_config(r: int, alpha: int, dropout: float, target_modules: list[str] | None = None, task_type="CAUSAL_LM"):
@@ -58,17 +58,10 @@ def train_sft(cfg: SFTConfig, train_rows: list[dict], eval_rows: list[dict], out
     )
     eval_before = trainer.evaluate()["eval_loss"]
     train_resumable(trainer, "SFT")
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    metrics = {
-        "sft_eval_loss_before": eval_before,
-        "sft_eval_loss": trainer.evaluate()["eval_loss"],
-        "sft_train_loss_first": losses[0] if losses else float("nan"),
-        "sft_train_loss_last": losses[-1] if losses else float("nan"),
-    }
+    metrics = {"sft_eval_loss_before": eval_before, "sft_eval_loss": trainer.evaluate()["eval_loss"],
+               **train_loss_ends(trainer, "sft")}
     # Merge reads the base model's name from the adapter config.
     trainer.model.peft_config["default"].base_model_name_or_path = cfg.model_name
-    with atomic_dir(output_dir / "adapter") as tmp:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+    save_adapter(trainer.model, tokenizer, output_dir / "adapter")
     atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics

@@ -1,4 +1,4 @@
-"""Stage entry points on directories: what each KFP component (and `rlhf stage`) calls.
+"""Stage entry points on directories: what each KFP component calls.
 
 Each function takes its stage's config as a plain dict (the pipeline parameter, keyed by the
 config dataclass's field names), input directories and an output directory. Datasets travel
@@ -58,6 +58,10 @@ def _rows(dataset_dir: str, split: str) -> list[dict]:
     return read_jsonl(Path(dataset_dir) / f"{split}.jsonl")
 
 
+def _prompts(dataset_dir: str, split: str) -> list[str]:
+    return [r["prompt"] for r in _rows(dataset_dir, split)]
+
+
 def run_sft(sft: dict, sft_data: str, output_dir: str, report_to: str = "none") -> dict:
     from .sft import train_sft
 
@@ -93,7 +97,7 @@ def run_ppo(ppo: dict, sft_model: str, reward_model: str, prompt_data: str, outp
     cfg = _cfg(C.PPOConfig, ppo, "ppo")
     model = AutoModelForCausalLM.from_pretrained(sft_model, **LOAD_KWARGS).to(device())
     tokenizer = load_tokenizer(sft_model, padding_side="left")
-    prompts = [r["prompt"] for r in _rows(prompt_data, "train")]
+    prompts = _prompts(prompt_data, "train")
     scorer = RewardScorer(str(Path(reward_model) / "model"))
     log_fn = step_logger(report_to, output_dir, "ppo", ppo)
     result = ppo_loop(cfg, model, tokenizer, prompts, scorer, output_dir=output_dir, log_fn=log_fn)
@@ -119,5 +123,5 @@ def run_eval(eval: dict, sft_model: str, tuned_model: str, reward_model: str, pr
     from .evaluate import evaluate
 
     cfg = _cfg(C.EvalConfig, eval, "eval")
-    prompts = [r["prompt"] for r in _rows(prompt_data, "eval")]
+    prompts = _prompts(prompt_data, "eval")
     return evaluate(cfg, sft_model, tuned_model, str(Path(reward_model) / "model"), prompts, output_dir, upstream)

@@ -37,7 +37,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..checkpoint import (Diverged, Preempted, StopOnSigterm, atomic_dir, atomic_file, checkpoint_root, latest_complete,
-                          remove_after, remove_incomplete, rng_state, set_rng_state)
+                          remove_after, remove_incomplete, rng_state, save_adapter, set_rng_state)
 from ..config import PPOConfig
 from . import losses as L
 from .kl import AdaptiveKLController, FixedKLController
@@ -296,9 +296,7 @@ def run_ppo(
 
     total = time.perf_counter() - start
     if out is not None:
-        with atomic_dir(out / "adapter") as tmp:
-            policy.save_pretrained(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
+        save_adapter(policy, tokenizer, out / "adapter")
         with atomic_file(out / VALUE_HEAD) as tmp:
             save_value_head(value_head, tmp)
     k = max(1, math.ceil(len(history) / 10))
