@@ -29,8 +29,10 @@ $(TOOLS)/.installed:
 	$(TOOLS)/bin/python -m pip install -q checkov==3.3.30
 	touch $@
 
-# The venv's bin on PATH: the tests call its console tools (rlhf, hadolint).
+# Lint and format checks, then the suite; the venv's bin on PATH: the tests call its console tools (rlhf, hadolint).
 test: install $(TOOLS)/.installed
+	$(BIN)/ruff check components pipelines tests benchmarks
+	$(BIN)/ruff format --check components pipelines tests benchmarks
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
 
 $(TRL112)/.installed:
@@ -41,7 +43,7 @@ $(TRL112)/.installed:
 
 bench: install $(TRL112)/.installed
 	mkdir -p runs
-	$(BIN)/python -m kfrlhf.bench --steps 30 --trl-python $(TRL112)/bin/python --json runs/bench.json
+	$(BIN)/python -m benchmarks.ppo_vs_trl --steps 30 --trl-python $(TRL112)/bin/python --json runs/bench.json
 
 # Regenerate the committed compiled pipelines and their kustomize copy (a test checks drift).
 compile: install

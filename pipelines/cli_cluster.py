@@ -1,4 +1,4 @@
-"""`rlhf compile` and `rlhf submit`: the cluster-facing subcommands, registered by kfrlhf.cli."""
+"""`rlhf compile` and `rlhf submit`: the cluster-facing subcommands, registered by kfrlhf.pipelines.cli."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from kfrlhf.common.extras import require
 from kfrlhf.pipelines import images
 
 
@@ -38,6 +39,7 @@ def add_compile_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _compile(args) -> int:
+    require("kfp.kubernetes", "cluster", "rlhf compile")
     from kfrlhf.pipelines.compile import compile_all
     from kfrlhf.pipelines.platform import ClusterSettings
 

@@ -6,20 +6,22 @@ score the eval (tuned vs SFT, the same report as the RLHF pipeline). Parameters 
 (No `from __future__ import annotations`: KFP reads the parameter annotations at decoration time.)
 """
 
-
 from kfp import dsl
+from kfp.dsl import Dataset
 
-from kfrlhf import kfp_components as c
-from kfrlhf.config import RunConfig
+from kfrlhf.dpo.component import dpo_train
 from kfrlhf.pipelines.rlhf import merge_and_evaluate, sft_and_reward, stage_hook
+from kfrlhf.pipelines.run_config import RunConfig
 
 
 def build_dpo_pipeline(configure=None):
     defaults = RunConfig().to_dict()
     stage = stage_hook(configure)
 
-    @dsl.pipeline(name="dpo", description="DPO: QLoRA SFT, merge, DPO (LoRA, reference = SFT), merge, eval "
-                  "scored by a reward model")
+    @dsl.pipeline(
+        name="dpo",
+        description="DPO: QLoRA SFT, merge, DPO (LoRA, reference = SFT), merge, eval scored by a reward model",
+    )
     def dpo(
         data: dict = defaults["data"],
         sft: dict = defaults["sft"],
@@ -27,13 +29,17 @@ def build_dpo_pipeline(configure=None):
         dpo: dict = defaults["dpo"],
         eval: dict = defaults["eval"],
         report_to: str = defaults["report_to"],
-    ):
+    ) -> Dataset:
         tasks = sft_and_reward(stage, data, sft, reward, report_to)
         dpo_task = stage(
-            c.dpo(dpo=dpo, report_to=report_to, sft_model=tasks["merge_sft"].outputs["model"],
-                  preference_data=tasks["data"].outputs["preference_data"]),
+            dpo_train(
+                dpo=dpo,
+                report_to=report_to,
+                sft_model=tasks["merge_sft"].outputs["model"],
+                preference_data=tasks["data"].outputs["preference_data"],
+            ),
             "dpo",
         )
-        merge_and_evaluate(stage, eval, tasks, dpo_task.outputs["adapter"], "merge_dpo")
+        return merge_and_evaluate(stage, eval, tasks, dpo_task.outputs["adapter"], "merge_dpo").outputs["report"]
 
     return dpo

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from kfrlhf.pipelines.images import DEFAULT_REGISTRY, DEFAULT_TAG, base_stage, image_for
+from kfrlhf.pipelines.images import DEFAULT_REGISTRY, DEFAULT_TAG, image_for
+from kfrlhf.pipelines.stages import DISPLAY_NAMES, stage_of
 
 
 @dataclass
@@ -40,19 +41,6 @@ def _default_resources() -> dict[str, StageResources]:
         "dpo": StageResources(),
         "eval": StageResources("4", "8", "24Gi", "48Gi", timeout_seconds=4 * 3600),
     }
-
-
-DISPLAY_NAMES = {
-    "data": "Prepare data",
-    "sft": "Supervised fine-tuning (QLoRA)",
-    "merge_sft": "Merge SFT adapter",
-    "reward": "Train reward model",
-    "ppo": "PPO",
-    "merge_ppo": "Merge PPO adapter",
-    "dpo": "DPO",
-    "merge_dpo": "Merge DPO adapter",
-    "eval": "Evaluate (report)",
-}
 
 
 @dataclass
@@ -95,7 +83,7 @@ def make_configure(settings: ClusterSettings):
     """The `configure(task, stage)` hook that applies `settings` to one pipeline task."""
 
     def configure(task: PipelineTask, stage: str) -> PipelineTask:
-        res = settings.resources[base_stage(stage)]
+        res = settings.resources[stage_of(stage)]
         task.set_container_image(image_for(stage, settings.registry, settings.tag))
         task.set_display_name(settings.display_names.get(stage, stage))
         task.set_cpu_request(res.cpu_request).set_cpu_limit(res.cpu_limit)
@@ -111,7 +99,7 @@ def make_configure(settings: ClusterSettings):
         kubernetes.mount_pvc(task, settings.cache_pvc, settings.cache_mount_path)
         # Model and dataset downloads land on the PVC, shared by all stages and runs.
         task.set_env_variable("HF_HOME", f"{settings.cache_mount_path}/huggingface")
-        # Checkpoints on the PVC survive a preempted pod; the retry resumes from them (kfrlhf.checkpoint).
+        # Checkpoints on the PVC survive a preempted pod; the retry resumes from them (kfrlhf.common.checkpoint).
         task.set_env_variable("RLHF_CHECKPOINT_ROOT", f"{settings.cache_mount_path}/checkpoints")
         task.set_retry(
             settings.retries,
@@ -126,8 +114,9 @@ def make_configure(settings: ClusterSettings):
             kubernetes.add_pod_label(task, key, value)
         # kfp-kubernetes 2.17 sets only these three; the KFP backend adds allowPrivilegeEscalation=false,
         # capabilities drop ALL and seccomp RuntimeDefault. readOnlyRootFilesystem cannot be expressed.
-        kubernetes.set_security_context(task, run_as_user=settings.run_as_user, run_as_group=settings.run_as_group,
-                                        run_as_non_root=True)
+        kubernetes.set_security_context(
+            task, run_as_user=settings.run_as_user, run_as_group=settings.run_as_group, run_as_non_root=True
+        )
         return task
 
     return configure

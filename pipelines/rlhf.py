@@ -1,18 +1,24 @@
 """The RLHF pipeline: data -> SFT -> merge -> reward -> PPO -> merge -> eval.
 
 Parameters are one dict per stage, keyed by the fields of that stage's config dataclass
-(`kfrlhf.config`), with the tutorial-scale defaults; `rlhf run` passes the tiny preset.
+(`kfrlhf.<stage>.config`, gathered in `kfrlhf.pipelines.run_config`), with the tutorial-scale
+defaults; `rlhf run` passes the tiny preset.
 `configure(task, stage)` (see platform.py) adds images, GPUs and the rest for a cluster;
 the local runner builds the pipeline without it. The SFT/reward head and the eval tail are
 shared with the DPO pipeline (pipelines/dpo.py). (No `from __future__ import annotations`:
 KFP reads the parameter annotations at decoration time.)
 """
 
-
 from kfp import dsl
+from kfp.dsl import Dataset
 
-from kfrlhf import kfp_components as c
-from kfrlhf.config import RunConfig
+from kfrlhf.data.component import prepare_data
+from kfrlhf.eval.component import evaluate
+from kfrlhf.merge.component import merge, merge_onto
+from kfrlhf.pipelines.run_config import RunConfig
+from kfrlhf.ppo.component import ppo as ppo_component
+from kfrlhf.reward.component import reward as reward_component
+from kfrlhf.sft.component import sft as sft_component
 
 
 def stage_hook(configure):
@@ -28,11 +34,11 @@ def stage_hook(configure):
 
 def sft_and_reward(stage, data: dict, sft: dict, reward: dict, report_to: str) -> dict:
     """data -> SFT -> merge, and the reward model: the tasks, by stage name."""
-    prep = stage(c.prepare_data(data=data), "data")
-    sft_task = stage(c.sft(sft=sft, report_to=report_to, sft_data=prep.outputs["sft_data"]), "sft")
-    sft_model = stage(c.merge(adapter=sft_task.outputs["adapter"]), "merge_sft")
+    prep = stage(prepare_data(data=data), "data")
+    sft_task = stage(sft_component(sft=sft, report_to=report_to, sft_data=prep.outputs["sft_data"]), "sft")
+    sft_model = stage(merge(adapter=sft_task.outputs["adapter"]), "merge_sft")
     reward_task = stage(
-        c.reward(reward=reward, report_to=report_to, preference_data=prep.outputs["preference_data"]), "reward"
+        reward_component(reward=reward, report_to=report_to, preference_data=prep.outputs["preference_data"]), "reward"
     )
     return {"data": prep, "sft": sft_task, "merge_sft": sft_model, "reward": reward_task}
 
@@ -40,11 +46,17 @@ def sft_and_reward(stage, data: dict, sft: dict, reward: dict, report_to: str) -
 def merge_and_evaluate(stage, eval: dict, tasks: dict, adapter, merge_name: str):
     """Merge the tuned adapter onto the SFT model; compare tuned and SFT, scored by the reward model."""
     sft_model, reward_task = tasks["merge_sft"].outputs["model"], tasks["reward"]
-    tuned = stage(c.merge_onto(adapter=adapter, base_model=sft_model), merge_name)
+    tuned = stage(merge_onto(adapter=adapter, base_model=sft_model), merge_name)
     return stage(
-        c.evaluate(eval=eval, sft_model=sft_model, tuned_model=tuned.outputs["model"],
-                   reward_model=reward_task.outputs["reward_model"], prompt_data=tasks["data"].outputs["prompt_data"],
-                   sft_metrics=tasks["sft"].outputs["metrics"], reward_metrics=reward_task.outputs["metrics"]),
+        evaluate(
+            eval=eval,
+            sft_model=sft_model,
+            tuned_model=tuned.outputs["model"],
+            reward_model=reward_task.outputs["reward_model"],
+            prompt_data=tasks["data"].outputs["prompt_data"],
+            sft_metrics=tasks["sft"].outputs["metrics"],
+            reward_metrics=reward_task.outputs["metrics"],
+        ),
         "eval",
     )
 
@@ -61,14 +73,18 @@ def build_rlhf_pipeline(configure=None):
         ppo: dict = defaults["ppo"],
         eval: dict = defaults["eval"],
         report_to: str = defaults["report_to"],
-    ):
+    ) -> Dataset:
         tasks = sft_and_reward(stage, data, sft, reward, report_to)
         ppo_task = stage(
-            c.ppo(ppo=ppo, report_to=report_to, sft_model=tasks["merge_sft"].outputs["model"],
-                  reward_model=tasks["reward"].outputs["reward_model"],
-                  prompt_data=tasks["data"].outputs["prompt_data"]),
+            ppo_component(
+                ppo=ppo,
+                report_to=report_to,
+                sft_model=tasks["merge_sft"].outputs["model"],
+                reward_model=tasks["reward"].outputs["reward_model"],
+                prompt_data=tasks["data"].outputs["prompt_data"],
+            ),
             "ppo",
         )
-        merge_and_evaluate(stage, eval, tasks, ppo_task.outputs["adapter"], "merge_ppo")
+        return merge_and_evaluate(stage, eval, tasks, ppo_task.outputs["adapter"], "merge_ppo").outputs["report"]
 
     return rlhf

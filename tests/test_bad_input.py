@@ -11,7 +11,7 @@ from pathlib import Path
 import deeplake
 import pytest
 
-from kfrlhf.cli import main
+from kfrlhf.pipelines.cli import main
 
 SFT = {"question": "What is 2+2?", "response": "4"}
 PAIR = {"prompt": "Say hi.", "chosen": "Hi!", "rejected": "No."}
@@ -32,30 +32,71 @@ def deeplake_pairs(path: Path) -> None:
 
 # name: (dataset config key, file name, content (bytes, or a builder of a directory), expected text)
 DATA_CASES = {
-    "malformed-json": ("sft_dataset", "d.jsonl", lines(SFT, b'{"question": "a" "response": "b"}'),
-                       "d.jsonl line 2: malformed JSON"),
+    "malformed-json": (
+        "sft_dataset",
+        "d.jsonl",
+        lines(SFT, b'{"question": "a" "response": "b"}'),
+        "d.jsonl line 2: malformed JSON",
+    ),
     "not-an-object": ("sft_dataset", "d.jsonl", lines(SFT, [1, 2]), "d.jsonl line 2: expected a JSON object"),
-    "missing-column": ("sft_dataset", "d.jsonl", lines({"question": "q"}), "no column 'response' (data.response_column)"),
-    "misnamed-column": ("sft_dataset", "d.jsonl", lines({"instruction": "q", "response": "r"}),
-                        "no column 'question' (data.question_column); columns: instruction, response"),
-    "empty-text": ("sft_dataset", "d.jsonl", lines(SFT, {"question": "q", "response": ""}),
-                   "d.jsonl line 2: column 'response' is empty"),
-    "whitespace-text": ("sft_dataset", "d.jsonl", lines(SFT, {"question": " \t\n ", "response": "r"}),
-                        "d.jsonl line 2: column 'question' is empty"),
-    "number-as-text": ("preference_dataset", "p.jsonl", lines(PAIR, dict(PAIR, chosen=3)),
-                       "p.jsonl line 2: column 'chosen' is int, expected text"),
-    "chosen-equals-rejected": ("preference_dataset", "p.jsonl", lines(PAIR, dict(PAIR, rejected="Hi! ")),
-                               "p.jsonl line 2: chosen and rejected are the same text"),
-    "non-utf8": ("sft_dataset", "d.jsonl", lines(SFT, b'{"question": "caf\xe9", "response": "r"}'),
-                 "d.jsonl line 2: not valid UTF-8 (byte 0xe9"),
-    "huge-row": ("sft_dataset", "d.jsonl", lines(SFT, {"question": "q", "response": "x" * 1_000_001}),
-                 "d.jsonl line 2: column 'response' has 1,000,001 characters, more than the 1,000,000 allowed"),
+    "missing-column": (
+        "sft_dataset",
+        "d.jsonl",
+        lines({"question": "q"}),
+        "no column 'response' (data.response_column)",
+    ),
+    "misnamed-column": (
+        "sft_dataset",
+        "d.jsonl",
+        lines({"instruction": "q", "response": "r"}),
+        "no column 'question' (data.question_column); columns: instruction, response",
+    ),
+    "empty-text": (
+        "sft_dataset",
+        "d.jsonl",
+        lines(SFT, {"question": "q", "response": ""}),
+        "d.jsonl line 2: column 'response' is empty",
+    ),
+    "whitespace-text": (
+        "sft_dataset",
+        "d.jsonl",
+        lines(SFT, {"question": " \t\n ", "response": "r"}),
+        "d.jsonl line 2: column 'question' is empty",
+    ),
+    "number-as-text": (
+        "preference_dataset",
+        "p.jsonl",
+        lines(PAIR, dict(PAIR, chosen=3)),
+        "p.jsonl line 2: column 'chosen' is int, expected text",
+    ),
+    "chosen-equals-rejected": (
+        "preference_dataset",
+        "p.jsonl",
+        lines(PAIR, dict(PAIR, rejected="Hi! ")),
+        "p.jsonl line 2: chosen and rejected are the same text",
+    ),
+    "non-utf8": (
+        "sft_dataset",
+        "d.jsonl",
+        lines(SFT, b'{"question": "caf\xe9", "response": "r"}'),
+        "d.jsonl line 2: not valid UTF-8 (byte 0xe9",
+    ),
+    "huge-row": (
+        "sft_dataset",
+        "d.jsonl",
+        lines(SFT, {"question": "q", "response": "x" * 1_000_001}),
+        "d.jsonl line 2: column 'response' has 1,000,001 characters, more than the 1,000,000 allowed",
+    ),
     "empty-file": ("prompt_dataset", "q.jsonl", b"", "q.jsonl: no rows"),
     "blank-lines-only": ("prompt_dataset", "q.jsonl", b"\n \n", "q.jsonl: no rows"),
     "missing-file": ("sft_dataset", "nope.jsonl", None, "nope.jsonl: no such file or directory"),
     "unsupported-type": ("sft_dataset", "d.txt", b"question,response\n", "d.txt: unsupported file type"),
-    "deeplake-wrong-schema": ("preference_dataset", "dl", deeplake_pairs,
-                              "no column 'chosen' (data.chosen_column); columns: good, bad"),
+    "deeplake-wrong-schema": (
+        "preference_dataset",
+        "dl",
+        deeplake_pairs,
+        "no column 'chosen' (data.chosen_column); columns: good, bad",
+    ),
 }
 
 # name: (YAML config file text or None, extra CLI arguments, expected text)
@@ -66,8 +107,11 @@ CONFIG_CASES = {
     "float-for-int": (None, ["--set", "sft.max_steps=2.5"], "sft.max_steps: expected an integer, got 2.5"),
     "bool-as-3": ("sft:\n  packing: 3\n", [], "sft.packing: expected true/false, got 3"),
     "list-for-section": ("ppo: [1, 2]\n", [], "ppo: expected a mapping"),
-    "batch-not-divisible": (None, ["--set", "ppo.batch_size=30", "--set", "ppo.mini_batch_size=8"],
-                            "ppo.batch_size (30) must be divisible by ppo.mini_batch_size (8)"),
+    "batch-not-divisible": (
+        None,
+        ["--set", "ppo.batch_size=30", "--set", "ppo.mini_batch_size=8"],
+        "ppo.batch_size (30) must be divisible by ppo.mini_batch_size (8)",
+    ),
     "negative-lr": ("sft:\n  learning_rate: -1e-4\n", [], "sft.learning_rate must be > 0, got -0.0001"),
     "zero-lora-r": (None, ["--set", "ppo.lora_r=0"], "ppo.lora_r must be > 0, got 0"),
     "zero-eval-prompts": (None, ["--set", "eval.num_prompts=0"], "eval.num_prompts must be > 0, got 0"),
@@ -137,8 +181,12 @@ def test_data_check_lists_every_problem(capsys, tmp_path):
 
 
 def test_data_check_bad_mapping_is_one_line(capsys, tmp_path):
-    fails_cleanly(capsys, tmp_path, ["data", "check", "--format", "sft", "--set", "data.question_colum=x", "d.jsonl"],
-                  "unknown key data.question_colum")
+    fails_cleanly(
+        capsys,
+        tmp_path,
+        ["data", "check", "--format", "sft", "--set", "data.question_colum=x", "d.jsonl"],
+        "unknown key data.question_colum",
+    )
 
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):
@@ -155,8 +203,13 @@ def test_installed_rlhf_command(case, tmp_path):
     (tmp_path / name).write_bytes(content)
     (tmp_path / "bad.yaml").write_text(f"data:\n  {key}: {name}\n")
     rlhf = Path(sys.executable).with_name("rlhf")
-    proc = subprocess.run([str(rlhf), "run", "--config", "bad.yaml", "--output", "out/x"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(rlhf), "run", "--config", "bad.yaml", "--output", "out/x"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("rlhf run: error: "), proc.stderr
     assert expected in proc.stderr and "Traceback" not in proc.stderr

@@ -90,8 +90,11 @@ def test_platform_spec_carries_node_pool_secrets_and_cache(fresh, pipeline):
             envs = {m["envVar"] for sec in cfg["secretAsEnv"] for m in sec["keyToEnv"]}
             assert envs == {"HF_TOKEN", "WANDB_API_KEY"}
             assert cfg["pvcMount"] == [
-                {"constant": s.cache_pvc, "mountPath": s.cache_mount_path,
-                 "pvcNameParameter": {"runtimeValue": {"constant": s.cache_pvc}}}
+                {
+                    "constant": s.cache_pvc,
+                    "mountPath": s.cache_mount_path,
+                    "pvcNameParameter": {"runtimeValue": {"constant": s.cache_pvc}},
+                }
             ]
             assert cfg["securityContext"]["runAsNonRoot"] is True
 
@@ -101,9 +104,7 @@ def test_tasks_retry_with_backoff_and_cache(fresh, pipeline):
     ir, _ = _load(fresh / "compiled" / f"{pipeline}.yaml")
     dags = [ir["root"]] + [c for c in ir["components"].values() if "dag" in c]
     tasks = {n: t for dag in dags for n, t in dag["dag"]["tasks"].items()}
-    container_tasks = {
-        n: t for n, t in tasks.items() if "executorLabel" in ir["components"][t["componentRef"]["name"]]
-    }
+    container_tasks = {n: t for n, t in tasks.items() if "executorLabel" in ir["components"][t["componentRef"]["name"]]}
     assert container_tasks
     for name, task in container_tasks.items():
         assert task["retryPolicy"]["maxRetryCount"] == 2, name
@@ -139,6 +140,8 @@ def test_cli_overrides_registry_tag_and_gpus(tmp_path):
 def test_committed_files_match_a_fresh_compile(fresh):
     for committed, new in ((COMMITTED, fresh / "compiled"), (COMMITTED_MANIFESTS, fresh / "manifests")):
         names = sorted(p.name for p in new.iterdir())
-        assert sorted(p.name for p in committed.glob("*.yaml")) == names, f"stale files in {committed}; run {REGENERATE}"
+        assert sorted(p.name for p in committed.glob("*.yaml")) == names, (
+            f"stale files in {committed}; run {REGENERATE}"
+        )
         for n in names:
             assert (committed / n).read_text() == (new / n).read_text(), f"{committed / n} is stale; run {REGENERATE}"

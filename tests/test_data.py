@@ -10,8 +10,9 @@ import datasets
 import deeplake
 import pytest
 
-from kfrlhf import data
-from kfrlhf.config import ConfigError, DataConfig
+from kfrlhf.common.config import ConfigError
+from kfrlhf.data import loaders as data
+from kfrlhf.data.config import DataConfig
 
 CFG = DataConfig()
 SFT_ROWS = [
@@ -85,7 +86,9 @@ def test_every_loader_on_every_format(tmp_path, fmt):
     make = FORMATS[fmt]
     sft = data.load_sft(make(_sub(tmp_path, "s"), SFT_ROWS), CFG)
     assert sft[0] == {
-        "question": "What is 2+2?", "response": "4", "system_prompt": "You are terse.",
+        "question": "What is 2+2?",
+        "response": "4",
+        "system_prompt": "You are terse.",
         "text": "You are terse.\nQuestion: What is 2+2?\n\nAnswer: 4",
     }
     assert sft[1]["text"] == "Question: Name a colour.\n\nAnswer: Blue." and sft[1]["system_prompt"] == ""
@@ -95,21 +98,22 @@ def test_every_loader_on_every_format(tmp_path, fmt):
     hh = data.load_preferences(make(_sub(tmp_path, "h"), HH_ROWS), CFG)
     assert hh[0] == {
         "prompt": "\n\nHuman: Hi?\n\nAssistant: Hello.\n\nHuman: Help me?\n\nAssistant:",
-        "chosen": " Sure, how?", "rejected": " No.",
+        "chosen": " Sure, how?",
+        "rejected": " No.",
     }
     assert data.load_prompts(make(_sub(tmp_path, "q"), HH_ROWS), CFG)[1] == {"prompt": "\n\nHuman: Q\n\nAssistant:"}
 
 
 def test_sample_source_ignores_column_mapping(monkeypatch):
-    import kfrlhf
+    import kfrlhf.common
 
     fake = types.SimpleNamespace(
         sft_records=lambda n, seed: [{"question": f"q{seed}", "response": "r", "system_prompt": ""}] * n,
         preference_records=lambda n, seed: PREF_ROWS[:n],
         prompt_records=lambda n, seed: [{"prompt": "p"}] * n,
     )
-    monkeypatch.setitem(sys.modules, "kfrlhf.sample_data", fake)
-    monkeypatch.setattr(kfrlhf, "sample_data", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "kfrlhf.common.sample_data", fake)
+    monkeypatch.setattr(kfrlhf.common, "sample_data", fake)
     cfg = DataConfig(question_column="instruction", chosen_column="good", max_rows=2, seed=7)
     assert data.load_sft("sample", cfg)[0]["text"] == "Question: q7\n\nAnswer: r"  # sft: seed + 0
     assert data.load_preferences("sample", cfg) == PREF_ROWS
@@ -117,7 +121,7 @@ def test_sample_source_ignores_column_mapping(monkeypatch):
 
 
 def test_real_sample_module():
-    pytest.importorskip("kfrlhf.sample_data")
+    pytest.importorskip("kfrlhf.common.sample_data")
     cfg = DataConfig(max_rows=20)
     assert len(data.load_sft("sample", cfg)) == 20
     prefs, prompts = data.load_preferences("sample", cfg), data.load_prompts("sample", cfg)
@@ -143,8 +147,13 @@ def test_datasetdict_split_and_missing_split(tmp_path):
 
 def test_column_mapping(tmp_path):
     cfg = DataConfig(
-        question_column="instruction", response_column="output", system_column="sys",
-        chosen_column="good", rejected_column="bad", prompt_column="query", template="Q: {question}\nA: ",
+        question_column="instruction",
+        response_column="output",
+        system_column="sys",
+        chosen_column="good",
+        rejected_column="bad",
+        prompt_column="query",
+        template="Q: {question}\nA: ",
     )
     sft = data.load_sft(jsonl(tmp_path / "s.jsonl", [{"instruction": "Hi", "output": "Yo", "sys": "Be nice."}]), cfg)
     assert sft == [{"question": "Hi", "response": "Yo", "system_prompt": "Be nice.", "text": "Be nice.\nQ: Hi\nA: Yo"}]
@@ -283,8 +292,13 @@ def test_bad_template():
 
 def test_check_lists_every_problem(tmp_path):
     path = tmp_path / "p.jsonl"
-    lines = [json.dumps(PREF_ROWS[0]), "{oops", json.dumps({"prompt": "p", "chosen": "", "rejected": "r"}),
-             json.dumps({"prompt": "p", "chosen": "s", "rejected": "s"}), json.dumps(PREF_ROWS[1])]
+    lines = [
+        json.dumps(PREF_ROWS[0]),
+        "{oops",
+        json.dumps({"prompt": "p", "chosen": "", "rejected": "r"}),
+        json.dumps({"prompt": "p", "chosen": "s", "rejected": "s"}),
+        json.dumps(PREF_ROWS[1]),
+    ]
     path.write_text("\n".join(lines) + "\n")
     problems = data.check(str(path), "preference", CFG)
     assert [p.split(": ", 1)[0] for p in problems] == [f"{path} line {n}" for n in (2, 3, 4)]

@@ -11,21 +11,22 @@ import pytest
 import torch
 import trl
 
-from kfrlhf.bench import PROMPTS, tiny_lm, tiny_tokenizer
-from kfrlhf.checkpoint import Diverged, is_complete, latest_complete
+from kfrlhf.common.checkpoint import Diverged, is_complete, latest_complete
 from kfrlhf.ppo import losses
 from kfrlhf.ppo.trainer import PPODivergence, run_ppo
-from kfrlhf.sft import train_sft
+from kfrlhf.sft.train import train_sft
 from tests.conftest import sft_rows
 from tests.test_ppo_trainer import small_cfg, target_fraction
 from tests.test_resume import one_thread  # noqa: F401  (autouse: one torch thread, far faster on shared cores)
 from tests.test_sft import _cfg as sft_cfg
+from tests.word_task import PROMPTS, tiny_lm, tiny_tokenizer
 
 
 def _counting(reward_fn, calls: list):
     def fn(prompts, responses):
         calls.append(1)
         return reward_fn(prompts, responses, len(calls))
+
     return fn
 
 
@@ -36,16 +37,29 @@ def nan_loss_from(step: int, calls: list):
     def patched(*args, **kw):
         loss, clipfrac = value_loss(*args, **kw)
         return (loss * float("nan") if len(calls) >= step else loss), clipfrac
+
     return patched
 
 
 PPO_CASES = {
-    "nan reward": (dict(), lambda p, r, n: target_fraction(p, r) * (float("nan") if n == 5 else 1), 5,
-                   "reward is NaN/inf for 16 of 16 responses"),
-    "reward limit": (dict(reward_limit=10.0), lambda p, r, n: target_fraction(p, r) + (100 if n == 5 else 0), 5,
-                     r"mean reward 10[01](\.\d+)? > reward_limit 10\.0"),
-    "exploding kl": (dict(kl_limit=1e-4), lambda p, r, n: target_fraction(p, r), 2,
-                     r"mean KL [\d.e-]+ > kl_limit 0\.0001"),
+    "nan reward": (
+        dict(),
+        lambda p, r, n: target_fraction(p, r) * (float("nan") if n == 5 else 1),
+        5,
+        "reward is NaN/inf for 16 of 16 responses",
+    ),
+    "reward limit": (
+        dict(reward_limit=10.0),
+        lambda p, r, n: target_fraction(p, r) + (100 if n == 5 else 0),
+        5,
+        r"mean reward 10[01](\.\d+)? > reward_limit 10\.0",
+    ),
+    "exploding kl": (
+        dict(kl_limit=1e-4),
+        lambda p, r, n: target_fraction(p, r),
+        2,
+        r"mean KL [\d.e-]+ > kl_limit 0\.0001",
+    ),
     "nan loss": (dict(), lambda p, r, n: target_fraction(p, r), 3, r"loss is nan \(policy [\d.e-]+, value nan\)"),
 }
 
@@ -61,8 +75,9 @@ def test_ppo_stops_and_keeps_the_last_good_checkpoint(case, tmp_path, monkeypatc
     with pytest.raises(PPODivergence) as err:
         run_ppo(cfg, tiny_lm(tok), tok, PROMPTS, _counting(reward_fn, calls), output_dir=str(tmp_path))
     last_good = tmp_path / "checkpoints" / f"step-{step - 1}"
-    assert re.fullmatch(rf"PPO diverged at step {step}: {problem}; last good checkpoint: {re.escape(str(last_good))}",
-                        str(err.value)), str(err.value)
+    assert re.fullmatch(
+        rf"PPO diverged at step {step}: {problem}; last good checkpoint: {re.escape(str(last_good))}", str(err.value)
+    ), str(err.value)
     assert latest_complete(tmp_path / "checkpoints", "step") == last_good and is_complete(last_good)
     assert not (tmp_path / "adapter").exists()
 
@@ -73,8 +88,9 @@ def test_ppo_stops_and_keeps_the_last_good_checkpoint(case, tmp_path, monkeypatc
     assert len(result["history"]) == step and all(torch.isfinite(torch.tensor(h["reward"])) for h in result["history"])
 
 
-@pytest.mark.parametrize("logging_steps, step, problem",
-                         [(1, 6, "loss is nan"), (100, 8, "non-finite weights after the update")])
+@pytest.mark.parametrize(
+    "logging_steps, step, problem", [(1, 6, "loss is nan"), (100, 8, "non-finite weights after the update")]
+)
 def test_sft_stops_on_nan_and_keeps_the_last_good_checkpoint(logging_steps, step, problem, tmp_path, monkeypatch):
     """From step 6 on the loss is NaN: caught in the logs, or before the next save (step 8) when nothing is logged."""
     compute_loss = trl.SFTTrainer.compute_loss
@@ -118,6 +134,12 @@ def test_ppo_rollbacks_are_bounded(tmp_path):
     reward_fn = _counting(lambda p, r, n: target_fraction(p, r) * (float("nan") if n >= 5 else 1), [])
     tok = tiny_tokenizer()
     with pytest.raises(PPODivergence, match=r"^PPO diverged at step 3: reward is NaN.*checkpoints/step-2$"):
-        run_ppo(small_cfg(steps=8, save_every=1, max_rollbacks=2), tiny_lm(tok), tok, PROMPTS, reward_fn,
-                output_dir=str(tmp_path))
+        run_ppo(
+            small_cfg(steps=8, save_every=1, max_rollbacks=2),
+            tiny_lm(tok),
+            tok,
+            PROMPTS,
+            reward_fn,
+            output_dir=str(tmp_path),
+        )
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-1", "step-2"]

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from kfrlhf import config
-from kfrlhf.cli import main
-from kfrlhf.dpo import train_dpo
-from kfrlhf.merge import merge_adapter
-from kfrlhf.models import load_causal_lm, load_tokenizer
+from kfrlhf.common.models import load_causal_lm, load_tokenizer
+from kfrlhf.dpo.train import train_dpo
+from kfrlhf.merge.merge import merge_adapter
+from kfrlhf.pipelines import run_config as config
+from kfrlhf.pipelines.cli import main
 from tests.conftest import preference_rows
 from tests.test_pipeline import FAST
 
@@ -25,7 +25,7 @@ def _answer_logp(model_dir, rows: list[dict], key: str) -> torch.Tensor:
             n = len(tok(r["prompt"].rstrip())["input_ids"])
             ids = tok(r["prompt"] + r[key], return_tensors="pt")["input_ids"]
             logp = model(ids).logits[0, :-1].log_softmax(-1).gather(-1, ids[0, 1:, None])[:, 0]
-            out.append(logp[n - 1:].sum())
+            out.append(logp[n - 1 :].sum())
     return torch.stack(out)
 
 
@@ -42,8 +42,9 @@ def test_dpo_prefers_chosen_on_held_out_pairs_and_merges(tiny_lm_dir, tmp_path):
     assert json.loads((tmp_path / "dpo" / "metrics.json").read_text()) == m
     # The merged model carries what DPO learned: chosen gains log-probability over rejected.
     merged = merge_adapter(tmp_path / "dpo" / "adapter", tmp_path / "merged", base=str(tiny_lm_dir))
-    margin = {d: _answer_logp(d, held_out, "chosen") - _answer_logp(d, held_out, "rejected")
-              for d in (tiny_lm_dir, merged)}
+    margin = {
+        d: _answer_logp(d, held_out, "chosen") - _answer_logp(d, held_out, "rejected") for d in (tiny_lm_dir, merged)
+    }
     gain = margin[merged] - margin[tiny_lm_dir]
     assert cfg.beta * gain.mean() > 0.8 * m["dpo_reward_margin"]  # DPO's implicit reward margin, up to the EOS token
     assert (margin[merged] > margin[tiny_lm_dir]).float().mean() >= 0.9

@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from kfrlhf.config import EvalConfig
-from kfrlhf.evaluate import evaluate, summarize
+from kfrlhf.eval.config import EvalConfig
+from kfrlhf.eval.evaluate import evaluate, summarize
 
 
 def test_summarize_hand_made_case():
@@ -20,8 +20,12 @@ def test_summarize_hand_made_case():
 def test_a_model_against_itself(tiny_lm_dir, reward_dir, tmp_path):
     """Same model, same sampling seed: identical answers, KL 0, win rate one half."""
     cfg = EvalConfig(num_prompts=6, max_new_tokens=6, batch_size=4, num_samples=3)
-    prompts = [f"Question: Why do people like {t}?\n\nAnswer: " for t in ("tea", "maps", "bees", "kites", "soup", "boats")]
-    report = evaluate(cfg, str(tiny_lm_dir), str(tiny_lm_dir), str(reward_dir[0]), prompts, tmp_path, {"sft_eval_loss": 1.0})
+    prompts = [
+        f"Question: Why do people like {t}?\n\nAnswer: " for t in ("tea", "maps", "bees", "kites", "soup", "boats")
+    ]
+    report = evaluate(
+        cfg, str(tiny_lm_dir), str(tiny_lm_dir), str(reward_dir[0]), prompts, tmp_path, {"sft_eval_loss": 1.0}
+    )
     assert report["kl"] == pytest.approx(0.0, abs=1e-5)
     assert report["win_rate"] == 0.5 and report["reward_before"] == report["reward_after"]
     assert report["sft_eval_loss"] == 1.0 and report["kl_within_bound"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kfrlhf import hh
+from kfrlhf.data import hh
 
 HH_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 
@@ -30,7 +30,12 @@ def test_multi_turn_prompt_keeps_earlier_turns():
     shared = "\n\nHuman: A?\n\nAssistant: B.\n\nHuman: C?\n\nAssistant:"
     prompt, chosen, rejected = hh.split_pair(shared + " D.", shared + " E.")
     assert prompt == shared and chosen == " D." and rejected == " E."
-    assert hh.split_turns(shared + " D.") == [("Human", "A?"), ("Assistant", "B."), ("Human", "C?"), ("Assistant", "D.")]
+    assert hh.split_turns(shared + " D.") == [
+        ("Human", "A?"),
+        ("Assistant", "B."),
+        ("Human", "C?"),
+        ("Assistant", "D."),
+    ]
 
 
 def test_whitespace_quirks():

@@ -4,12 +4,22 @@ with fake secrets in the environment and W&B offline: they must not leak into lo
 import json
 import math
 
-from kfrlhf.cli import main
+from kfrlhf.pipelines.cli import main
 from tests.conftest import assert_clean, assert_tree_clean
 
-FAST = ["sft.max_steps=10", "sft.eval_steps=10", "reward.max_steps=10", "reward.eval_steps=10",
-        "ppo.steps=2", "ppo.batch_size=8", "ppo.mini_batch_size=4", "ppo.ppo_epochs=1", "ppo.save_every=1",
-        "eval.num_prompts=8", "eval.batch_size=8"]
+FAST = [
+    "sft.max_steps=10",
+    "sft.eval_steps=10",
+    "reward.max_steps=10",
+    "reward.eval_steps=10",
+    "ppo.steps=2",
+    "ppo.batch_size=8",
+    "ppo.mini_batch_size=4",
+    "ppo.ppo_epochs=1",
+    "ppo.save_every=1",
+    "eval.num_prompts=8",
+    "eval.batch_size=8",
+]
 
 
 def test_rlhf_run_through_kfp_local(tmp_path, capfd, fake_secrets):

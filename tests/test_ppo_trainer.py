@@ -4,23 +4,37 @@ import pytest
 import torch
 from peft import PeftModel
 
-from kfrlhf import bench
-from kfrlhf.bench import PROMPTS, tiny_lm, tiny_tokenizer
-from kfrlhf.config import PPOConfig
-from kfrlhf.ppo.rollout import generate, score
+from kfrlhf.common.sampling import generate
+from kfrlhf.ppo.config import PPOConfig
+from kfrlhf.ppo.rollout import score
 from kfrlhf.ppo.trainer import PPODivergence, make_policy, run_ppo
+from tests import word_task
+from tests.word_task import PROMPTS, tiny_lm, tiny_tokenizer
 
 
 def target_fraction(prompts: list[str], responses: list[str]) -> torch.Tensor:
     """Reward: the fraction of response words that are "good"."""
-    return bench.target_fraction(responses)
+    return word_task.target_fraction(responses)
 
 
 def small_cfg(**kw) -> PPOConfig:
     base = dict(
-        steps=30, batch_size=16, mini_batch_size=4, ppo_epochs=2, learning_rate=3e-3, min_new_tokens=4,
-        max_new_tokens=8, max_prompt_length=16, init_kl_coef=0.05, target_kl=0.01, kl_horizon=200,
-        lora_r=8, lora_alpha=16, lora_dropout=0.0, save_every=10, seed=0,
+        steps=30,
+        batch_size=16,
+        mini_batch_size=4,
+        ppo_epochs=2,
+        learning_rate=3e-3,
+        min_new_tokens=4,
+        max_new_tokens=8,
+        max_prompt_length=16,
+        init_kl_coef=0.05,
+        target_kl=0.01,
+        kl_horizon=200,
+        lora_r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        save_every=10,
+        seed=0,
     )
     return PPOConfig(**{**base, **kw})
 
@@ -49,10 +63,22 @@ def test_ppo_raises_reward_and_kl_coef(tmp_path):
     model = tiny_lm(tok)
     logged = []
     cfg = small_cfg()
-    result = run_ppo(cfg, model, tok, PROMPTS, target_fraction, output_dir=str(tmp_path), log_fn=lambda s, m: logged.append(s))
+    result = run_ppo(
+        cfg, model, tok, PROMPTS, target_fraction, output_dir=str(tmp_path), log_fn=lambda s, m: logged.append(s)
+    )
     hist = result["history"]
     assert len(hist) == cfg.steps and logged == list(range(1, cfg.steps + 1))
-    assert {"reward", "kl", "kl_coef", "entropy", "policy_loss", "value_loss", "clip_fraction", "response_length", "tokens_per_second"} <= set(hist[0])
+    assert {
+        "reward",
+        "kl",
+        "kl_coef",
+        "entropy",
+        "policy_loss",
+        "value_loss",
+        "clip_fraction",
+        "response_length",
+        "tokens_per_second",
+    } <= set(hist[0])
     assert result["reward_last"] > result["reward_first"] + 0.2, (result["reward_first"], result["reward_last"])
     assert result["kl_last"] > cfg.target_kl
     assert result["kl_coef_last"] > cfg.init_kl_coef  # KL above a small target: the coefficient must rise
@@ -71,7 +97,9 @@ def test_runs_are_deterministic():
     tok = tiny_tokenizer()
     runs = [run_ppo(small_cfg(steps=2), tiny_lm(tok), tok, PROMPTS, target_fraction)["history"] for _ in range(2)]
     for a, b in zip(*runs):
-        assert {k: v for k, v in a.items() if k != "tokens_per_second"} == {k: v for k, v in b.items() if k != "tokens_per_second"}
+        assert {k: v for k, v in a.items() if k != "tokens_per_second"} == {
+            k: v for k, v in b.items() if k != "tokens_per_second"
+        }
 
 
 def test_kl_limit_stops_training():

@@ -10,6 +10,7 @@ sum at the checkpoint), so the stop lands well before the last interval compared
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import shutil
@@ -22,13 +23,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from kfrlhf import config, models, stages
-from kfrlhf.checkpoint import MANIFEST, PREEMPTED_EXIT, latest_complete
-from kfrlhf.data import write_jsonl
+from kfrlhf.common import models
+from kfrlhf.common.checkpoint import MANIFEST, PREEMPTED_EXIT, latest_complete
+from kfrlhf.common.data_sources import write_jsonl
+from kfrlhf.pipelines import run_config as config
 from tests.conftest import preference_rows, sft_rows
 
-RUN = "import json, sys; from kfrlhf import stages; getattr(stages, sys.argv[1])(**json.loads(sys.argv[2]))"
-PREFIX = {"run_sft": "checkpoint", "run_ppo": "step"}
+# Stage entry points, the way the KFP components call them.
+ENTRY = {"run_sft": "kfrlhf.sft.train", "run_ppo_stage": "kfrlhf.ppo.stage"}
+RUN = (
+    "import importlib, json, sys; getattr(importlib.import_module(sys.argv[1]), sys.argv[2])(**json.loads(sys.argv[3]))"
+)
+PREFIX = {"run_sft": "checkpoint", "run_ppo_stage": "step"}
 TOL = dict(rel=1e-6, abs=1e-9)
 
 
@@ -47,7 +53,7 @@ def _section(name: str, **kw) -> dict:
 
 @pytest.fixture(scope="module")
 def jobs(tmp_path_factory, tiny_lm_dir) -> dict:
-    """Keyword arguments of stages.run_sft / run_ppo (output_dir added per run)."""
+    """Keyword arguments of run_sft / run_ppo_stage (output_dir added per run)."""
     root = tmp_path_factory.mktemp("resume_inputs")
     rows = sft_rows(200)
     write_jsonl(rows[:180], root / "sft" / "train.jsonl")
@@ -57,24 +63,26 @@ def jobs(tmp_path_factory, tiny_lm_dir) -> dict:
     models.load_reward_model(models.TINY_ENCODER).save_pretrained(reward)
     models.load_tokenizer(models.TINY_ENCODER).save_pretrained(reward)
     sft = _section("sft", max_steps=40, save_steps=4, logging_steps=2, eval_steps=100, seq_length=64, batch_size=4)
-    ppo = _section("ppo", steps=10, save_every=2, batch_size=8, mini_batch_size=4, ppo_epochs=1, min_new_tokens=4,
-                   max_new_tokens=8)
+    ppo = _section(
+        "ppo", steps=10, save_every=2, batch_size=8, mini_batch_size=4, ppo_epochs=1, min_new_tokens=4, max_new_tokens=8
+    )
     return {
         "run_sft": dict(sft=sft, sft_data=str(root / "sft")),
-        "run_ppo": dict(ppo=ppo, sft_model=str(tiny_lm_dir), reward_model=str(root / "reward"),
-                        prompt_data=str(root / "prompts")),
+        "run_ppo_stage": dict(
+            ppo=ppo, sft_model=str(tiny_lm_dir), reward_model=str(root / "reward"), prompt_data=str(root / "prompts")
+        ),
     }
 
 
 def run(stage: str, kwargs: dict, out: Path) -> dict:
-    return getattr(stages, stage)(**kwargs, output_dir=str(out))
+    return getattr(importlib.import_module(ENTRY[stage]), stage)(**kwargs, output_dir=str(out))
 
 
 def final(stage: str, out: Path) -> dict:
     """What must match: the metrics, and for PPO every step's metrics but its wall-clock speed."""
     drop = {"samples_per_second", "tokens_per_second"}
     result = {k: v for k, v in json.loads((out / "metrics.json").read_text()).items() if k not in drop}
-    if stage == "run_ppo":
+    if stage == "run_ppo_stage":
         for h in json.loads((out / "history.json").read_text()):
             result.update({f"step {h['step']} {k}": v for k, v in h.items() if k not in drop})
     return result
@@ -92,8 +100,12 @@ def interrupt(stage: str, kwargs: dict, out: Path, sig: int) -> tuple[int, str]:
     """Start the stage in a subprocess, send `sig` once its first checkpoint is complete."""
     log = out.parent / f"{out.name}.stderr"
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-c", RUN, stage, json.dumps(dict(kwargs, output_dir=str(out)))],
-                                stdout=subprocess.DEVNULL, stderr=err, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        proc = subprocess.Popen(
+            [sys.executable, "-c", RUN, ENTRY[stage], stage, json.dumps(dict(kwargs, output_dir=str(out)))],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=dict(os.environ, OMP_NUM_THREADS="1"),
+        )
         deadline = time.monotonic() + 180
         while latest_complete(out / "checkpoints", PREFIX[stage]) is None:
             assert proc.poll() is None, f"{stage} ended before its first checkpoint:\n{log.read_text()[-3000:]}"
@@ -105,7 +117,7 @@ def interrupt(stage: str, kwargs: dict, out: Path, sig: int) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-@pytest.mark.parametrize("stage", ["run_sft", "run_ppo"])
+@pytest.mark.parametrize("stage", ["run_sft", "run_ppo_stage"])
 def test_killed_run_resumes_to_the_same_metrics(stage, sig, jobs, reference, tmp_path):
     out = tmp_path / "out"
     rc, stderr = interrupt(stage, jobs[stage], out, sig)
@@ -121,7 +133,7 @@ def test_killed_run_resumes_to_the_same_metrics(stage, sig, jobs, reference, tmp
 
 
 @pytest.mark.parametrize("damage", ["truncated", "missing", "no manifest"])
-@pytest.mark.parametrize("stage", ["run_sft", "run_ppo"])
+@pytest.mark.parametrize("stage", ["run_sft", "run_ppo_stage"])
 def test_damaged_newest_checkpoint_is_skipped(stage, damage, jobs, reference, tmp_path):
     ref_out, ref_metrics = reference[stage]
     ckpts = tmp_path / "out" / "checkpoints"
@@ -142,7 +154,7 @@ def test_damaged_newest_checkpoint_is_skipped(stage, damage, jobs, reference, tm
 def test_checkpoints_go_to_the_pvc_root_on_a_cluster(tmp_path, monkeypatch):
     """A pod's output artifact is local until success: with RLHF_CHECKPOINT_ROOT the checkpoints
     live on the PVC under the artifact's path (the same on a retry) and go away after success."""
-    from kfrlhf.checkpoint import CHECKPOINT_ROOT_ENV, checkpoint_root, release_checkpoints
+    from kfrlhf.common.checkpoint import CHECKPOINT_ROOT_ENV, checkpoint_root, release_checkpoints
 
     out = tmp_path / "minio" / "run-1" / "sft" / "adapter"
     assert checkpoint_root(out) == out / "checkpoints"

@@ -1,5 +1,5 @@
-from kfrlhf.models import RewardScorer
-from kfrlhf.reward import pair_accuracy
+from kfrlhf.common.models import RewardScorer
+from kfrlhf.reward.train import reward_quality
 from tests.conftest import preference_rows
 
 
@@ -7,22 +7,22 @@ def test_reward_model_learns_the_sample_preference(reward_dir):
     path, metrics = reward_dir
     assert metrics["reward_accuracy"] >= 0.9
     # Fresh pairs from another seed, scored through the saved model.
-    assert pair_accuracy(RewardScorer(str(path)), preference_rows(100, seed=99)) >= 0.9
+    assert reward_quality(RewardScorer(str(path)), preference_rows(100, seed=99))["reward_accuracy"] >= 0.9
 
 
 def test_untrained_reward_model_is_near_chance(tmp_path):
-    from kfrlhf.models import load_reward_model, load_tokenizer
+    from kfrlhf.common.models import load_reward_model, load_tokenizer
 
     load_reward_model("tiny-deberta").save_pretrained(tmp_path)
     load_tokenizer("tiny-deberta").save_pretrained(tmp_path)
-    assert pair_accuracy(RewardScorer(str(tmp_path)), preference_rows(100, seed=99)) < 0.9
+    assert reward_quality(RewardScorer(str(tmp_path)), preference_rows(100, seed=99))["reward_accuracy"] < 0.9
 
 
 def test_quality_gate_stops_a_model_that_did_not_learn(tmp_path):
     import pytest
 
-    from kfrlhf import config
-    from kfrlhf.reward import RewardGateError, train_reward
+    from kfrlhf.pipelines import run_config as config
+    from kfrlhf.reward.train import RewardGateError, train_reward
 
     cfg = config.load_config("tiny").reward
     cfg.max_steps, cfg.eval_steps, cfg.learning_rate, cfg.min_accuracy = 1, 1, 1e-9, 0.99

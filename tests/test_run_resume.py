@@ -9,7 +9,7 @@ import time
 
 from tests.test_pipeline import FAST
 
-CMD = [sys.executable, "-m", "kfrlhf.cli", "run", "--report-to", "none"]
+CMD = [sys.executable, "-m", "kfrlhf.pipelines.cli", "run", "--report-to", "none"]
 SLOW_PPO = ["ppo.steps=6", "ppo.save_every=2"]  # overrides FAST's PPO length
 
 

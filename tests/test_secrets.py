@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kfrlhf.cli import main
+from kfrlhf.pipelines.cli import main
 from tests.conftest import assert_clean, assert_tree_clean
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,19 +27,26 @@ def test_compiled_pipelines_and_parameters(fake_secrets, tmp_path):
 
 @pytest.mark.parametrize("overlay", sorted(p.name for p in (ROOT / "manifests" / "overlays").iterdir()))
 def test_rendered_manifests(fake_secrets, overlay):
-    out = subprocess.run(["kubectl", "kustomize", str(ROOT / "manifests" / "overlays" / overlay)],
-                         capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / "manifests" / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert "kind: PipelineVersion" in out.stdout
     assert_clean(out.stdout + out.stderr, fake_secrets, f"kubectl kustomize {overlay}")
 
 
 def test_cli_output_logs_and_artifacts(fake_secrets, tmp_path, capsys, caplog):
-    from kfrlhf.stages import prepare_data
+    from kfrlhf.data.prepare import prepare_data
 
     caplog.set_level(logging.DEBUG)
     sample = tmp_path / "prefs.jsonl"
-    sample.write_text('{"chosen": "\\n\\nHuman: Hi\\n\\nAssistant: Hello", "rejected": "\\n\\nHuman: Hi\\n\\nAssistant: "}\n'
-                      '{"prompt": "Q", "chosen": "A", "rejected": "B"}\n')
+    sample.write_text(
+        '{"chosen": "\\n\\nHuman: Hi\\n\\nAssistant: Hello", "rejected": "\\n\\nHuman: Hi\\n\\nAssistant: "}\n'
+        '{"prompt": "Q", "chosen": "A", "rejected": "B"}\n'
+    )
     assert main(["config", "--report-to", "wandb"]) == 0
     main(["data", "check", "--format", "preference", str(sample)])
     main(["run", "--set", "ppo.steps=0", "--output", str(tmp_path / "never")])  # fails in the pre-flight
@@ -54,10 +61,10 @@ def test_cli_output_logs_and_artifacts(fake_secrets, tmp_path, capsys, caplog):
 
 def test_wandb_offline_run_files(fake_secrets, tmp_path):
     wandb = pytest.importorskip("wandb")
-    from kfrlhf.config import PPOConfig
-    from kfrlhf.tracking import step_logger
+    from kfrlhf.common.tracking import step_tracker
+    from kfrlhf.ppo.config import PPOConfig
 
-    log = step_logger("wandb", tmp_path, "ppo", dataclasses.asdict(PPOConfig()))
-    log(1, {"reward": 0.5, "kl": 0.1})
-    wandb.finish()
+    with step_tracker("wandb", tmp_path, "ppo", dataclasses.asdict(PPOConfig())) as tracker:
+        tracker.log({"reward": 0.5, "kl": 0.1}, step=1)
+    assert wandb.run is None  # the tracker finished the run
     assert assert_tree_clean(tmp_path, fake_secrets) >= 3

@@ -1,7 +1,7 @@
 import torch
 
-from kfrlhf import config
-from kfrlhf.sft import train_sft
+from kfrlhf.pipelines import run_config as config
+from kfrlhf.sft.train import train_sft
 from tests.conftest import sft_rows
 
 
@@ -25,7 +25,7 @@ def test_qlora_layers_are_4bit_nf4_double_quant_and_train(tmp_path):
     import bitsandbytes as bnb
     from peft import PeftModel
 
-    from kfrlhf.models import load_causal_lm
+    from kfrlhf.common.models import load_causal_lm
 
     model = load_causal_lm("tiny-opt", load_in_4bit=True)
     layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]

@@ -96,8 +96,24 @@ def test_submit_sends_spec_parameters_and_token(kfp_server, package, tmp_path, m
     params.write_text("sft:\n  max_steps: 7\nppo:\n  steps: 3\nreport_to: none\n")
 
     rc = _run_cli(
-        ["submit", "--host", host, "--pipeline", str(package), "--params", str(params),
-         "--namespace", "team-a", "--experiment", "rlhf-ci", "--run-name", "ci-1", "--wait", "--timeout", "30"]
+        [
+            "submit",
+            "--host",
+            host,
+            "--pipeline",
+            str(package),
+            "--params",
+            str(params),
+            "--namespace",
+            "team-a",
+            "--experiment",
+            "rlhf-ci",
+            "--run-name",
+            "ci-1",
+            "--wait",
+            "--timeout",
+            "30",
+        ]
     )
 
     assert rc == 0

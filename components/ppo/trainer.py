@@ -32,16 +32,32 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+from peft import get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
+from transformers import set_seed
 
-from ..checkpoint import (Diverged, Preempted, StopOnSigterm, atomic_dir, atomic_file, checkpoint_root, latest_complete,
-                          remove_after, remove_incomplete, rng_state, save_adapter, set_rng_state)
-from ..config import PPOConfig
+from kfrlhf.common.checkpoint import (
+    Diverged,
+    Preempted,
+    StopOnSigterm,
+    atomic_dir,
+    atomic_file,
+    checkpoint_root,
+    latest_complete,
+    remove_after,
+    remove_incomplete,
+    rng_state,
+    save_adapter,
+    set_rng_state,
+)
+from kfrlhf.common.models import lora_config
+from kfrlhf.common.sampling import Rollout, forward, generate, logprobs_from_logits
+
 from . import losses as L
+from .config import PPOConfig
 from .kl import AdaptiveKLController, FixedKLController
-from .rollout import Rollout, RunningMoments, forward, generate, score
+from .rollout import RunningMoments, score
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +74,9 @@ class PPODivergence(Diverged):
         super().__init__("PPO", step, problem, last_good)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def make_policy(cfg: PPOConfig, model):
     """Wrap `model` with a fresh LoRA adapter (in place) and build a value head for it."""
-    lora = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules="all-linear",
-        task_type="CAUSAL_LM",
-    )
-    policy = get_peft_model(model, lora)
+    policy = get_peft_model(model, lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout))
     hidden = policy.get_output_embeddings().weight.shape[1]  # width of the last hidden state
     value_head = torch.nn.Linear(hidden, 1).to(next(model.parameters()).device)
     torch.nn.init.zeros_(value_head.weight)  # values start at 0: no random baseline in the first steps
@@ -85,22 +88,38 @@ def save_value_head(value_head, path: Path) -> None:
     save_file({k: v.contiguous() for k, v in value_head.state_dict().items()}, str(path))
 
 
-def save_checkpoint(root: Path, step: int, policy, value_head, optimizer, kl_ctl, moments: RunningMoments,
-                    length_rng: random.Random, history: list[dict], rollbacks: int) -> Path:
+def save_checkpoint(
+    root: Path,
+    step: int,
+    policy,
+    value_head,
+    optimizer,
+    kl_ctl,
+    moments: RunningMoments,
+    length_rng: random.Random,
+    history: list[dict],
+    rollbacks: int,
+) -> Path:
     """Write root/step-N complete or not at all (temp dir, manifest, rename)."""
     with atomic_dir(root / f"{PREFIX}-{step}", manifest=True) as tmp:
         policy.save_pretrained(str(tmp / "adapter"))
         save_value_head(value_head, tmp / VALUE_HEAD)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(dict(rng_state(), length=length_rng.getstate()), tmp / "rng.pt")
-        state = {"step": step, "kl_coef": kl_ctl.value, "reward_moments": moments.state_dict(), "history": history,
-                 "rollbacks": rollbacks}
+        state = {
+            "step": step,
+            "kl_coef": kl_ctl.value,
+            "reward_moments": moments.state_dict(),
+            "history": history,
+            "rollbacks": rollbacks,
+        }
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
     return root / f"{PREFIX}-{step}"
 
 
-def load_checkpoint(path: Path, policy, value_head, optimizer, kl_ctl, moments: RunningMoments,
-                    length_rng: random.Random) -> dict:
+def load_checkpoint(
+    path: Path, policy, value_head, optimizer, kl_ctl, moments: RunningMoments, length_rng: random.Random
+) -> dict:
     """Restore everything `save_checkpoint` wrote; returns its trainer_state.json (step, history, rollbacks)."""
     set_peft_model_state_dict(policy, load_file(str(path / "adapter" / "adapter_model.safetensors")))
     value_head.load_state_dict(load_file(str(path / VALUE_HEAD)))
@@ -120,10 +139,14 @@ def ppo_update(cfg: PPOConfig, policy, value_head, optimizer, params, r: Rollout
     n = len(r.input_ids)
     for _ in range(cfg.ppo_epochs):
         for idx in torch.randperm(n).split(cfg.mini_batch_size):
-            logits, values = forward(policy, value_head, r.input_ids[idx], r.attention_mask[idx], r.prompt_len, cfg.temperature)
-            logprobs = L.logprobs_from_logits(logits, r.response_ids[idx])
+            logits, values = forward(
+                policy, value_head, r.input_ids[idx], r.attention_mask[idx], r.prompt_len, cfg.temperature
+            )
+            logprobs = logprobs_from_logits(logits, r.response_ids[idx])
             mask = r.mask[idx]
-            pg_loss, clipfrac, approx_kl = L.policy_loss(logprobs, r.logprobs[idx], advantages[idx], mask, cfg.cliprange)
+            pg_loss, clipfrac, approx_kl = L.policy_loss(
+                logprobs, r.logprobs[idx], advantages[idx], mask, cfg.cliprange
+            )
             vf_loss, _ = L.value_loss(values, r.values[idx], returns[idx], mask, cfg.cliprange_value)
             loss = pg_loss + cfg.vf_coef * vf_loss
             if not torch.isfinite(loss):
@@ -191,7 +214,7 @@ def run_ppo(
         raise ValueError("run_ppo needs at least one prompt")
     if cfg.batch_size % cfg.mini_batch_size:
         raise ValueError(f"batch_size ({cfg.batch_size}) must be divisible by mini_batch_size ({cfg.mini_batch_size})")
-    seed_everything(cfg.seed)
+    set_seed(cfg.seed)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
@@ -288,8 +311,9 @@ def run_ppo(
                 log_fn(step, metrics)
             saved = None
             if ckpts is not None and (stop.requested or (cfg.save_every > 0 and step % cfg.save_every == 0)):
-                saved = save_checkpoint(ckpts, step, policy, value_head, optimizer, kl_ctl, moments, length_rng,
-                                        history, rollbacks)
+                saved = save_checkpoint(
+                    ckpts, step, policy, value_head, optimizer, kl_ctl, moments, length_rng, history, rollbacks
+                )
             if stop.requested:
                 raise Preempted("PPO", step, saved)
         bar.close()

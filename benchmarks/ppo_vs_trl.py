@@ -1,0 +1,161 @@
+"""Side-by-side benchmark: the project's PPO vs. TRL 1.12's `trl.experimental.ppo.PPOTrainer`.
+
+Both run on the same tiny random OPT policy (word-level tokenizer), the same tiny
+sequence-classification reward model (trained here for a few seconds to score the
+fraction of the word "good"), the same batch/mini-batch sizes, PPO epochs, learning
+rate, fixed KL coefficient, response length and number of steps. TRL runs in its own
+virtualenv (it pins older libraries) through benchmarks/trl_ppo.py, which reads the
+models from a directory written here with save_pretrained.
+
+    python -m benchmarks.ppo_vs_trl --steps 30 --trl-python .venv-trl112/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from transformers import OPTForCausalLM
+
+from kfrlhf.ppo.config import PPOConfig
+from kfrlhf.ppo.trainer import run_ppo
+from tests.word_task import PROMPTS, rm_reward_fn, tiny_lm, tiny_tokenizer, train_reward_model
+
+TRL_SCRIPT = Path(__file__).with_name("trl_ppo.py")
+
+
+def reward_gain(rewards: list[float]) -> tuple[float, float, float]:
+    """(mean of the first fifth of the steps, mean of the last fifth, gain)."""
+    k = max(1, len(rewards) // 5)
+    first, last = sum(rewards[:k]) / k, sum(rewards[-k:]) / k
+    return first, last, last - first
+
+
+def bench_ppo(
+    steps: int = 30,
+    batch_size: int = 16,
+    mini_batch_size: int = 4,
+    response_length: int = 8,
+    ppo_epochs: int = 2,
+    learning_rate: float = 3e-3,
+    kl_coef: float = 0.05,
+    lora_r: int = 8,
+    seed: int = 0,
+    trl_python: str = ".venv-trl112/bin/python",
+    workdir: str | None = None,
+) -> dict:
+    """Run both trainers on the same setup; returns {"ours": {...}, "trl": {...}, "ratio": {...}}."""
+    tmp = tempfile.TemporaryDirectory() if workdir is None else None
+    root = Path(workdir or tmp.name)
+    tok = tiny_tokenizer()
+    rm = train_reward_model(tok, seed)
+    tok.save_pretrained(root / "policy")
+    tiny_lm(tok, seed).save_pretrained(root / "policy")
+    tok.save_pretrained(root / "reward")
+    rm.save_pretrained(root / "reward")
+
+    cfg = PPOConfig(
+        steps=steps,
+        batch_size=batch_size,
+        mini_batch_size=mini_batch_size,
+        ppo_epochs=ppo_epochs,
+        learning_rate=learning_rate,
+        init_kl_coef=kl_coef,
+        adaptive_kl=False,
+        normalize_reward=False,
+        min_new_tokens=response_length,
+        max_new_tokens=response_length,
+        max_prompt_length=16,
+        lora_r=lora_r,
+        lora_alpha=2 * lora_r,
+        lora_dropout=0.0,
+        save_every=0,
+        seed=seed,
+    )
+    model = OPTForCausalLM.from_pretrained(root / "policy").eval()
+    result = run_ppo(cfg, model, tok, PROMPTS, rm_reward_fn(rm, tok))
+    ours = {"samples_per_second": result["samples_per_second"], "rewards": [h["reward"] for h in result["history"]]}
+
+    args = {
+        "policy": str(root / "policy"),
+        "reward": str(root / "reward"),
+        "prompts": PROMPTS,
+        "steps": steps,
+        "batch_size": batch_size,
+        "mini_batch_size": mini_batch_size,
+        "response_length": response_length,
+        "ppo_epochs": ppo_epochs,
+        "learning_rate": learning_rate,
+        "kl_coef": kl_coef,
+        "lora_r": lora_r,
+        "seed": seed,
+        "output_dir": str(root / "trl_out"),
+    }
+    proc = subprocess.run([trl_python, str(TRL_SCRIPT), json.dumps(args)], capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"TRL side failed ({trl_python}):\n{proc.stderr[-4000:]}")
+    trl = json.loads(proc.stdout.strip().splitlines()[-1])
+    if tmp is not None:
+        tmp.cleanup()
+
+    out = {"setup": {k: v for k, v in args.items() if k not in ("policy", "reward", "prompts", "output_dir")}}
+    for name, res in (("ours", ours), ("trl", trl)):
+        first, last, gain = reward_gain(res["rewards"])
+        out[name] = {
+            "samples_per_second": res["samples_per_second"],
+            "reward_first": first,
+            "reward_last": last,
+            "reward_gain": gain,
+        }
+    out["ratio"] = {
+        k: out["ours"][k] / out["trl"][k] if out["trl"][k] else float("nan")
+        for k in ("samples_per_second", "reward_gain")
+    }
+    return out
+
+
+def format_table(res: dict) -> str:
+    rows = [("", "ours", "TRL 1.12", "ours/TRL")]
+    for key, label in (("samples_per_second", "samples/s"), ("reward_gain", "reward gain")):
+        rows.append((label, f"{res['ours'][key]:.3f}", f"{res['trl'][key]:.3f}", f"{res['ratio'][key]:.2f}"))
+    for key, label in (("reward_first", "reward first"), ("reward_last", "reward last")):
+        rows.append((label, f"{res['ours'][key]:.3f}", f"{res['trl'][key]:.3f}", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ppo_vs_trl", description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--mini-batch-size", type=int, default=4)
+    p.add_argument("--response-length", type=int, default=8)
+    p.add_argument("--ppo-epochs", type=int, default=2)
+    p.add_argument("--learning-rate", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trl-python", default=".venv-trl112/bin/python", help="python of a venv with trl==1.12.0")
+    p.add_argument("--json", help="also write the results to this file")
+    a = p.parse_args(argv)
+    res = bench_ppo(
+        steps=a.steps,
+        batch_size=a.batch_size,
+        mini_batch_size=a.mini_batch_size,
+        response_length=a.response_length,
+        ppo_epochs=a.ppo_epochs,
+        learning_rate=a.learning_rate,
+        seed=a.seed,
+        trl_python=a.trl_python,
+    )
+    print(json.dumps(res["setup"]))
+    print(format_table(res))
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shared rooms: config machinery, data sources, models, sampling, checkpoints, tracking. Never imports a stage."""

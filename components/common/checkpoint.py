@@ -1,0 +1,266 @@
+"""Surviving preemption and divergence: complete-or-absent checkpoints, resume, SIGTERM, hard stops.
+
+A checkpoint directory counts only when its `COMPLETE` manifest (every file's relative path
+and size, written last) is there and every listed file has that size: a directory cut short
+by a kill (no manifest, a missing or truncated file) is skipped and removed on the next start.
+Final artifacts are written under a temporary name and renamed when complete.
+
+SIGTERM (what Kubernetes sends before evicting a pod) does not kill a training stage: the
+current step finishes, a checkpoint is saved and the process exits with 143 (128 + SIGTERM).
+The HF Trainer stages (SFT, reward, DPO) get all of this through `train_resumable`; PPO uses the
+pieces directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "COMPLETE"
+PREEMPTED_EXIT = 143
+HF_PREFIX = "checkpoint"  # HF Trainer names its checkpoints checkpoint-<step>
+
+
+class Diverged(RuntimeError):
+    """A stage stopped: a loss, reward or KL is NaN/inf or above its hard limit."""
+
+    def __init__(self, stage: str, step: int, problem: str, last_good: Path | None):
+        super().__init__(f"{stage} diverged at step {step}: {problem}; last good checkpoint: {last_good or 'none'}")
+        self.last_good = last_good
+
+
+class Preempted(SystemExit):
+    """SIGTERM arrived: the step finished, a checkpoint was saved; uncaught, the process exits 143."""
+
+    def __init__(self, stage: str, step: int, saved: Path | None):
+        super().__init__(PREEMPTED_EXIT)
+        self.message = f"{stage} stopped by SIGTERM after step {step}; checkpoint: {saved or 'none'}"
+        log.warning(self.message)
+
+
+# Where a stage keeps its checkpoints. On a cluster the output artifact is pod-local until the
+# stage succeeds, so a preempted pod would lose them: there RLHF_CHECKPOINT_ROOT points at the
+# PVC and the artifact's local path (unique per run and task, the same on a retry) names the folder.
+# `rlhf run` gives every run new artifact paths, so it keeps only the last RLHF_CHECKPOINT_KEY_PARTS
+# parts (task/output) under a root named by the config's hash: a rerun resumes the stage that died.
+CHECKPOINT_ROOT_ENV = "RLHF_CHECKPOINT_ROOT"
+CHECKPOINT_KEY_PARTS_ENV = "RLHF_CHECKPOINT_KEY_PARTS"
+
+
+def checkpoint_root(output_dir: Path) -> Path:
+    external = os.environ.get(CHECKPOINT_ROOT_ENV)
+    if not external:
+        return Path(output_dir) / "checkpoints"
+    parts = Path(output_dir).resolve().parts[1:]
+    keep = int(os.environ.get(CHECKPOINT_KEY_PARTS_ENV, "0"))  # 0: the whole path
+    return Path(external).joinpath(*(parts[-keep:] if keep else parts))
+
+
+def release_checkpoints(output_dir: Path) -> None:
+    """After success: drop checkpoints kept outside the artifact (inside it they are part of the output)."""
+    if os.environ.get(CHECKPOINT_ROOT_ENV):
+        shutil.rmtree(checkpoint_root(output_dir), ignore_errors=True)
+
+
+# --- complete-or-absent files and directories ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path):
+    """Yield a temporary path beside `path`; rename it to `path` when the block succeeds."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    yield tmp
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path, manifest: bool = False):
+    """Yield an empty temporary directory; on success (with `manifest`, marked complete) it replaces `path`."""
+    path = Path(path)
+    tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    yield tmp
+    if manifest:
+        write_manifest(tmp)
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_adapter(model, tokenizer, path: Path) -> None:
+    """A PEFT adapter with its tokenizer, complete or absent (what merge reads)."""
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+
+
+def write_manifest(directory: Path) -> None:
+    directory = Path(directory)
+    files = {
+        str(p.relative_to(directory)): p.stat().st_size
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+    atomic_write_text(directory / MANIFEST, json.dumps(files, indent=1))
+
+
+def is_complete(directory: Path) -> bool:
+    try:
+        files = json.loads((Path(directory) / MANIFEST).read_text())
+        return all((Path(directory) / name).stat().st_size == size for name, size in files.items())
+    except (OSError, ValueError):
+        return False
+
+
+def _checkpoints(root: Path, prefix: str) -> list[tuple[int, Path]]:
+    """`root/<prefix>-<step>` directories, newest first."""
+    pattern = re.compile(rf"{re.escape(prefix)}-(\d+)")
+    found = [(int(m.group(1)), p) for p in Path(root).glob(f"{prefix}-*") if (m := pattern.fullmatch(p.name))]
+    return sorted((step, p) for step, p in found if p.is_dir())[::-1]
+
+
+def latest_complete(root: Path | None, prefix: str, before: int | None = None) -> Path | None:
+    """The newest complete checkpoint under `root` (of a step < `before`), or None."""
+    if root is None or not Path(root).is_dir():
+        return None
+    earlier = [p for step, p in _checkpoints(root, prefix) if before is None or step < before]
+    return next((p for p in earlier if is_complete(p)), None)
+
+
+def remove_after(root: Path, prefix: str, step: int) -> None:
+    """Delete the checkpoints of steps after `step` (a rollback abandons them)."""
+    for later, path in _checkpoints(root, prefix):
+        if later > step:
+            shutil.rmtree(path)
+
+
+def remove_incomplete(root: Path, prefix: str) -> None:
+    """Delete what a kill left behind: temporary directories and checkpoints without a valid manifest."""
+    if not Path(root).is_dir():
+        return
+    temporary = [p for p in Path(root).glob(".*") if p.suffix in (".tmp", ".old")]  # see atomic_dir
+    leftovers = temporary + [p for _, p in _checkpoints(root, prefix) if not is_complete(p)]
+    for path in leftovers:
+        log.warning("removing incomplete checkpoint %s", path)
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+# --- SIGTERM ---------------------------------------------------------------------------------------
+
+
+class StopOnSigterm(contextlib.AbstractContextManager):
+    """Inside the block, SIGTERM only sets `requested`; the training loop saves and stops at the step's end."""
+
+    requested = False
+
+    def __enter__(self):
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        log.warning("SIGTERM: finishing the current step, then saving a checkpoint")
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+        return False
+
+
+# --- RNG state (the HF Trainer saves its own) --------------------------------------------------------
+
+
+def rng_state() -> dict:
+    """Python, numpy, torch (and CUDA) RNG states in types `torch.load(weights_only=True)` accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --- HF Trainer stages -------------------------------------------------------------------------------
+
+
+def hf_checkpoint_args(save_steps: int) -> dict:
+    """TrainingArguments for checkpoints every `save_steps` and NaN losses that reach the logs."""
+    # Two kept: the rotation runs before our manifest is written, so the previous complete one survives.
+    return dict(save_strategy="steps", save_steps=save_steps, save_total_limit=2, logging_nan_inf_filter=False)
+
+
+class HFGuard(TrainerCallback):
+    """Saves and stops on SIGTERM, marks saved checkpoints complete, stops on NaN/inf."""
+
+    def __init__(self, stage: str, stop: StopOnSigterm, root: Path, params: list):
+        self.stage, self.stop, self.root, self.params = stage, stop, root, params
+
+    def diverged(self, step: int, problem: str) -> Diverged:
+        return Diverged(self.stage, step, problem, latest_complete(self.root, HF_PREFIX))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stop.requested:
+            control.should_save = control.should_training_stop = True
+        # Never save a diverged step: a NaN/inf loss leaves non-finite weights behind.
+        if control.should_save and not all(torch.isfinite(p).all() for p in self.params):
+            raise self.diverged(state.global_step, "non-finite weights after the update")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "eval_loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(value):
+                raise self.diverged(state.global_step, f"{key} is {value}")
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            write_manifest(self.root / f"{HF_PREFIX}-{state.global_step}")
+
+
+def train_resumable(trainer, stage: str) -> None:
+    """`trainer.train()`, resumed from the newest complete checkpoint in its output_dir; exits 143 on SIGTERM."""
+    root = Path(trainer.args.output_dir)
+    remove_incomplete(root, HF_PREFIX)
+    resume = latest_complete(root, HF_PREFIX)
+    if resume is not None:
+        log.warning("%s: resuming from %s", stage, resume)
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+    with StopOnSigterm() as stop:
+        trainer.add_callback(HFGuard(stage, stop, root, params))
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if stop.requested:
+        raise Preempted(stage, trainer.state.global_step, latest_complete(root, HF_PREFIX))

@@ -1,0 +1,214 @@
+"""Shared config machinery: the base classes of the stage configs, type coercion, YAML and `--set`.
+
+Each stage's config is a dataclass in its own folder (`kfrlhf.sft.config.SFTConfig` ...). They derive
+from `StageConfig`, which checks every value on construction (as TRL's configs do): the rules sit
+beside the fields in a `RULES` class attribute, every float must be finite, and `check()` adds the
+cross-field rules. `from_dict` builds a config from YAML/`--set`/pipeline-parameter values,
+refusing unknown keys and wrong types, so a config that exists is a valid one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value is unknown, of the wrong type or impossible."""
+
+
+# Range checks: (predicate, what the message asks for).
+POSITIVE = (lambda v: v > 0, "> 0")
+NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+UNIT = (lambda v: 0 <= v <= 1, "between 0 and 1")
+DROPOUT = (lambda v: 0 <= v < 1, ">= 0 and < 1")
+TOP_P = (lambda v: 0 < v <= 1, "> 0 and <= 1")
+LENGTH = (lambda v: v >= 8, ">= 8 tokens")
+
+
+class StageConfig:
+    """Base of every stage config: `section` names it in YAML, `--set` and messages; `RULES` (per
+    class, merged along the class hierarchy) maps field names to range checks."""
+
+    section: ClassVar[str] = ""
+    RULES: ClassVar[dict] = {}
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{self.section}.{f.name} must be a finite number, got {value!r}")
+        for cls in type(self).__mro__:
+            for name, (ok, wanted) in cls.__dict__.get("RULES", {}).items():
+                value = getattr(self, name)
+                if not ok(value):
+                    raise ConfigError(f"{self.section}.{name} must be {wanted}, got {value!r}")
+        self.check()
+        return self
+
+    def check(self) -> None:
+        """Cross-field rules; raise ConfigError."""
+
+
+@dataclass
+class LoraFields:
+    """The LoRA adapter a stage trains (r=16, alpha=32, dropout 0.05: the tutorial's)."""
+
+    RULES: ClassVar[dict] = dict(lora_r=POSITIVE, lora_alpha=POSITIVE, lora_dropout=DROPOUT)
+
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+
+
+@dataclass
+class SamplingFields:
+    """How a stage samples answers (`kfrlhf.common.sampling`): prompts cut on the left to
+    `max_prompt_length` tokens, then `temperature`, `top_k` (0: off) and `top_p` (1: off)."""
+
+    RULES: ClassVar[dict] = dict(temperature=POSITIVE, top_k=NON_NEGATIVE, top_p=TOP_P, max_prompt_length=LENGTH)
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    max_prompt_length: int = 256
+
+
+@dataclass
+class TrainerFields(StageConfig):
+    """The HF Trainer fields SFT, reward and DPO share (`kfrlhf.common.trainer_args` maps them)."""
+
+    RULES: ClassVar[dict] = dict(
+        learning_rate=POSITIVE,
+        max_steps=POSITIVE,
+        batch_size=POSITIVE,
+        gradient_accumulation_steps=POSITIVE,
+        eval_steps=POSITIVE,
+        logging_steps=POSITIVE,
+        save_steps=POSITIVE,
+    )
+
+    learning_rate: float = 1e-4
+    max_steps: int = 2000
+    batch_size: int = 4
+    gradient_accumulation_steps: int = 4
+    gradient_checkpointing: bool = True
+    eval_steps: int = 500
+    logging_steps: int = 10
+    save_steps: int = 500  # checkpoint every N steps (and on SIGTERM); a rerun resumes from the newest
+    bf16: bool = True
+    seed: int = 42
+
+
+_NAMES = {int: "an integer", float: "a number"}
+
+
+def _coerce(value, tp, where: str):
+    """Check `value` against the annotation `tp`, converting int -> float and str -> number."""
+    origin = typing.get_origin(tp)
+    if origin in (list,):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(v, item, where) for v in value]
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _coerce(value, args[0], where)
+    if tp is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp in (int, float):
+        if isinstance(value, str):
+            try:
+                value = tp(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected {_NAMES[tp]}, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected {_NAMES[tp]}, got {value!r}")
+        if tp is int and value != int(value):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return tp(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def from_dict(cls, values: dict | None, where: str = ""):
+    """Build dataclass `cls` from `values`, refusing unknown keys and wrong types."""
+    values = values or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown key {where}{'.' if where else ''}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else key
+        if dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = from_dict(hints[key], value, path)
+        else:
+            kwargs[key] = _coerce(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def merge_dicts(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in (override or {}).items():
+        out[key] = merge_dicts(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def parse_set(assignments: list[str]) -> dict:
+    """`["ppo.steps=10", "report_to=none"]` -> nested dict (values parsed as YAML scalars)."""
+    out: dict = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, for example ppo.steps=10")
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({_yaml_problem(err)})") from None
+    return out
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: the problem and where it is."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+    return f"{getattr(err, 'problem', None) or type(err).__name__}{where}"
+
+
+def read_yaml(path: str | Path) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be read: {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(err)}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping with one section per stage")
+    return data or {}

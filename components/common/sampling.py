@@ -1,0 +1,97 @@
+"""Sampling answers and scoring them token by token: what PPO's rollouts and the eval share.
+
+`generate` samples one response per prompt (left padding, KV cache, a
+`transformers.GenerationConfig` built from the stage's sampling fields) and cuts each response
+after its first EOS; `forward` re-runs the model on prompt + response and returns the
+temperature-scaled logits (and values, with a value head) at the positions that predict the
+response tokens, with the same position ids generation used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class Rollout:
+    """A batch of sampled responses; per-token tensors are (batch, response_len)."""
+
+    input_ids: torch.Tensor  # prompt + response
+    attention_mask: torch.Tensor
+    prompt_len: int
+    response_ids: torch.Tensor
+    mask: torch.Tensor  # 1 up to and including the first EOS
+    logprobs: torch.Tensor | None = None
+    ref_logprobs: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
+
+
+def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Log-probability of each token in `tokens` under `logits` (..., vocab)."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def response_mask(response_ids: torch.Tensor, eos_token_id: int | None) -> torch.Tensor:
+    """1 for tokens up to and including the first EOS (works when pad == eos)."""
+    if eos_token_id is None:
+        return torch.ones_like(response_ids, dtype=torch.float)
+    is_eos = (response_ids == eos_token_id).long()
+    after_eos = (is_eos.cumsum(1) - is_eos) > 0
+    return (~after_eos).float()
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip the left padding (models that do not derive them from the mask need them)."""
+    return (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+
+
+def generation_config(tokenizer, max_new_tokens: int, cfg):
+    """Sampling settings from a stage config's `temperature`, `top_k` and `top_p`."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        do_sample=True,
+        max_new_tokens=max_new_tokens,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        use_cache=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, cfg) -> Rollout:
+    """Sample one response per prompt (left padding, KV cache); prompts cut to `cfg.max_prompt_length` on the left."""
+    device = next(model.parameters()).device
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=cfg.max_prompt_length)
+    enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+    out = model.generate(**enc, generation_config=generation_config(tokenizer, max_new_tokens, cfg))
+    prompt_len = enc["input_ids"].shape[1]
+    response_ids = out[:, prompt_len:]
+    mask = response_mask(response_ids, tokenizer.eos_token_id)
+    attention_mask = torch.cat([enc["attention_mask"], mask.long()], dim=1)
+    return Rollout(out, attention_mask, prompt_len, response_ids, mask)
+
+
+def forward(model, value_head, input_ids, attention_mask, prompt_len: int, temperature: float):
+    """Logits (temperature-scaled, as sampled) and values at the positions that predict the response tokens."""
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids(attention_mask),
+        output_hidden_states=value_head is not None,
+        use_cache=False,
+    )
+    logits = out.logits[:, prompt_len - 1 : -1].float() / temperature
+    values = None
+    if value_head is not None:
+        hidden = out.hidden_states[-1][:, prompt_len - 1 : -1]
+        values = value_head(hidden.to(value_head.weight.dtype)).squeeze(-1)
+    return logits, values

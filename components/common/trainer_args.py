@@ -1,0 +1,39 @@
+"""The TrainingArguments that the HF Trainer stages (SFT, reward, DPO) share, from their configs' common fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .checkpoint import checkpoint_root, hf_checkpoint_args
+from .tracking import report_to as tracking_report_to
+
+
+def trainer_args(cfg, output_dir: Path, report_to: str, run_name: str) -> dict:
+    """Keyword arguments for TRL's SFTConfig / RewardConfig / DPOConfig; `cfg` is our config of that stage."""
+    return dict(
+        output_dir=str(checkpoint_root(output_dir)),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        learning_rate=cfg.learning_rate,
+        eval_strategy="steps",
+        eval_steps=cfg.eval_steps,
+        logging_steps=cfg.logging_steps,
+        bf16=cfg.bf16,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to=tracking_report_to(report_to, output_dir),
+        run_name=run_name,
+        **hf_checkpoint_args(cfg.save_steps),
+    )
+
+
+def train_loss_ends(trainer, stage: str) -> dict:
+    """The first and last logged training loss, as `<stage>_train_loss_first` / `_last`."""
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {
+        f"{stage}_train_loss_first": losses[0] if losses else float("nan"),
+        f"{stage}_train_loss_last": losses[-1] if losses else float("nan"),
+    }

@@ -1,0 +1,26 @@
+"""The DPO stage's config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from kfrlhf.common.config import LENGTH, POSITIVE, LoraFields, TrainerFields
+
+
+@dataclass
+class DPOConfig(TrainerFields, LoraFields):
+    """DPO, the alternative to reward model + PPO: a LoRA adapter on the SFT model trained with TRL's
+    DPOTrainer on chosen/rejected pairs; the reference is the SFT model (the adapter disabled).
+
+    `beta` is the strength of the implicit KL constraint to the reference; `max_length` counts
+    prompt + answer tokens.
+    """
+
+    section: ClassVar[str] = "dpo"
+    RULES: ClassVar[dict] = dict(beta=POSITIVE, max_length=LENGTH)
+
+    beta: float = 0.1
+    learning_rate: float = 5e-6
+    max_steps: int = 1000
+    max_length: int = 512

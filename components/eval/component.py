@@ -1,0 +1,38 @@
+"""The eval stage's KFP component (a thin wrapper around `kfrlhf.eval.evaluate.run_eval`).
+
+The report directory is the `report` artifact (the pipelines return it); its Markdown and HTML
+are also written as `summary` and `plots`, which the KFP UI renders.
+"""
+
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
+
+from kfrlhf.common.component import stage_component
+
+
+@stage_component
+def evaluate(
+    eval: dict,
+    sft_model: Input[Model],
+    tuned_model: Input[Model],
+    reward_model: Input[Model],
+    prompt_data: Input[Dataset],
+    sft_metrics: Input[Metrics],
+    reward_metrics: Input[Metrics],
+    report: Output[Dataset],
+    metrics: Output[Metrics],
+    summary: Output[Markdown],
+    plots: Output[HTML],
+):
+    import shutil
+
+    from kfrlhf.eval.evaluate import run_eval
+
+    upstream = {**sft_metrics.metadata, **reward_metrics.metadata}
+    result = run_eval(
+        eval, sft_model.path, tuned_model.path, reward_model.path, prompt_data.path, report.path, upstream
+    )
+    for name, value in result.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics.log_metric(name, value)
+    shutil.copyfile(f"{report.path}/report.md", summary.path)
+    shutil.copyfile(f"{report.path}/report.html", plots.path)

@@ -1,0 +1,19 @@
+"""The merge stage's KFP components (thin wrappers around `kfrlhf.merge.merge.merge_adapter`)."""
+
+from kfp.dsl import Input, Model, Output
+
+from kfrlhf.common.component import stage_component
+
+
+@stage_component
+def merge(adapter: Input[Model], model: Output[Model]):
+    from kfrlhf.merge.merge import merge_adapter
+
+    merge_adapter(f"{adapter.path}/adapter", model.path)
+
+
+@stage_component
+def merge_onto(adapter: Input[Model], base_model: Input[Model], model: Output[Model]):
+    from kfrlhf.merge.merge import merge_adapter
+
+    merge_adapter(f"{adapter.path}/adapter", model.path, base=base_model.path)

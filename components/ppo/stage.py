@@ -1,0 +1,40 @@
+"""PPO stage: tune the merged SFT model with PPO against the reward model, on the prompt dataset.
+
+Assembles the parts `kfrlhf.ppo.trainer.run_ppo` needs (policy, left-padding tokenizer, reward
+scorer, tracker) and writes the adapter, `metrics.json` and `history.json` (per-step metrics).
+
+    rlhf run --set ppo.steps=50 --set ppo.batch_size=16     # as part of the pipeline
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kfrlhf.common.checkpoint import atomic_write_text, release_checkpoints
+from kfrlhf.common.config import from_dict
+from kfrlhf.common.data_sources import read_split
+from kfrlhf.common.models import RewardScorer, load_pretrained_causal_lm, load_tokenizer
+from kfrlhf.common.tracking import step_tracker
+
+from .config import PPOConfig
+from .trainer import run_ppo
+
+
+def run_ppo_stage(
+    ppo: dict, sft_model: str, reward_model: str, prompt_data: str, output_dir: str, report_to: str = "none"
+) -> dict:
+    """The stage on directories; `reward_model` is the reward stage's output. Returns the summary metrics."""
+    cfg = from_dict(PPOConfig, ppo, "ppo")
+    model = load_pretrained_causal_lm(sft_model)
+    tokenizer = load_tokenizer(sft_model, padding_side="left")
+    prompts = [r["prompt"] for r in read_split(prompt_data, "train")]
+    scorer = RewardScorer(str(Path(reward_model) / "model"))
+    with step_tracker(report_to, output_dir, "ppo", ppo) as tracker:
+        log_fn = (lambda step, values: tracker.log(values, step=step)) if tracker else None
+        result = run_ppo(cfg, model, tokenizer, prompts, scorer, output_dir=output_dir, log_fn=log_fn)
+    metrics = {k: v for k, v in result.items() if k != "history"}
+    atomic_write_text(Path(output_dir) / "metrics.json", json.dumps(metrics, indent=2))
+    atomic_write_text(Path(output_dir) / "history.json", json.dumps(result["history"], indent=1))
+    release_checkpoints(Path(output_dir))
+    return metrics

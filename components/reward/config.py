@@ -1,0 +1,28 @@
+"""The reward stage's config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from kfrlhf.common.config import LENGTH, UNIT, TrainerFields
+
+
+@dataclass
+class RewardConfig(TrainerFields):
+    """Reward model: a sequence classifier with one output, trained on chosen/rejected pairs.
+
+    `max_length` tokens of prompt + answer; `min_accuracy` is the quality gate (the stage fails
+    below this held-out pair accuracy, so PPO never spends GPU hours on a bad reward model).
+    """
+
+    section: ClassVar[str] = "reward"
+    RULES: ClassVar[dict] = dict(max_length=LENGTH, min_accuracy=UNIT)
+
+    model_name: str = "microsoft/deberta-v3-base"
+    max_length: int = 512
+    learning_rate: float = 2e-5
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = False
+    min_accuracy: float = 0.55

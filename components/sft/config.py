@@ -1,0 +1,29 @@
+"""The SFT stage's config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from kfrlhf.common.config import LENGTH, NON_NEGATIVE, LoraFields, TrainerFields
+
+
+@dataclass
+class SFTConfig(TrainerFields, LoraFields):
+    """Supervised fine-tuning with (Q)LoRA through TRL's SFTTrainer.
+
+    Model: `model_name` (hub id or local directory), `load_in_4bit` (QLoRA: 4-bit NF4, double
+    quantisation, bf16 compute). LoRA: r 16, alpha 32, dropout 0.05, `lora_target_modules`
+    (empty: all linear layers). Data: `seq_length` tokens per packed block. Training: the
+    shared trainer fields (`kfrlhf.common.config.TrainerFields`) and `warmup_steps`.
+    """
+
+    section: ClassVar[str] = "sft"
+    RULES: ClassVar[dict] = dict(seq_length=LENGTH, warmup_steps=NON_NEGATIVE)
+
+    model_name: str = "facebook/opt-1.3b"
+    load_in_4bit: bool = True
+    lora_target_modules: list[str] = field(default_factory=list)  # empty = all linear
+    seq_length: int = 1024
+    packing: bool = True
+    warmup_steps: int = 100

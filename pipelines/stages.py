@@ -1,0 +1,32 @@
+"""The stage list, in one place.
+
+Every stage has a folder under `components/` holding its code and its KFP component, an
+`images/Dockerfile` target and an image of the same name (`kubeflow-rlhf-<stage>`), and a
+resource default in `platform.py`; `tests/test_layout.py` checks that they all agree with this
+list (and the README's build loop). A task is one step of a pipeline: it runs one stage.
+"""
+
+STAGES = ("data", "sft", "merge", "reward", "ppo", "dpo", "eval")
+
+# Task name -> (the stage it runs, its display name in the KFP UI).
+TASKS = {
+    "data": ("data", "Prepare data"),
+    "sft": ("sft", "Supervised fine-tuning (QLoRA)"),
+    "merge_sft": ("merge", "Merge SFT adapter"),
+    "reward": ("reward", "Train reward model"),
+    "ppo": ("ppo", "PPO"),
+    "merge_ppo": ("merge", "Merge PPO adapter"),
+    "dpo": ("dpo", "DPO"),
+    "merge_dpo": ("merge", "Merge DPO adapter"),
+    "eval": ("eval", "Evaluate (report)"),
+}
+DISPLAY_NAMES = {task: display for task, (_, display) in TASKS.items()}
+
+
+def stage_of(task: str) -> str:
+    """`merge_sft` -> `merge`; a stage name maps to itself."""
+    if task in STAGES:
+        return task
+    if task not in TASKS:
+        raise KeyError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    return TASKS[task][0]
