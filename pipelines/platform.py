@@ -80,15 +80,22 @@ class ClusterSettings:
     )
     cache_pvc: str = "rlhf-model-cache"
     cache_mount_path: str = "/cache"
+    # Argo retries a task only while now < first attempt's start + backoff maxDuration, and caps a
+    # retry's deadline there: the window is every attempt's timeout plus the backoffs (retry_window).
     retries: int = 2
-    backoff_duration: str = "60s"
+    backoff_seconds: int = 60
     backoff_factor: float = 2.0
-    backoff_max_duration: str = "3600s"
     caching: bool = True
     run_as_user: int = 1000  # the `rlhf` user and group of images/Dockerfile
     run_as_group: int = 1000
     pod_labels: dict[str, str] = field(default_factory=lambda: {"app.kubernetes.io/part-of": "kubeflow-rlhf"})
     display_names: dict[str, str] = field(default_factory=lambda: dict(DISPLAY_NAMES))
+
+
+def retry_window(settings: ClusterSettings, res: StageResources) -> int:
+    """Seconds from a task's first start during which Argo may still retry it (backoff maxDuration)."""
+    backoffs = sum(settings.backoff_seconds * settings.backoff_factor**i for i in range(settings.retries))
+    return (settings.retries + 1) * (res.timeout_seconds or 7 * 24 * 3600) + int(backoffs)
 
 
 def make_configure(settings: ClusterSettings):
@@ -113,11 +120,12 @@ def make_configure(settings: ClusterSettings):
         task.set_env_variable("HF_HOME", f"{settings.cache_mount_path}/huggingface")
         # Checkpoints on the PVC survive a preempted pod; the retry resumes from them (kfrlhf.checkpoint).
         task.set_env_variable("RLHF_CHECKPOINT_ROOT", f"{settings.cache_mount_path}/checkpoints")
+        # Which failures Argo retries is the cluster's retry policy: see manifests/components/argo-retry.
         task.set_retry(
             settings.retries,
-            backoff_duration=settings.backoff_duration,
+            backoff_duration=f"{settings.backoff_seconds}s",
             backoff_factor=settings.backoff_factor,
-            backoff_max_duration=settings.backoff_max_duration,
+            backoff_max_duration=f"{retry_window(settings, res)}s",
         )
         task.set_caching_options(settings.caching)
         if res.timeout_seconds:
