@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kfrlhf.pipelines.compile import load_rendered
 from kfrlhf.pipelines.images import image_for
 from kfrlhf.pipelines.platform import ClusterSettings, retry_window
 
@@ -52,8 +53,8 @@ def _overlay_versions(overlay: str, tmp: Path) -> dict[str, Path]:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     files = {}
-    for doc in yaml.safe_load_all(out.stdout):
-        if doc and doc["kind"] == "PipelineVersion":
+    for doc in load_rendered(out.stdout):
+        if doc["kind"] == "PipelineVersion":
             path = tmp / f"{overlay}-{doc['spec']['pipelineName']}.yaml"
             path.write_text(yaml.safe_dump_all([doc["spec"]["pipelineSpec"], doc["spec"]["platformSpec"]]))
             files[doc["spec"]["pipelineName"]] = path
