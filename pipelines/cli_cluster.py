@@ -30,6 +30,8 @@ def add_compile_parser(subparsers) -> argparse.ArgumentParser:
         default=os.environ.get(images.TAG_ENV, images.DEFAULT_TAG),
         help=f"image tag (env {images.TAG_ENV}; default %(default)s)",
     )
+    p.add_argument("--digest", action="append", default=[], metavar="TARGET=sha256:...",
+                   help="name a Dockerfile target's image by its pushed digest (repeatable)")
     p.add_argument("--gpu-type", help="accelerator resource name for every GPU stage (default nvidia.com/gpu)")
     p.add_argument(
         "--gpus", action="append", default=[], metavar="STAGE=N", help="GPUs for one stage, e.g. ppo=2 (repeatable)"
@@ -44,6 +46,12 @@ def _compile(args) -> int:
     from kfrlhf.pipelines.platform import ClusterSettings
 
     settings = ClusterSettings(registry=args.registry, tag=args.tag, caching=not args.no_caching)
+    for item in args.digest:
+        target, _, digest = item.partition("=")
+        if target not in images.STAGE_TARGETS.values() or not digest.startswith("sha256:"):
+            print(f"--digest {item!r}: expected TARGET=sha256:... with TARGET a Dockerfile target", file=sys.stderr)
+            return 2
+        settings.digests[target] = digest
     for res in settings.resources.values():
         res.gpu_type = args.gpu_type or res.gpu_type
     for item in args.gpus:

@@ -119,7 +119,8 @@ def name_overlay_versions(overlay: Path, tag: str) -> Path:
             patches.append({"target": target, "patch": json.dumps(ops)})
     path = overlay / "version-names" / "kustomization.yaml"
     component = {"apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component", "patches": patches}
-    path.write_text("# Written by `rlhf compile --overlays`; do not edit.\n" + yaml.safe_dump(component, sort_keys=False, width=200))
+    header = "# Written by `rlhf compile --overlays`; do not edit.\n"
+    path.write_text(header + yaml.safe_dump(component, sort_keys=False, width=200))
     return path
 
 
@@ -128,7 +129,8 @@ def _name_overlays(overlays_dir: Path, tag: str) -> list[Path]:
     written = []
     for overlay in sorted(overlays_dir.iterdir()):
         kustomization = overlay / "kustomization.yaml"
-        if kustomization.exists() and "version-names" in yaml.safe_load(kustomization.read_text()).get("components", []):
+        components = yaml.safe_load(kustomization.read_text()).get("components", []) if kustomization.exists() else []
+        if "version-names" in components:
             (overlay / "version-names").mkdir(exist_ok=True)
             (overlay / "version-names" / "kustomization.yaml").write_text(
                 yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component", "patches": []}))

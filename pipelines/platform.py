@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from kfrlhf.pipelines.images import DEFAULT_REGISTRY, DEFAULT_TAG, base_stage, image_for
+from kfrlhf.pipelines.images import (
+    DEFAULT_REGISTRY, DEFAULT_TAG, STAGE_TARGETS, base_stage, image_for, image_repository,
+)
 
 
 @dataclass
@@ -65,6 +67,8 @@ class ClusterSettings:
 
     registry: str = DEFAULT_REGISTRY
     tag: str = DEFAULT_TAG
+    # Dockerfile target -> pushed digest (sha256:...): images named by digest instead of the tag.
+    digests: dict[str, str] = field(default_factory=dict)
     resources: dict[str, StageResources] = field(default_factory=_default_resources)
     # GPU node pool: applied to stages with gpus > 0.
     node_selector: dict[str, str] = field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
@@ -92,6 +96,13 @@ class ClusterSettings:
     display_names: dict[str, str] = field(default_factory=lambda: dict(DISPLAY_NAMES))
 
 
+def stage_image(settings: ClusterSettings, stage: str) -> str:
+    digest = settings.digests.get(STAGE_TARGETS[base_stage(stage)])
+    if digest:
+        return f"{image_repository(STAGE_TARGETS[base_stage(stage)], settings.registry)}@{digest}"
+    return image_for(stage, settings.registry, settings.tag)
+
+
 def retry_window(settings: ClusterSettings, res: StageResources) -> int:
     """Seconds from a task's first start during which Argo may still retry it (backoff maxDuration)."""
     backoffs = sum(settings.backoff_seconds * settings.backoff_factor**i for i in range(settings.retries))
@@ -103,7 +114,7 @@ def make_configure(settings: ClusterSettings):
 
     def configure(task: PipelineTask, stage: str) -> PipelineTask:
         res = settings.resources[base_stage(stage)]
-        task.set_container_image(image_for(stage, settings.registry, settings.tag))
+        task.set_container_image(stage_image(settings, stage))
         task.set_display_name(settings.display_names.get(stage, stage))
         task.set_cpu_request(res.cpu_request).set_cpu_limit(res.cpu_limit)
         task.set_memory_request(res.memory_request).set_memory_limit(res.memory_limit)

@@ -58,7 +58,7 @@ def deployed_version(client: Client, pipeline: str, version: str | None = None):
     for v in versions or []:
         if version is None or version in (v.pipeline_version_id, v.name, v.display_name):
             return v
-    raise ValueError(f"pipeline {pipeline!r} has no version {version!r}" if version else f"pipeline {pipeline!r} has no version")
+    raise ValueError(f"pipeline {pipeline!r} has no version" + (f" {version!r}" if version else ""))
 
 
 def submit(

@@ -240,7 +240,8 @@ def test_version_names_follow_the_rendered_spec(built):
     for overlay, objects in built.items():
         for v in (o for o in objects if o["kind"] == "PipelineVersion"):
             spec = v["spec"]
-            expected = version_name(spec["pipelineName"], images.DEFAULT_TAG, spec["pipelineSpec"], spec["platformSpec"])
+            expected = version_name(spec["pipelineName"], images.DEFAULT_TAG, spec["pipelineSpec"],
+                                    spec["platformSpec"])
             assert v["metadata"]["name"] == spec["displayName"] == expected, f"{overlay}: run make compile"
             names[overlay, spec["pipelineName"]] = expected
     # The gpu-cluster overlay patches the spec, so its versions are other versions than the base's.
@@ -276,7 +277,7 @@ def _egress_allowed(policy: dict, namespace: str, port: int, protocol: str = "TC
             if "ipBlock" in peer and namespace is None:
                 return True
             labels = peer.get("namespaceSelector", {}).get("matchLabels")
-            if labels is not None and namespace is not None and labels.items() <= {"kubernetes.io/metadata.name": namespace}.items():
+            if namespace is not None and labels is not None and labels == {"kubernetes.io/metadata.name": namespace}:
                 return True
     return False
 

@@ -71,7 +71,7 @@ def stage_pods(wf: dict) -> dict[str, dict]:
         if not name.endswith("-driver") or task["template"] != "system-container-driver":
             continue
         args = {a["name"]: a["value"] for a in task["arguments"]["parameters"]}
-        resolve = lambda ref: json.loads(params[re.fullmatch(r"\{\{workflow\.parameters\.(.+)\}\}", ref)[1]])  # noqa: E731
+        resolve = lambda ref: json.loads(params[ref[len("{{workflow.parameters."):-2]])  # noqa: E731
         executor = tasks[name[: -len("-driver")]]
         outer = templates[executor["template"]]
         impl = templates[outer["dag"]["tasks"][0]["template"]]
@@ -135,7 +135,8 @@ def _killed(hours: float, exit_code: int = 143, reason: str = "Error", phase: st
 def component_defaults(tmp_path_factory) -> dict:
     """templateDefaults.retryStrategy once manifests/components/argo-retry patches KFP's configmap."""
     tmp = tmp_path_factory.mktemp("kfp-argo")
-    stock = {"workflowDefaults": yaml.safe_dump({"spec": {"templateDefaults": {"retryStrategy": KFP_TEMPLATE_DEFAULTS}}})}
+    defaults = {"spec": {"templateDefaults": {"retryStrategy": KFP_TEMPLATE_DEFAULTS}}}
+    stock = {"workflowDefaults": yaml.safe_dump(defaults)}
     (tmp / "cm.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "data": stock,
                                                  "metadata": {"name": "workflow-controller-configmap"}}))
     (tmp / "kustomization.yaml").write_text(yaml.safe_dump({"namespace": "kubeflow", "resources": ["cm.yaml"],
@@ -174,7 +175,8 @@ def test_stage_pods(workflows):
             res, cfg, container = s.resources[stage], pod["k8s"], pod["container"]
             assert container["image"] == image_for(stage), where
             gpus = container["resources"].get("accelerator", {})
-            assert int(gpus.get("resourceCount", 0)) == res.gpus and gpus.get("resourceType", s.resources["sft"].gpu_type) == "nvidia.com/gpu", where
+            assert int(gpus.get("resourceCount", 0)) == res.gpus, where
+            assert gpus.get("resourceType", "nvidia.com/gpu") == "nvidia.com/gpu", where
             labels, tol_keys = OVERLAY_POOL.get(overlay, ({}, set()))
             if res.gpus:
                 assert cfg["nodeSelector"]["labels"] == {**s.node_selector, **labels}, where
@@ -229,7 +231,8 @@ def test_stock_kfp_never_retries_our_exit(workflows, component_defaults):
     """Why the component exists, and why the backoff window follows the timeouts."""
     wf, _ = workflows["rlhf"]
     ppo = stage_pods(wf)["exec-ppo"]["retry"]
-    assert argo_decides(_merge_defaults(ppo, KFP_TEMPLATE_DEFAULTS), [_killed(5)]) == "not retried: Failed under OnError"
+    stock = _merge_defaults(ppo, KFP_TEMPLATE_DEFAULTS)
+    assert argo_decides(stock, [_killed(5)]) == "not retried: Failed under OnError"
     old = {**ppo, "backoff": {**ppo["backoff"], "maxDuration": "3600"}}  # kfp's default, the old setting
     assert argo_decides(_merge_defaults(old, component_defaults), [_killed(5)]) == "Max duration limit exceeded"
     assert argo_decides(_merge_defaults(old, component_defaults), [_killed(0.5)]) == "retry"
