@@ -45,9 +45,10 @@ bench: install $(TRL112)/.installed
 	mkdir -p runs
 	$(BIN)/python -m benchmarks.ppo_vs_trl --steps 30 --trl-python $(TRL112)/bin/python --json runs/bench.json
 
-# Regenerate the committed compiled pipelines and their kustomize copy (a test checks drift).
+# Regenerate the committed compiled pipelines, their kustomize copy and the overlays' version names
+# (tests check drift).
 compile: install
-	$(BIN)/rlhf compile --output pipelines/compiled --manifests manifests/base/pipelines
+	$(BIN)/rlhf compile --output pipelines/compiled --manifests manifests/base/pipelines --overlays manifests/overlays
 
 clean:
 	rm -rf runs .pytest_cache

@@ -8,17 +8,23 @@ import sys
 
 from kfrlhf.common.extras import require
 from kfrlhf.pipelines import images
+from kfrlhf.pipelines.stages import STAGES
 
 
 def add_compile_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "compile",
         help="write the KFP IR and Kubernetes Pipeline/PipelineVersion manifests of every pipeline",
-        description="Regenerate the committed copies with: "
-        "rlhf compile --output pipelines/compiled --manifests manifests/base/pipelines",
+        description="Regenerate the committed copies with: rlhf compile --output pipelines/compiled "
+        "--manifests manifests/base/pipelines --overlays manifests/overlays",
     )
     p.add_argument("--output", required=True, help="directory for <name>.yaml and <name>.k8s.yaml")
     p.add_argument("--manifests", help="also copy the .k8s.yaml files here, with a kustomization.yaml")
+    p.add_argument(
+        "--overlays",
+        help="rename the PipelineVersions of these kustomize overlays after their rendered "
+        "spec (their version-names component; needs kubectl)",
+    )
     p.add_argument(
         "--registry",
         default=os.environ.get(images.REGISTRY_ENV, images.DEFAULT_REGISTRY),
@@ -28,6 +34,13 @@ def add_compile_parser(subparsers) -> argparse.ArgumentParser:
         "--tag",
         default=os.environ.get(images.TAG_ENV, images.DEFAULT_TAG),
         help=f"image tag (env {images.TAG_ENV}; default %(default)s)",
+    )
+    p.add_argument(
+        "--digest",
+        action="append",
+        default=[],
+        metavar="TARGET=sha256:...",
+        help="name a Dockerfile target's image by its pushed digest (repeatable)",
     )
     p.add_argument("--gpu-type", help="accelerator resource name for every GPU stage (default nvidia.com/gpu)")
     p.add_argument(
@@ -44,6 +57,14 @@ def _compile(args) -> int:
     from kfrlhf.pipelines.platform import ClusterSettings
 
     settings = ClusterSettings(registry=args.registry, tag=args.tag, caching=not args.no_caching)
+    for item in args.digest:
+        target, _, digest = item.partition("=")
+        if target not in STAGES or not digest.startswith("sha256:"):
+            print(
+                f"--digest {item!r}: expected STAGE=sha256:... with STAGE one of {', '.join(STAGES)}", file=sys.stderr
+            )
+            return 2
+        settings.digests[target] = digest
     for res in settings.resources.values():
         res.gpu_type = args.gpu_type or res.gpu_type
     for item in args.gpus:
@@ -52,7 +73,7 @@ def _compile(args) -> int:
             print(f"--gpus {item!r}: expected STAGE=N with STAGE in {', '.join(settings.resources)}", file=sys.stderr)
             return 2
         settings.resources[stage].gpus = int(count)
-    for path in compile_all(args.output, settings, args.manifests):
+    for path in compile_all(args.output, settings, args.manifests, args.overlays):
         print(path)
     return 0
 
@@ -60,7 +81,9 @@ def _compile(args) -> int:
 def add_submit_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("submit", help="start a pipeline run on a Kubeflow Pipelines endpoint")
     p.add_argument("--host", default=os.environ.get("KFP_HOST"), help="KFP API endpoint (env KFP_HOST)")
-    p.add_argument("--pipeline", default="rlhf", help="a compiled .yaml file or a pipeline name (default %(default)s)")
+    p.add_argument("--pipeline", default="rlhf", help="the deployed pipeline's name (default %(default)s)")
+    p.add_argument("--version", help="its version, by name or id (default: the newest)")
+    p.add_argument("--package", metavar="FILE", help="run this compiled .yaml instead of a deployed version")
     p.add_argument("--params", help="YAML with one section per stage, as for `rlhf run --config`")
     p.add_argument("--preset", help="a built-in preset under the --params file, e.g. tiny")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -94,6 +117,8 @@ def _submit(args) -> int:
         service_account=args.service_account,
         preset=args.preset,
         overrides=args.overrides,
+        version=args.version,
+        package=args.package,
     )
     print(url)
     if state is not None:

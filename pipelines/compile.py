@@ -7,14 +7,19 @@ For each entry of PIPELINES, `compile_all` writes into the output directory
 and, when a manifests directory is given, copies the `.k8s.yaml` files there with a
 kustomization.yaml listing them (kustomize loads nothing outside its root).
 Output is deterministic so that the committed copy can be checked for drift:
-  rlhf compile --output pipelines/compiled --manifests manifests/base/pipelines
+  rlhf compile --output pipelines/compiled --manifests manifests/base/pipelines --overlays manifests/overlays
+A PipelineVersion is immutable, so its name carries a hash of its spec. An overlay that patches the
+spec lists the component `version-names` (written by `--overlays`, with kubectl) that renames each
+version after the spec the overlay renders.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -26,10 +31,34 @@ from kfrlhf.pipelines.platform import ClusterSettings, make_configure
 from kfrlhf.pipelines.registry import PIPELINES
 
 
-def _version_name(name: str, tag: str, ir: bytes) -> str:
+def version_name(name: str, tag: str, pipeline_spec: dict, platform_spec: dict) -> str:
     """A PipelineVersion name that changes with the spec (versions are immutable in KFP)."""
     slug = re.sub(r"[^a-z0-9-]+", "-", f"{name}-{tag}".lower()).strip("-")
-    return f"{slug[:50]}-{hashlib.sha256(ir).hexdigest()[:8]}"
+    spec = json.dumps(_canonical([pipeline_spec, platform_spec]), sort_keys=True).encode()
+    return f"{slug[:50]}-{hashlib.sha256(spec).hexdigest()[:8]}"
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where kubectl's `5e-06` is a string; the API server reads it as a float."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789.")
+)
+
+
+def load_rendered(text: str) -> list[dict]:
+    """The objects of `kubectl kustomize` output, numbers read as the API server reads them."""
+    return [doc for doc in yaml.load_all(text, Loader=_Yaml12Loader) if doc]
+
+
+def _canonical(obj):
+    """The same value however YAML spelled it: kustomize writes the float 2.0 as 2."""
+    if isinstance(obj, dict):
+        return {k: _canonical(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_canonical(v) for v in obj]
+    return int(obj) if isinstance(obj, float) and obj.is_integer() else obj
 
 
 def _stable_header(path: Path, description: str | None) -> None:
@@ -42,13 +71,18 @@ def _stable_header(path: Path, description: str | None) -> None:
     path.write_text(extract_comments_from_pipeline_spec(spec, description) + body)
 
 
-def _fix_pipeline_manifest(path: Path) -> None:
-    """Drop `Pipeline.spec.displayName`: the v2beta1 Pipeline CRD only has `spec.description`,
-    so kubectl's default strict field validation would reject the object."""
+# Argo CD sync waves: the Pipeline exists before its versions are applied.
+SYNC_WAVES = {"Pipeline": "1", "PipelineVersion": "2"}
+
+
+def _fix_pipeline_manifest(path: Path, name: str) -> None:
+    """Name the Pipeline by its name (the API's display_name filter, which `rlhf submit` uses, reads
+    spec.displayName only) and add the sync waves."""
     docs = list(yaml.safe_load_all(path.read_text()))
     for doc in docs:
+        doc["metadata"].setdefault("annotations", {})["argocd.argoproj.io/sync-wave"] = SYNC_WAVES[doc["kind"]]
         if doc["kind"] == "Pipeline":
-            doc["spec"].pop("displayName", None)
+            doc["spec"]["displayName"] = name
     with path.open("w") as f:
         yaml.safe_dump_all(docs, f, sort_keys=True)
 
@@ -61,18 +95,55 @@ def compile_pipeline(name: str, output_dir: Path, settings: ClusterSettings) -> 
     _stable_header(ir_path, func.description)
     options = KubernetesManifestOptions(
         pipeline_name=name,
-        pipeline_version_name=_version_name(name, settings.tag, ir_path.read_bytes()),
+        pipeline_version_name=version_name(name, settings.tag, *yaml.safe_load_all(ir_path.read_text())),
         include_pipeline_manifest=True,
     )
     compiler.Compiler().compile(
         func, str(k8s_path), kubernetes_manifest_options=options, kubernetes_manifest_format=True
     )
-    _fix_pipeline_manifest(k8s_path)
+    _fix_pipeline_manifest(k8s_path, name)
     return [ir_path, k8s_path]
 
 
+def name_overlay_versions(overlay: Path, tag: str) -> Path:
+    """Write `<overlay>/version-names/`: a component renaming each PipelineVersion the overlay
+    renders after its rendered spec. The renames change no spec, so the overlay renders with them."""
+    out = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=True)
+    patches = []
+    for doc in load_rendered(out.stdout):
+        if doc["kind"] == "PipelineVersion":
+            spec = doc["spec"]
+            new = version_name(spec["pipelineName"], tag, spec["pipelineSpec"], spec["platformSpec"])
+            ops = [{"op": "replace", "path": p, "value": new} for p in ("/metadata/name", "/spec/displayName")]
+            target = {"group": "pipelines.kubeflow.org", "kind": "PipelineVersion", "name": doc["metadata"]["name"]}
+            patches.append({"target": target, "patch": json.dumps(ops)})
+    path = overlay / "version-names" / "kustomization.yaml"
+    component = {"apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component", "patches": patches}
+    header = "# Written by `rlhf compile --overlays`; do not edit.\n"
+    path.write_text(header + yaml.safe_dump(component, sort_keys=False, width=200))
+    return path
+
+
+def _name_overlays(overlays_dir: Path, tag: str) -> list[Path]:
+    """Every overlay that lists the version-names component, renamed from scratch."""
+    written = []
+    for overlay in sorted(overlays_dir.iterdir()):
+        kustomization = overlay / "kustomization.yaml"
+        components = yaml.safe_load(kustomization.read_text()).get("components", []) if kustomization.exists() else []
+        if "version-names" in components:
+            (overlay / "version-names").mkdir(exist_ok=True)
+            (overlay / "version-names" / "kustomization.yaml").write_text(
+                yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component", "patches": []})
+            )
+            written.append(name_overlay_versions(overlay, tag))
+    return written
+
+
 def compile_all(
-    output_dir: str | Path, settings: ClusterSettings | None = None, manifests_dir: str | Path | None = None
+    output_dir: str | Path,
+    settings: ClusterSettings | None = None,
+    manifests_dir: str | Path | None = None,
+    overlays_dir: str | Path | None = None,
 ) -> list[Path]:
     """Compile every pipeline in PIPELINES; return the paths written."""
     settings = settings or ClusterSettings()
@@ -81,6 +152,8 @@ def compile_all(
     written = [p for name in PIPELINES for p in compile_pipeline(name, output_dir, settings)]
     if manifests_dir is not None:
         written += _copy_manifests([p for p in written if p.name.endswith(".k8s.yaml")], Path(manifests_dir))
+    if overlays_dir is not None:
+        written += _name_overlays(Path(overlays_dir), settings.tag)
     return written
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from kfrlhf.pipelines.images import DEFAULT_REGISTRY, DEFAULT_TAG, image_for
+from kfrlhf.pipelines.images import DEFAULT_REGISTRY, DEFAULT_TAG, image_for, image_repository
 from kfrlhf.pipelines.stages import DISPLAY_NAMES, stage_of
 
 
@@ -53,6 +53,8 @@ class ClusterSettings:
 
     registry: str = DEFAULT_REGISTRY
     tag: str = DEFAULT_TAG
+    # Dockerfile target -> pushed digest (sha256:...): images named by digest instead of the tag.
+    digests: dict[str, str] = field(default_factory=dict)
     resources: dict[str, StageResources] = field(default_factory=_default_resources)
     # GPU node pool: applied to stages with gpus > 0.
     node_selector: dict[str, str] = field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
@@ -68,10 +70,11 @@ class ClusterSettings:
     )
     cache_pvc: str = "rlhf-model-cache"
     cache_mount_path: str = "/cache"
+    # Argo retries a task only while now < first attempt's start + backoff maxDuration, and caps a
+    # retry's deadline there: the window is every attempt's timeout plus the backoffs (retry_window).
     retries: int = 2
-    backoff_duration: str = "60s"
+    backoff_seconds: int = 60
     backoff_factor: float = 2.0
-    backoff_max_duration: str = "3600s"
     caching: bool = True
     run_as_user: int = 1000  # the `rlhf` user and group of images/Dockerfile
     run_as_group: int = 1000
@@ -79,12 +82,25 @@ class ClusterSettings:
     display_names: dict[str, str] = field(default_factory=lambda: dict(DISPLAY_NAMES))
 
 
+def stage_image(settings: ClusterSettings, stage: str) -> str:
+    digest = settings.digests.get(stage_of(stage))
+    if digest:
+        return f"{image_repository(stage_of(stage), settings.registry)}@{digest}"
+    return image_for(stage, settings.registry, settings.tag)
+
+
+def retry_window(settings: ClusterSettings, res: StageResources) -> int:
+    """Seconds from a task's first start during which Argo may still retry it (backoff maxDuration)."""
+    backoffs = sum(settings.backoff_seconds * settings.backoff_factor**i for i in range(settings.retries))
+    return (settings.retries + 1) * (res.timeout_seconds or 7 * 24 * 3600) + int(backoffs)
+
+
 def make_configure(settings: ClusterSettings):
     """The `configure(task, stage)` hook that applies `settings` to one pipeline task."""
 
     def configure(task: PipelineTask, stage: str) -> PipelineTask:
         res = settings.resources[stage_of(stage)]
-        task.set_container_image(image_for(stage, settings.registry, settings.tag))
+        task.set_container_image(stage_image(settings, stage))
         task.set_display_name(settings.display_names.get(stage, stage))
         task.set_cpu_request(res.cpu_request).set_cpu_limit(res.cpu_limit)
         task.set_memory_request(res.memory_request).set_memory_limit(res.memory_limit)
@@ -101,11 +117,12 @@ def make_configure(settings: ClusterSettings):
         task.set_env_variable("HF_HOME", f"{settings.cache_mount_path}/huggingface")
         # Checkpoints on the PVC survive a preempted pod; the retry resumes from them (kfrlhf.common.checkpoint).
         task.set_env_variable("RLHF_CHECKPOINT_ROOT", f"{settings.cache_mount_path}/checkpoints")
+        # Which failures Argo retries is the cluster's retry policy: see manifests/components/argo-retry.
         task.set_retry(
             settings.retries,
-            backoff_duration=settings.backoff_duration,
+            backoff_duration=f"{settings.backoff_seconds}s",
             backoff_factor=settings.backoff_factor,
-            backoff_max_duration=settings.backoff_max_duration,
+            backoff_max_duration=f"{retry_window(settings, res)}s",
         )
         task.set_caching_options(settings.caching)
         if res.timeout_seconds:

@@ -1,18 +1,19 @@
 """Start a pipeline run on a Kubeflow Pipelines endpoint with `kfp.Client`.
 
-The parameters come from the same YAML as `rlhf run` (one section per stage plus
-`report_to`); they are validated against the stage configs and sent complete, so the run
-records every value it used. The command-line equivalent for CI:
-  kfp --endpoint $KFP_HOST run create --experiment-name rlhf --package-file pipelines/compiled/rlhf.yaml \
-      sft='{"max_steps": 100}' report_to=none
+By default the run uses a pipeline version deployed on the cluster (the PipelineVersion that
+GitOps applied from an overlay, with its node pool, tolerations and storage): the newest version
+of `--pipeline`, or the one `--version` names (name or id). `--package FILE` instead sends a local
+compiled file with the run. The parameters come from the same YAML as `rlhf run` (one section per
+stage plus `report_to`); they are validated against the stage configs and sent complete, so the
+run records every value it used.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+import yaml
 from kfp import Client
 from kfp.client import ServiceAccountTokenVolumeCredentials
 
@@ -38,29 +39,31 @@ def pipeline_arguments(params_yaml: str | Path | None = None, preset: str | None
     return cfg.to_dict()
 
 
-def _taken(arguments: dict, package: str) -> dict:
-    """The arguments the compiled pipeline declares: the RLHF pipeline has no `dpo`, the DPO pipeline no `ppo`."""
-    import yaml
+def _declared(spec: dict) -> set[str]:
+    """The pipeline's parameters: the RLHF pipeline has no `dpo`, the DPO pipeline no `ppo`."""
+    spec = spec.get("pipeline_spec", spec)  # the API wraps a spec that has a platform spec
+    return set(spec["root"]["inputDefinitions"]["parameters"])
 
-    declared = next(yaml.safe_load_all(Path(package).read_text()))["root"]["inputDefinitions"]["parameters"]
+
+def _taken(arguments: dict, declared: set[str]) -> dict:
     return {k: v for k, v in arguments.items() if k in declared}
 
 
-def _package(pipeline: str, tmp: str) -> str:
-    """A compiled file as given, or a pipeline name compiled now with the default settings."""
-    if Path(pipeline).is_file():
-        return pipeline
-    from kfrlhf.pipelines.compile import PIPELINES, compile_pipeline
-    from kfrlhf.pipelines.platform import ClusterSettings
-
-    if pipeline not in PIPELINES:
-        raise ValueError(f"{pipeline!r} is neither a file nor a pipeline name ({', '.join(PIPELINES)})")
-    return str(compile_pipeline(pipeline, Path(tmp), ClusterSettings())[0])
+def deployed_version(client: Client, pipeline: str, version: str | None = None):
+    """The pipeline version to run: `version` (name or id) of `pipeline`, else its newest."""
+    pipeline_id = client.get_pipeline_id(pipeline)
+    if pipeline_id is None:
+        raise ValueError(f"no pipeline named {pipeline!r} on the server; deploy an overlay or use --package FILE")
+    versions = client.list_pipeline_versions(pipeline_id, page_size=200, sort_by="created_at desc").pipeline_versions
+    for v in versions or []:
+        if version is None or version in (v.pipeline_version_id, v.name, v.display_name):
+            return v
+    raise ValueError(f"pipeline {pipeline!r} has no version" + (f" {version!r}" if version else ""))
 
 
 def submit(
     host: str,
-    pipeline: str,
+    pipeline: str = "rlhf",
     params_yaml: str | Path | None = None,
     namespace: str | None = None,
     experiment: str = "rlhf",
@@ -71,18 +74,29 @@ def submit(
     service_account: str | None = None,
     preset: str | None = None,
     overrides=(),
+    version: str | None = None,
+    package: str | Path | None = None,
 ) -> tuple[str, str | None]:
-    """Create a run; return (run URL, final state or None when not waiting)."""
+    """Create a run of the deployed `pipeline` (or of a local `package`); return (run URL, final state or None)."""
     arguments = pipeline_arguments(params_yaml, preset, overrides)
     client = _client(host, namespace, token)
-    with tempfile.TemporaryDirectory() as tmp:
-        package = _package(pipeline, tmp)
+    if package:
         result = client.create_run_from_pipeline_package(
-            package,
-            arguments=_taken(arguments, package),
+            str(package),
+            arguments=_taken(arguments, _declared(next(yaml.safe_load_all(Path(package).read_text())))),
             run_name=run_name or Path(package).name.split(".")[0],
             experiment_name=experiment,
             namespace=namespace,
+            service_account=service_account,
+        )
+    else:
+        chosen = deployed_version(client, pipeline, version)
+        result = client.run_pipeline(
+            client.create_experiment(experiment, namespace=namespace).experiment_id,
+            run_name or pipeline,
+            params=_taken(arguments, _declared(chosen.pipeline_spec)),
+            pipeline_id=chosen.pipeline_id,
+            version_id=chosen.pipeline_version_id,
             service_account=service_account,
         )
     url = f"{host.rstrip('/')}/#/runs/details/{result.run_id}"

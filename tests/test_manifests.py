@@ -20,6 +20,8 @@ import pytest
 import yaml
 
 from kfrlhf.pipelines import images
+from kfrlhf.pipelines.compile import SYNC_WAVES, load_rendered, version_name
+from kfrlhf.pipelines.platform import ClusterSettings
 from kfrlhf.pipelines.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,13 +38,16 @@ POD_TEMPLATE_PATHS = {
     "Job": ["spec", "template", "spec"],
     "CronJob": ["spec", "jobTemplate", "spec", "template", "spec"],
 }
+# Overlays that deploy into a namespace they do not own (standalone KFP's `kubeflow`).
+SHARED_NAMESPACE = {"standalone-kfp": "kubeflow"}
+KEEP = "Prune=false,Delete=false"
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 def _build(overlay: Path) -> list[dict]:
     out = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
+    return load_rendered(out.stdout)
 
 
 def _strict(schema: dict) -> dict:
@@ -76,23 +81,28 @@ def built() -> dict[str, list[dict]]:
 
 
 def test_overlays_exist():
-    assert {"local", "gpu-cluster"} <= {o.name for o in OVERLAYS}
+    assert {"local", "gpu-cluster", "standalone-kfp"} <= {o.name for o in OVERLAYS}
 
 
 def test_every_object_validates(built):
     crds = _crd_schemas()
     for overlay, objects in built.items():
         kinds = {o["kind"] for o in objects}
-        assert {
-            "Namespace",
-            "ServiceAccount",
-            "Role",
-            "RoleBinding",
-            "PersistentVolumeClaim",
-            "NetworkPolicy",
-            "Pipeline",
-            "PipelineVersion",
-        } <= kinds, overlay
+        owned = set() if overlay in SHARED_NAMESPACE else {"Namespace"}
+        assert (
+            owned
+            | {
+                "ServiceAccount",
+                "Role",
+                "RoleBinding",
+                "PersistentVolumeClaim",
+                "Job",
+                "NetworkPolicy",
+                "Pipeline",
+                "PipelineVersion",
+            }
+            <= kinds
+        ), overlay
         for obj in objects:
             where = f"{overlay}: {obj['kind']}/{obj['metadata']['name']}"
             assert DNS_SUBDOMAIN.match(obj["metadata"]["name"]), where
@@ -224,3 +234,94 @@ def test_dockerfile_pins_match_pyproject():
     for name, version in re.findall(r"\b([a-z][a-z0-9_.-]+)==([0-9][^\s\"]*)", text):
         assert pins.get(name) == version, f"{images.DOCKERFILE} pins {name}=={version}, pyproject {pins.get(name)}"
     assert re.search(r"TORCH_VERSION=2\.13\.0", text)
+
+
+def test_namespaces_and_cache_outlive_argocd(built):
+    for overlay, objects in built.items():
+        namespaces = [o for o in objects if o["kind"] == "Namespace"]
+        if overlay in SHARED_NAMESPACE:
+            assert not namespaces, f"{overlay} must not own {SHARED_NAMESPACE[overlay]}"
+            assert {o["metadata"].get("namespace") for o in objects} == {SHARED_NAMESPACE[overlay]}
+        else:
+            assert len(namespaces) == 1, overlay
+        for obj in namespaces + [o for o in objects if o["kind"] == "PersistentVolumeClaim"]:
+            assert obj["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == KEEP, overlay
+
+
+def test_version_names_follow_the_rendered_spec(built):
+    names = {}
+    for overlay, objects in built.items():
+        for v in (o for o in objects if o["kind"] == "PipelineVersion"):
+            spec = v["spec"]
+            expected = version_name(
+                spec["pipelineName"], images.DEFAULT_TAG, spec["pipelineSpec"], spec["platformSpec"]
+            )
+            assert v["metadata"]["name"] == spec["displayName"] == expected, f"{overlay}: run make compile"
+            names[overlay, spec["pipelineName"]] = expected
+    # The gpu-cluster overlay patches the spec, so its versions are other versions than the base's.
+    assert names["gpu-cluster", "rlhf"] != names["local", "rlhf"]
+    assert names["standalone-kfp", "rlhf"] == names["local", "rlhf"]
+
+
+def test_sync_waves_and_argocd_retry(built):
+    for objects in built.values():
+        for obj in objects:
+            if obj["kind"] in SYNC_WAVES:
+                assert obj["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == SYNC_WAVES[obj["kind"]]
+                if obj["kind"] == "Pipeline":  # the API's display_name filter (rlhf submit) reads spec.displayName
+                    assert obj["spec"]["displayName"] == obj["metadata"]["name"]
+    assert int(SYNC_WAVES["Pipeline"]) < int(SYNC_WAVES["PipelineVersion"])
+    app = yaml.safe_load((ROOT / "manifests" / "argocd" / "application.yaml").read_text())
+    retry = app["spec"]["syncPolicy"]["retry"]
+    assert retry["limit"] >= 3 and retry["backoff"]["duration"] and retry["backoff"]["maxDuration"]
+    assert (ROOT / app["spec"]["source"]["path"] / "kustomization.yaml").exists()
+
+
+def _egress_allowed(policy: dict, namespace: str, port: int, protocol: str = "TCP") -> bool:
+    """Whether a NetworkPolicy lets its pods reach `port` on a pod in `namespace` (or, namespace
+    None, an address outside the cluster such as the API server's endpoints)."""
+    for rule in policy["spec"].get("egress", []):
+        ports = rule.get("ports")
+        if ports and not any(p["port"] == port and p.get("protocol", "TCP") == protocol for p in ports):
+            continue
+        peers = rule.get("to")
+        if not peers:
+            return True
+        for peer in peers:
+            if "ipBlock" in peer and namespace is None:
+                return True
+            labels = peer.get("namespaceSelector", {}).get("matchLabels")
+            if namespace is not None and labels is not None and labels == {"kubernetes.io/metadata.name": namespace}:
+                return True
+    return False
+
+
+def test_network_policy(built):
+    for overlay, objects in built.items():
+        (policy,) = [o for o in objects if o["kind"] == "NetworkPolicy"]
+        assert policy["spec"]["podSelector"]["matchLabels"] == ClusterSettings().pod_labels, overlay
+        assert policy["spec"]["ingress"] == [] and "Ingress" in policy["spec"]["policyTypes"]
+        allowed = lambda ns, port, proto="TCP", p=policy: _egress_allowed(p, ns, port, proto)  # noqa: E731
+        assert allowed(None, 443) and allowed(None, 6443), f"{overlay}: Kubernetes API server (443 or 6443)"
+        assert allowed("kube-system", 53, "UDP") and allowed("kube-system", 53, "TCP")
+        for port in (8887, 8888, 8080, 9000, 8333):  # ml-pipeline, metadata gRPC, MinIO/SeaweedFS S3
+            assert allowed("kubeflow", port), f"{overlay}: kubeflow:{port}"
+        assert not allowed(None, 22) and not allowed("default", 9000) and not allowed(None, 9000)
+
+
+def test_cache_init_job_makes_the_pvc_writable(built):
+    s = ClusterSettings()
+    ir = next(yaml.safe_load_all((ROOT / "pipelines" / "compiled" / "rlhf.yaml").read_text()))
+    env = {e["name"]: e["value"] for e in next(iter(ir["deploymentSpec"]["executors"].values()))["container"]["env"]}
+    for overlay, objects in built.items():
+        (job,) = [o for o in objects if o["kind"] == "Job"]
+        pod = job["spec"]["template"]["spec"]
+        assert pod["securityContext"]["fsGroup"] == s.run_as_group, overlay
+        assert pod["securityContext"]["runAsUser"] == s.run_as_user
+        (volume,) = pod["volumes"]
+        assert volume["persistentVolumeClaim"]["claimName"] == s.cache_pvc
+        (container,) = pod["containers"]
+        assert container["volumeMounts"] == [{"name": volume["name"], "mountPath": s.cache_mount_path}]
+        assert container["image"] == images.image_for("data")
+        script = " ".join(container["args"])
+        assert env["HF_HOME"] in script and env["RLHF_CHECKPOINT_ROOT"] in script and "chmod 2775" in script

@@ -27,6 +27,13 @@ ALLOWED = {
     ("B603", "benchmarks/ppo_vs_trl.py"): "fixed argv (the TRL venv's python and the benchmark's script), no shell",
     ("B615", "components/*"): "hub names are user config (default branch); pin by naming a local snapshot; "
     "the other calls load local artifacts; safetensors only, no remote code",
+    ("B404", "pipelines/compile.py"): "`rlhf compile --overlays` renders the overlays with kubectl",
+    ("B603", "pipelines/compile.py"): "fixed argv (kubectl kustomize DIR), no shell",
+    ("B607", "pipelines/compile.py"): "kubectl is looked up on PATH, as a user runs it",
+    ("CKV_K8S_40", "*overlay-*.yaml"): "the cache-init Job runs as uid/gid 1000, the images' user, whose group "
+    "must own the PVC",
+    ("CKV_K8S_43", "*overlay-*.yaml"): "the cache-init Job names the data image by tag like the compiled pipelines; "
+    "pin the digest with the overlay's `images:` (.github/workflows/images.yaml)",
     ("CKV_DOCKER_7", "images/Dockerfile"): "base images come from ARGs whose defaults are exact tags "
     "(nvidia/cuda:12.8.1-base-ubuntu24.04, python:3.11-slim-bookworm)",
 }
