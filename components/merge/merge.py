@@ -4,6 +4,8 @@ The base is the adapter config's `base_model_name_or_path` (a hub id, a tiny nam
 local directory), unless `base` is given (PPO's adapter sits on the merged SFT model).
 The base is loaded unquantised: QLoRA trains against 4-bit weights, the merged model is
 saved in full precision with the adapter's tokenizer (or the base's).
+
+    rlhf run     # merges twice: the SFT adapter onto its base, the PPO (or DPO) adapter onto the SFT model
 """
 
 from __future__ import annotations
