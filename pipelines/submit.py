@@ -9,8 +9,10 @@ records every value it used. The command-line equivalent for CI:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 from kfp import Client
@@ -29,6 +31,7 @@ def _client(host: str, namespace: str | None, token: str | None) -> Client:
     if not token and Path(os.environ.get("KF_PIPELINES_SA_TOKEN_PATH", SA_TOKEN_PATH)).exists():
         # Re-read on every request: projected tokens rotate during a long `--wait`.
         credentials = ServiceAccountTokenVolumeCredentials()
+    warnings.filterwarnings("ignore", "This client only works with Kubeflow Pipeline", FutureWarning)
     return Client(host=host, namespace=namespace or "kubeflow", existing_token=token, credentials=credentials)
 
 
@@ -74,6 +77,28 @@ def submit(
 ) -> tuple[str, str | None]:
     """Create a run; return (run URL, final state or None when not waiting)."""
     arguments = pipeline_arguments(params_yaml, preset, overrides)
+    with _api_errors(host):
+        return _create_run(
+            host, pipeline, arguments, namespace, experiment, run_name, token, wait, timeout, service_account
+        )
+
+
+@contextlib.contextmanager
+def _api_errors(host: str):
+    """The API client's errors (a long traceback) as one line."""
+    import urllib3
+    from kfp_server_api.exceptions import ApiException
+
+    try:
+        yield
+    except urllib3.exceptions.HTTPError as err:
+        reason = getattr(err, "reason", None) or err
+        raise ConnectionError(f"cannot reach the KFP API at {host}: {reason}") from None
+    except ApiException as err:
+        raise RuntimeError(f"the KFP API at {host} answered {err.status} {err.reason}: {err.body or ''}") from None
+
+
+def _create_run(host, pipeline, arguments, namespace, experiment, run_name, token, wait, timeout, service_account):
     client = _client(host, namespace, token)
     with tempfile.TemporaryDirectory() as tmp:
         package = _package(pipeline, tmp)
