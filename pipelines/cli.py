@@ -161,10 +161,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except Stopped:
+    except Stopped as stop:
         command = " ".join(["rlhf", *(argv if argv is not None else sys.argv[1:])])
         print(
-            f"rlhf {args.command}: stopped by SIGTERM; to resume, run the same command again: {command}",
+            f"rlhf {args.command}: stopped by SIGTERM {stop}; to resume, run the same command again: {command}",
             file=sys.stderr,
         )
         return 143

@@ -76,13 +76,13 @@ class Console:
     def _sigterm(self, signum, frame):
         self.stopping = True
         if self.proc is None:
-            raise Stopped
+            raise Stopped(f"after {self.label(self.task)}" if self.task else "before the first stage")
         self.proc.send_signal(signal.SIGTERM)  # the stage saves a checkpoint and exits 143
 
     @contextlib.contextmanager
     def _task(self, task: str):
         if self.stopping:
-            raise Stopped
+            raise Stopped(f"after {self.label(self.task)}")
         outer, self.task, self._bar = self.log, task, None
         self.index += 1
         started = time.time()
@@ -97,12 +97,12 @@ class Console:
         status = "failed" if self.failure and self.failure[0] == task else "done"
         self._line(f"{self.label(task):<22} {status} in {self.times[task]:.0f} s")
         if self.stopping:
-            raise Stopped
+            raise Stopped(f"during {self.label(task)}")
 
     def _run(self, full_command: list[str], env_vars: dict | None = None) -> int:
         """kfp's run_local_subprocess, with the output split on newlines and tqdm's carriage returns."""
         if self.stopping:
-            raise Stopped
+            raise Stopped(f"during {self.label(self.task)}")
         env = {**os.environ, **(env_vars or {}), "PYTHONUNBUFFERED": "1"}
         last_error, pending = "", b""
         with subprocess.Popen(full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as proc:  # noqa: S603

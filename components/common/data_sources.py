@@ -14,8 +14,10 @@ Problems are `DataError`s whose one-line message names the source, the row and t
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import logging
 import os
 import re
 import tempfile
@@ -201,8 +203,10 @@ def _hf_rows(source: str, split: str, builder: str | None = None):
 
     path = Path(source)
     try:
-        if builder:
-            ds = datasets.load_dataset(builder, data_files=source, split="train")
+        if builder:  # a local file loads in moments: no progress bar, and the error once, in the DataError
+            datasets.disable_progress_bars()
+            with _silenced("datasets"):
+                ds = datasets.load_dataset(builder, data_files=source, split="train")
         elif (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
             ds = datasets.load_from_disk(source)
         else:
@@ -218,6 +222,16 @@ def _hf_rows(source: str, split: str, builder: str | None = None):
             raise DataError(source, f"no split {split!r} (splits: {', '.join(ds)}; set data.split)")
         ds = ds[split]
     yield from enumerate(ds, 1)
+
+
+@contextlib.contextmanager
+def _silenced(logger: str):
+    log = logging.getLogger(logger)
+    level, log.level = log.level, logging.CRITICAL
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _deeplake_rows(source: str):
