@@ -150,7 +150,7 @@ def _coerce(value, tp, where: str):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected {_NAMES[tp]}, got {short(value)}")
         if not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a finite number, got {short(value)}")
+            raise ConfigError(f"{where} must be a finite number, got {short(value)}")
         if tp is int and value != int(value):
             raise ConfigError(f"{where}: expected an integer, got {short(value)}")
         return tp(value)
