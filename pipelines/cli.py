@@ -68,8 +68,9 @@ def cmd_run(args) -> int:
     if not args.output.strip():
         raise ValueError("--output must name a directory, got an empty string")
     cfg = _load(args)
-    # W&B goes online only when asked on the command line, with a key it accepts.
-    online = args.report_to == "wandb" and check_wandb_key(os.environ.get("WANDB_API_KEY"))
+    # W&B goes online only when asked on the command line (and not WANDB_MODE=offline), with a key it accepts.
+    asked = args.report_to == "wandb" and os.environ.get("WANDB_MODE", "online") == "online"
+    online = asked and check_wandb_key(os.environ.get("WANDB_API_KEY"))
     report = run_local(cfg, args.output, args.pipeline, verbose=args.verbose, online=online)
     print_summary(report)
     print(f"\nreport: {args.output}/report.html (also report.md, report.json)")

@@ -34,6 +34,7 @@ def test_key_refused_by_the_server():
 def test_online_only_when_asked(argv, online, monkeypatch, tmp_path, capsys):
     """A key in the environment alone never turns W&B online."""
     monkeypatch.setenv("WANDB_API_KEY", GOOD_FORMAT)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setattr(tracking, "_ask_wandb", lambda key: None)
     seen = {}
 
@@ -49,6 +50,7 @@ def test_online_only_when_asked(argv, online, monkeypatch, tmp_path, capsys):
 
 def test_invalid_key_is_a_pre_run_error(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("WANDB_API_KEY", "not-a-key")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
     assert main(["run", "--report-to", "wandb", "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rlhf run: error: W&B refused WANDB_API_KEY: ") and err.count("\n") == 1
