@@ -36,7 +36,6 @@ def test_rerun_resumes_the_interrupted_stage(tmp_path):
         .splitlines()[-1]
         .startswith("rlhf run: stopped by SIGTERM during [5/7] ppo; to resume, run the same")
     )
-    assert "stopped by SIGTERM after step" in (out / "logs" / "ppo.log").read_text()
     assert not (out / "report.json").exists()
 
     rerun = subprocess.run(_args(out), capture_output=True, text=True, timeout=600)
