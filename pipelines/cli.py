@@ -59,12 +59,21 @@ def _load(args):
 
 
 def cmd_run(args) -> int:
+    import os
+
+    from kfrlhf.common.tracking import check_wandb_key
+
     from .local_run import run_local
 
+    if not args.output.strip():
+        raise ValueError("--output must name a directory, got an empty string")
     cfg = _load(args)
-    report = run_local(cfg, args.output, args.pipeline)
+    # W&B goes online only when asked on the command line (and not WANDB_MODE=offline), with a key it accepts.
+    asked = args.report_to == "wandb" and os.environ.get("WANDB_MODE", "online") == "online"
+    online = asked and check_wandb_key(os.environ.get("WANDB_API_KEY"))
+    report = run_local(cfg, args.output, args.pipeline, verbose=args.verbose, online=online)
     print_summary(report)
-    print(f"\nreport: {args.output}/report.json, {args.output}/report.md")
+    print(f"\nreport: {args.output}/report.html (also report.md, report.json)")
     return 0
 
 
@@ -93,7 +102,10 @@ def cmd_data_check(args) -> int:
     from kfrlhf.data.config import DataConfig
     from kfrlhf.data.loaders import check
 
-    cfg = from_dict(DataConfig, parse_set(args.overrides).get("data", {}), "data")
+    values = parse_set(args.overrides)
+    if set(values) - {"data"}:
+        raise ValueError(f"data check: --set takes data.* keys only, got {sorted(set(values) - {'data'})[0]}")
+    cfg = from_dict(DataConfig, values.get("data", {}), "data")
     problems = check(args.path, args.format, cfg)
     for problem in problems:
         print(problem)
@@ -116,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="rlhf (SFT, reward, PPO; default) or dpo (SFT, DPO; the reward model only scores the eval)",
     )
     p.add_argument("--output", default="runs/latest", help="directory for report.json and artifacts")
+    p.add_argument("--verbose", action="store_true", help="stream every task's output (always in OUTPUT/logs/)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("config", help="print the resolved config (defaults < preset < files < --set)")
@@ -145,13 +158,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from kfrlhf.pipelines.console import Stopped
+
     try:
         return args.func(args)
-    except (ValueError, OSError, RuntimeError) as err:  # ConfigError and DataError are ValueErrors
+    except Stopped as stop:
+        command = " ".join(["rlhf", *(argv if argv is not None else sys.argv[1:])])
+        print(
+            f"rlhf {args.command}: stopped by SIGTERM {stop}; to resume, run the same command again: {command}",
+            file=sys.stderr,
+        )
+        return 143
+    except Exception as err:  # ConfigError and DataError are ValueErrors; anything else is one line too
         if args.debug:
             raise
         message = " ".join(str(err).split()) or type(err).__name__
-        print(f"rlhf {args.command}: error: {message}", file=sys.stderr)
+        if not isinstance(err, (ValueError, OSError, RuntimeError)):
+            message = f"{type(err).__name__}: {message} (rlhf --debug shows the traceback)"
+        print(f"rlhf {args.command}: error: {message[:2000]}", file=sys.stderr)
         return 2
 
 

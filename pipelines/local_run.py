@@ -1,8 +1,10 @@
 """`rlhf run`: a real KFP pipeline (RLHF by default, or DPO) on this machine through `kfp.local` (SubprocessRunner).
 
 Each task runs as a subprocess of this Python (`use_venv=False`: the project is installed
-here, as it is in the stage images), passing artifacts through `OUTPUT/pipeline_root`.
-When the pipeline is done, the eval report is copied to `OUTPUT/report.json` / `report.md`.
+here, as it is in the stage images), passing artifacts through `OUTPUT/pipeline_root`; its output goes
+to `OUTPUT/logs/<task>.log` (`kfrlhf.pipelines.console`). One run at a time holds `OUTPUT/.lock`.
+When the pipeline is done, the eval report is copied to `OUTPUT/report.json` and rendered, with the
+run's details (config, stage times), as `report.md` / `report.html`.
 Training stages checkpoint under `OUTPUT/checkpoints/<config hash>/<task>/<output>` (dropped when
 the stage succeeds): `rlhf run` again with the same config and output resumes the stage that died.
 """
@@ -10,25 +12,43 @@ the stage succeeds): `rlhf run` again with the same config and output resumes th
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
 from kfrlhf.common.config import ConfigError
 from kfrlhf.data.loaders import preflight
+from kfrlhf.eval.report import html_report, markdown_report
+from kfrlhf.pipelines.console import Console
 from kfrlhf.pipelines.run_config import RunConfig
 
+# What a full disk looks like from inside a stage (torch.save says only "iostream error").
+DISK_FULL = ("No space left on device", "[Errno 28]", "iostream error", "PytorchStreamWriter failed")
 
-def run_local(cfg: RunConfig, output: str | Path, pipeline: str = "rlhf") -> dict:
-    """Run the pipeline `pipeline` (a name in kfrlhf.pipelines.registry) with the config's sections as parameters."""
+
+class StageFailed(RuntimeError):
+    """A task of the pipeline failed; the message names it, its error and its log."""
+
+
+def run_local(
+    cfg: RunConfig, output: str | Path, pipeline: str = "rlhf", verbose: bool = False, online: bool = False
+) -> dict:
+    """Run the pipeline `pipeline` (a name in kfrlhf.pipelines.registry) with the config's sections as parameters.
+
+    `online`: W&B logs online (the caller checked the key); otherwise every task runs with WANDB_MODE=offline.
+    """
     from kfrlhf.pipelines.registry import PIPELINES
 
     if pipeline not in PIPELINES:
         raise ConfigError(f"unknown pipeline {pipeline!r} (known: {', '.join(PIPELINES)})")
     # Bad config or data fails here, before any model loads and before OUTPUT exists.
     preflight(cfg.data)
+    check_model_limits(cfg)
 
     from kfp import local
 
@@ -37,22 +57,104 @@ def run_local(cfg: RunConfig, output: str | Path, pipeline: str = "rlhf") -> dic
     output = Path(output).resolve()
     pipeline_root = output / "pipeline_root"
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
-    args = cfg.to_dict()
     func = PIPELINES[pipeline]()
-    params = {k: v for k, v in args.items() if k in func.component_spec.inputs}  # e.g. no `ppo` for dpo
-    started = time.time()
-    digest = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
-    with _env({CHECKPOINT_ROOT_ENV: str(output / "checkpoints" / digest), CHECKPOINT_KEY_PARTS_ENV: "2"}):
-        report_dir = Path(func(**params).output.path)  # the pipelines return the eval report
-    report = json.loads((report_dir / "report.json").read_text())
-    report["pipeline"] = pipeline
-    report["wall_time_s"] = round(time.time() - started, 1)
-    atomic_write_text(output / "report.json", json.dumps(report, indent=2))
-    for name in ("report.md", "report.html"):
-        atomic_write_text(output / name, (report_dir / name).read_text())
-    atomic_write_text(output / "config.yaml", _yaml(args))
+    console = Console(output / "logs", len(func.pipeline_spec.root.dag.tasks), verbose)
+    with _lock(output), _disk_full(output):
+        console.say(f"rlhf run: {pipeline} pipeline, {console.total} stages; logs in {output / 'logs'}")
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
+        args = cfg.to_dict()
+        params = {k: v for k, v in args.items() if k in func.component_spec.inputs}  # e.g. no `ppo` for dpo
+        started = time.time()
+        digest = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
+        env = {
+            CHECKPOINT_ROOT_ENV: str(output / "checkpoints" / digest),
+            CHECKPOINT_KEY_PARTS_ENV: "2",
+            **({} if online else {"WANDB_MODE": "offline"}),
+        }
+        try:
+            with _env(env), console.capture():
+                report_dir = Path(func(**params).output.path)  # the pipelines return the eval report
+        except RuntimeError as err:
+            if console.failure is None:
+                raise
+            raise StageFailed(_failure_message(console, output)) from err
+        report = json.loads((report_dir / "report.json").read_text())
+        report["pipeline"] = pipeline
+        report["wall_time_s"] = round(time.time() - started, 1)
+        report["stage_times_s"] = console.times
+        atomic_write_text(output / "report.json", json.dumps(report, indent=2))
+        run = {"output": str(output), "config": args, "stage_times_s": console.times}
+        atomic_write_text(output / "report.md", markdown_report(report, cfg.eval.num_samples, run))
+        atomic_write_text(output / "report.html", html_report(report, cfg.eval.num_samples, run))
+        atomic_write_text(output / "config.yaml", _yaml(args))
     return report
+
+
+def check_model_limits(cfg: RunConfig) -> None:
+    """Lengths within the models' positions and LoRA targets that exist, for models readable here."""
+    from kfrlhf.common.models import model_limits
+
+    lengths = {
+        "sft": [("sft.seq_length", cfg.sft.seq_length)],
+        "policy": [
+            ("ppo.max_prompt_length + ppo.max_new_tokens", cfg.ppo.max_prompt_length + cfg.ppo.max_new_tokens),
+            ("eval.max_prompt_length + eval.max_new_tokens", cfg.eval.max_prompt_length + cfg.eval.max_new_tokens),
+            ("dpo.max_length", cfg.dpo.max_length),
+        ],
+        "reward": [("reward.max_length", cfg.reward.max_length)],
+    }
+    for role, name in (("sft", cfg.sft.model_name), ("reward", cfg.reward.model_name)):
+        limits = model_limits(name)
+        if limits is None:  # a hub id not in the local cache: its stage checks it
+            continue
+        positions, modules = limits
+        for key, value in lengths[role] + (lengths["policy"] if role == "sft" else []):
+            if value > positions:
+                raise ConfigError(f"{key} ({value}) exceeds the {positions} positions of {role} model {name}")
+        missing = [t for t in cfg.sft.lora_target_modules if t not in modules] if role == "sft" else []
+        if missing:
+            raise ConfigError(
+                f"sft.lora_target_modules: {', '.join(missing)} not in {name} "
+                f"(its layers: {', '.join(sorted(modules))})"
+            )
+
+
+def _failure_message(console: Console, output: Path) -> str:
+    task, error = console.failure
+    log = console.log_dir / f"{task}.log"
+    if any(marker in error for marker in DISK_FULL):
+        free = shutil.disk_usage(output).free / 2**20
+        error = f"the disk is full ({free:,.0f} MiB free under {output}): {error}"
+    return f"stage {console.label(task)} failed: {error} (log: {log})"
+
+
+@contextlib.contextmanager
+def _lock(output: Path):
+    """One `rlhf run` per output directory."""
+    with open(output / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise ConfigError(
+                f"{output} is in use by another rlhf run (pid {f.read().strip() or '?'}); "
+                "wait for it or choose another --output"
+            ) from None
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
+
+
+@contextlib.contextmanager
+def _disk_full(output: Path):
+    try:
+        yield
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        hint = "free space and run the same command again to resume"
+        raise OSError(err.errno, f"the disk is full under {output}: {hint}") from None
 
 
 @contextlib.contextmanager

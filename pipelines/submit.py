@@ -10,7 +10,9 @@ run records every value it used.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from pathlib import Path
 
 import yaml
@@ -30,6 +32,7 @@ def _client(host: str, namespace: str | None, token: str | None) -> Client:
     if not token and Path(os.environ.get("KF_PIPELINES_SA_TOKEN_PATH", SA_TOKEN_PATH)).exists():
         # Re-read on every request: projected tokens rotate during a long `--wait`.
         credentials = ServiceAccountTokenVolumeCredentials()
+    warnings.filterwarnings("ignore", "This client only works with Kubeflow Pipeline", FutureWarning)
     return Client(host=host, namespace=namespace or "kubeflow", existing_token=token, credentials=credentials)
 
 
@@ -79,6 +82,41 @@ def submit(
 ) -> tuple[str, str | None]:
     """Create a run of the deployed `pipeline` (or of a local `package`); return (run URL, final state or None)."""
     arguments = pipeline_arguments(params_yaml, preset, overrides)
+    with _api_errors(host):
+        return _create_run(
+            host,
+            pipeline,
+            arguments,
+            namespace,
+            experiment,
+            run_name,
+            token,
+            wait,
+            timeout,
+            service_account,
+            version,
+            package,
+        )
+
+
+@contextlib.contextmanager
+def _api_errors(host: str):
+    """The API client's errors (a long traceback) as one line."""
+    import urllib3
+    from kfp_server_api.exceptions import ApiException
+
+    try:
+        yield
+    except urllib3.exceptions.HTTPError as err:
+        reason = getattr(err, "reason", None) or err
+        raise ConnectionError(f"cannot reach the KFP API at {host}: {reason}") from None
+    except ApiException as err:
+        raise RuntimeError(f"the KFP API at {host} answered {err.status} {err.reason}: {err.body or ''}") from None
+
+
+def _create_run(
+    host, pipeline, arguments, namespace, experiment, run_name, token, wait, timeout, service_account, version, package
+):
     client = _client(host, namespace, token)
     if package:
         result = client.create_run_from_pipeline_package(

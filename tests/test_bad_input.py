@@ -97,6 +97,39 @@ DATA_CASES = {
         deeplake_pairs,
         "no column 'chosen' (data.chosen_column); columns: good, bad",
     ),
+    "lone-surrogate": (
+        "sft_dataset",
+        "d.jsonl",
+        lines(SFT, b'{"question": "q\\ud800", "response": "r"}'),
+        "d.jsonl line 2: column 'question' has an invalid character (a lone surrogate) at 1",
+    ),
+    "zero-width-answer": (
+        "sft_dataset",
+        "d.jsonl",
+        lines(SFT, {"question": "q", "response": "\u200b\u200b\ufeff"}),
+        "d.jsonl line 2: column 'response' is empty (only invisible characters)",
+    ),
+    "duplicate-json-key": (
+        "sft_dataset",
+        "d.jsonl",
+        lines(SFT, b'{"question": "a", "response": "r", "question": "b"}'),
+        "d.jsonl line 2: key 'question' given twice",
+    ),
+    "hh-chosen-plain-rejected": (
+        "preference_dataset",
+        "p.jsonl",
+        lines(PAIR, {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello!", "rejected": "No."}),
+        "p.jsonl line 2: only column 'chosen' is an HH dialogue",
+    ),
+    "mistyped-local-path": ("sft_dataset", "data/train.csv", None, "data/train.csv: no such file or directory"),
+    "broken-csv": ("sft_dataset", "d.csv", b'question,response\n"a,b\n', "d.csv: could not be loaded as a CSV file"),
+    "broken-parquet": ("sft_dataset", "d.parquet", b"PAR", "d.parquet: could not be loaded as a Parquet file"),
+    "too-few-rows": (
+        "prompt_dataset",
+        "q.jsonl",
+        lines(*[{"prompt": f"p{i}"} for i in range(3)]),
+        "q.jsonl: 3 rows leave 1 held out at data.eval_fraction 0.1; at least 2 are needed",
+    ),
 }
 
 # name: (YAML config file text or None, extra CLI arguments, expected text)
@@ -128,6 +161,100 @@ CONFIG_CASES = {
     "config-not-utf8": (b"ppo:\n  steps: caf\xe9\n", [], "bad.yaml cannot be read"),
     "set-without-equals": (None, ["--set", "ppo.steps"], "--set 'ppo.steps': expected KEY=VALUE"),
     "set-invalid-yaml": (None, ["--set", "ppo.steps=[3"], "--set 'ppo.steps=[3': the value is not valid YAML"),
+    "set-inf-steps": (None, ["--set", "ppo.steps=.inf"], "ppo.steps must be a finite number, got inf"),
+    "inf-learning-rate": (None, ["--set", "sft.learning_rate=inf"], "sft.learning_rate must be a finite number"),
+    "nan-target-kl": ("ppo:\n  target_kl: .nan\n", [], "ppo.target_kl must be a finite number, got nan"),
+    "inf-kl-bound": (None, ["--set", "eval.kl_bound=.inf"], "eval.kl_bound must be a finite number, got inf"),
+    "inf-cliprange": (None, ["--set", "ppo.cliprange=-.inf"], "ppo.cliprange must be a finite number, got -inf"),
+    "set-section-then-key": (
+        None,
+        ["--set", "ppo=1", "--set", "ppo.steps=2"],
+        "--set 'ppo.steps=2' conflicts with --set ppo=...",
+    ),
+    "set-key-then-section": (
+        None,
+        ["--set", "ppo.steps=2", "--set", "ppo=1"],
+        "--set 'ppo=1' conflicts with --set ppo.<key>=...",
+    ),
+    "yaml-alias-bomb": (
+        "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\ndata:\n  template: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+        [],
+        "YAML aliases (*name) are not supported at line 2",
+    ),
+    "duplicate-section": ("ppo:\n  steps: 3\nppo:\n  steps: 4\n", [], "key 'ppo' given twice at line 3"),
+    "duplicate-key": ("sft:\n  max_steps: 3\n  max_steps: 4\n", [], "key 'max_steps' given twice at line 3"),
+    "absurd-steps": (None, ["--set", "ppo.steps=1.0e+26"], "ppo.steps must be at most 2,147,483,647, got 1e+26"),
+    "seq-length-beyond-positions": (
+        None,
+        ["--set", "sft.seq_length=4096"],
+        "sft.seq_length (4096) exceeds the 512 positions of sft model tiny-opt",
+    ),
+    "max-new-tokens-100000": (
+        None,
+        ["--set", "eval.max_new_tokens=100000"],
+        "eval.max_prompt_length + eval.max_new_tokens (100256) exceeds the 512 positions",
+    ),
+    "missing-lora-target": (
+        None,
+        ["--set", "sft.lora_target_modules=[q_proj, query_key_value]"],
+        "sft.lora_target_modules: query_key_value not in tiny-opt (its layers: ",
+    ),
+    "max-rows-3": (None, ["--set", "data.max_rows=3"], "sample: 3 rows leave 1 held out"),
+}
+
+# name: (argv, expected text): command-line mistakes outside the config.
+CLI_CASES = {
+    "empty-output": (["run", "--output", ""], "--output must name a directory, got an empty string"),
+    "data-check-non-data-set": (
+        ["data", "check", "--format", "sft", "--set", "ppo.steps=3", "d.jsonl"],
+        "data check: --set takes data.* keys only, got ppo",
+    ),
+    "submit-dead-port": (
+        ["submit", "--host", "http://127.0.0.1:9", "--preset", "tiny"],
+        "cannot reach the KFP API at http://127.0.0.1:9: ",
+    ),
+}
+
+# What each case stands for; every case is in one (test_every_case_has_a_category).
+CATEGORIES = {
+    "malformed files": [
+        "malformed-json",
+        "not-an-object",
+        "non-utf8",
+        "config-not-utf8",
+        "broken-csv",
+        "broken-parquet",
+    ],
+    "schema and columns": ["missing-column", "misnamed-column", "number-as-text", "deeplake-wrong-schema"],
+    "empty or invisible text": ["empty-text", "whitespace-text", "zero-width-answer", "empty-file", "blank-lines-only"],
+    "invalid unicode": ["lone-surrogate"],
+    "preference layout": ["chosen-equals-rejected", "hh-chosen-plain-rejected"],
+    "sizes": ["huge-row", "too-few-rows", "max-rows-3"],
+    "paths": ["missing-file", "unsupported-type", "mistyped-local-path", "empty-output", "missing-config"],
+    "keys and types": ["unknown-section-key", "unknown-top-key", "string-for-int", "float-for-int", "bool-as-3"],
+    "structure": ["list-for-section", "not-a-mapping", "invalid-yaml", "unknown-preset", "unknown-report-to"],
+    "repeated keys and YAML aliases": ["duplicate-json-key", "duplicate-section", "duplicate-key", "yaml-alias-bomb"],
+    "non-finite numbers": ["set-inf-steps", "inf-learning-rate", "nan-target-kl", "inf-kl-bound", "inf-cliprange"],
+    "impossible values": [
+        "batch-not-divisible",
+        "negative-lr",
+        "zero-lora-r",
+        "zero-eval-prompts",
+        "negative-kl-limit",
+        "short-seq-length",
+        "min-above-max-tokens",
+        "eval-fraction-one",
+        "template-without-question",
+    ],
+    "absurd values": ["absurd-steps", "seq-length-beyond-positions", "max-new-tokens-100000", "missing-lora-target"],
+    "--set syntax and conflicts": [
+        "set-without-equals",
+        "set-invalid-yaml",
+        "set-section-then-key",
+        "set-key-then-section",
+    ],
+    "commands": ["data-check-non-data-set", "submit-dead-port"],
 }
 
 
@@ -163,6 +290,38 @@ def test_bad_config_stops_run_before_output(case, capsys, tmp_path, monkeypatch)
         (tmp_path / "bad.yaml").write_bytes(text if isinstance(text, bytes) else text.encode())
         extra = ["--config", "bad.yaml", *extra]
     fails_cleanly(capsys, tmp_path, ["run", *extra, "--output", "out/x"], expected)
+
+
+@pytest.mark.parametrize("case", CLI_CASES)
+def test_bad_command_line(case, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv, expected = CLI_CASES[case]
+    fails_cleanly(capsys, tmp_path, argv, expected)
+
+
+def test_every_case_has_a_category():
+    listed = [case for cases in CATEGORIES.values() for case in cases]
+    assert sorted(listed) == sorted([*DATA_CASES, *CONFIG_CASES, *CLI_CASES])
+
+
+def test_accepted_first_row_without_prompt(tmp_path):
+    """Documented acceptance: the prompt column is read per row, so a first row without one drops nothing."""
+    from kfrlhf.data.config import DataConfig
+    from kfrlhf.data.loaders import load_preferences
+
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(lines({"chosen": "Hi!", "rejected": "No."}, PAIR))
+    assert [r["prompt"] for r in load_preferences(str(path), DataConfig())] == ["", "Say hi."]
+
+
+def test_accepted_max_steps_below_logging_steps():
+    """Documented acceptance: fewer SFT steps than logging_steps log no training loss; the metric is left out
+    rather than reported as NaN (which KFP metrics refuse)."""
+    from types import SimpleNamespace
+
+    from kfrlhf.common.trainer_args import train_loss_ends
+
+    assert train_loss_ends(SimpleNamespace(state=SimpleNamespace(log_history=[{"eval_loss": 1.0}])), "sft") == {}
 
 
 def test_data_check_lists_every_problem(capsys, tmp_path):

@@ -1,4 +1,4 @@
-"""`rlhf run` killed during PPO and started again with the same config and output resumes PPO."""
+"""`rlhf run` stopped by SIGTERM during PPO says how to resume, and the same command again resumes PPO."""
 
 import json
 import os
@@ -22,19 +22,25 @@ def _args(out):
 
 def test_rerun_resumes_the_interrupted_stage(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen(_args(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(_args(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not list(out.glob("checkpoints/*/ppo/adapter/step-*/COMPLETE")):
         assert proc.poll() is None, "the run ended before PPO saved a checkpoint"
         assert time.time() < deadline, "no PPO checkpoint within 5 minutes"
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its task subprocess: a lost node
-    proc.wait()
+    os.kill(proc.pid, signal.SIGTERM)  # the CLI only: it forwards the signal to the running task
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("rlhf run: stopped by SIGTERM during [5/7] ppo; to resume, run the same")
+    )
     assert not (out / "report.json").exists()
 
     rerun = subprocess.run(_args(out), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "PPO: resuming from" in rerun.stdout + rerun.stderr
+    assert "PPO: resuming from" in (out / "logs" / "ppo.log").read_text()
     report = json.loads((out / "report.json").read_text())
     assert report["num_prompts"] == 8
     # Finished stages drop their checkpoints.

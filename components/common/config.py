@@ -24,6 +24,15 @@ class ConfigError(ValueError):
     """A config value is unknown, of the wrong type or impossible."""
 
 
+INT_MAX = 2**31 - 1  # beyond this an integer setting is a typo (ppo.steps=1e26), and torch/numpy seeds overflow
+
+
+def short(value, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters, so a message never prints a huge value."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 # Range checks: (predicate, what the message asks for).
 POSITIVE = (lambda v: v > 0, "> 0")
 NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
@@ -47,12 +56,14 @@ class StageConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"{self.section}.{f.name} must be a finite number, got {value!r}")
+                raise ConfigError(f"{self.section}.{f.name} must be a finite number, got {short(value)}")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_MAX:
+                raise ConfigError(f"{self.section}.{f.name} must be at most {INT_MAX:,}, got {value:.3g}")
         for cls in type(self).__mro__:
             for name, (ok, wanted) in cls.__dict__.get("RULES", {}).items():
                 value = getattr(self, name)
                 if not ok(value):
-                    raise ConfigError(f"{self.section}.{name} must be {wanted}, got {value!r}")
+                    raise ConfigError(f"{self.section}.{name} must be {wanted}, got {short(value)}")
         self.check()
         return self
 
@@ -118,7 +129,7 @@ def _coerce(value, tp, where: str):
     origin = typing.get_origin(tp)
     if origin in (list,):
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {short(value)}")
         (item,) = typing.get_args(tp)
         return [_coerce(v, item, where) for v in value]
     if origin in (typing.Union, types.UnionType):
@@ -128,22 +139,24 @@ def _coerce(value, tp, where: str):
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+            raise ConfigError(f"{where}: expected true/false, got {short(value)}")
         return value
     if tp in (int, float):
         if isinstance(value, str):
             try:
                 value = tp(value)
             except ValueError:
-                raise ConfigError(f"{where}: expected {_NAMES[tp]}, got {value!r}") from None
+                raise ConfigError(f"{where}: expected {_NAMES[tp]}, got {short(value)}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected {_NAMES[tp]}, got {value!r}")
+            raise ConfigError(f"{where}: expected {_NAMES[tp]}, got {short(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {short(value)}")
         if tp is int and value != int(value):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {short(value)}")
         return tp(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {short(value)}")
         return value
     raise ConfigError(f"{where}: unsupported type {tp}")
 
@@ -152,7 +165,7 @@ def from_dict(cls, values: dict | None, where: str = ""):
     """Build dataclass `cls` from `values`, refusing unknown keys and wrong types."""
     values = values or {}
     if not isinstance(values, dict):
-        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {values!r}")
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {short(values)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
@@ -184,13 +197,37 @@ def parse_set(assignments: list[str]) -> dict:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, for example ppo.steps=10")
         node = out
         *parents, leaf = key.strip().split(".")
-        for part in parents:
+        for i, part in enumerate(parents):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r} conflicts with --set {'.'.join(parents[: i + 1])}=...")
+        if isinstance(node.get(leaf), dict):
+            raise ConfigError(f"--set {item!r} conflicts with --set {key.strip()}.<key>=...")
         try:
-            node[leaf] = yaml.safe_load(raw)
+            node[leaf] = yaml.load(raw, Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
         except yaml.YAMLError as err:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({_yaml_problem(err)})") from None
     return out
+
+
+class StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses aliases (a few hundred bytes of them expand to gigabytes) and repeated keys."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not supported", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                problem = f"key {short(key)} given twice"
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+            seen.add(key if isinstance(key, (str, int, float, bool)) else id(key))
+        return super().construct_mapping(node, deep)
 
 
 def _yaml_problem(err: yaml.YAMLError) -> str:
@@ -202,7 +239,7 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
 
 def read_yaml(path: str | Path) -> dict:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as err:

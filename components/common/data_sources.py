@@ -14,8 +14,10 @@ Problems are `DataError`s whose one-line message names the source, the row and t
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import logging
 import os
 import re
 import tempfile
@@ -25,6 +27,8 @@ from pathlib import Path
 DEEPLAKE_SCHEMES = ("hub://", "al://", "s3://", "gcs://", "gs://", "azure://", "az://")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
+# A name ending like a file is a local path, never a hub id (`data/train.csv` mistyped).
+_FILE_SUFFIXES = (*_JSON_SUFFIXES, ".parquet", ".csv", ".gz", ".txt", ".tsv", ".arrow")
 _BATCH = 4096  # deeplake rows read per column slice
 
 
@@ -52,7 +56,10 @@ def is_remote(source: str) -> bool:
     source = str(source)
     if source.startswith(DEEPLAKE_SCHEMES):
         return True
-    return not Path(source).exists() and bool(_HUB_ID.match(source)) and not source.lower().endswith(_JSON_SUFFIXES)
+    if Path(source).exists() or source.lower().endswith(_FILE_SUFFIXES):
+        return False
+    # `data/train` with a local `data/` folder is a mistyped path too.
+    return bool(_HUB_ID.match(source)) and not Path(source.split("/")[0]).is_dir()
 
 
 def read_rows(source: str, split: str = "train", max_rows: int = 0) -> Iterator[tuple[int, dict]]:
@@ -150,24 +157,41 @@ def _parse_line(raw: bytes, source: str, n: int):
     except UnicodeDecodeError as err:
         return DataError(source, f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})", n, "line")
     try:
-        row = json.loads(text)
+        row = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
         return DataError(source, f"malformed JSON ({err.msg} at column {err.colno})", n, "line")
+    except _DuplicateKey as err:
+        return DataError(source, f"key {str(err)!r} given twice", n, "line")
     if not isinstance(row, dict):
         return DataError(source, f"expected a JSON object, got {type(row).__name__}", n, "line")
     return row
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object with a key twice: `json` would keep the last value silently."""
+
+
+def _unique_keys(pairs: list) -> dict:
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen.add(key)
+    return dict(pairs)
+
+
 def _json_array_rows(source, opener):
     try:
         with opener(source, "rb") as f:
-            rows = json.loads(f.read().decode("utf-8-sig"))
+            rows = json.loads(f.read().decode("utf-8-sig"), object_pairs_hook=_unique_keys)
     except (OSError, EOFError) as err:
         raise DataError(source, f"cannot read the file: {err}") from None
     except UnicodeDecodeError as err:
         raise DataError(source, f"not valid UTF-8 (byte offset {err.start})") from None
     except json.JSONDecodeError as err:
         raise DataError(source, f"malformed JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+    except _DuplicateKey as err:
+        raise DataError(source, f"a record has the key {str(err)!r} twice") from None
     for n, row in enumerate(rows, 1):
         if not isinstance(row, dict):
             row = DataError(source, f"expected a JSON object, got {type(row).__name__}", n, "record")
@@ -179,20 +203,35 @@ def _hf_rows(source: str, split: str, builder: str | None = None):
 
     path = Path(source)
     try:
-        if builder:
-            ds = datasets.load_dataset(builder, data_files=source, split="train")
+        if builder:  # a local file loads in moments: no progress bar, and the error once, in the DataError
+            datasets.disable_progress_bars()
+            with _silenced("datasets"):
+                ds = datasets.load_dataset(builder, data_files=source, split="train")
         elif (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
             ds = datasets.load_from_disk(source)
         else:
             ds = datasets.load_dataset(source, split=split)
     except Exception as err:  # the hub and the builders raise many types
-        kind = "a dataset directory" if path.is_dir() else "a Hugging Face hub dataset"
-        raise DataError(source, f"could not be loaded as {kind}: {type(err).__name__}: {err}") from None
+        kind = {"csv": "a CSV file", "parquet": "a Parquet file"}.get(builder) or (
+            "a dataset directory" if path.is_dir() else "a Hugging Face hub dataset"
+        )
+        cause = err.__cause__ or err  # datasets wraps the parser's error in a DatasetGenerationError
+        raise DataError(source, f"could not be loaded as {kind}: {type(cause).__name__}: {cause}") from None
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
             raise DataError(source, f"no split {split!r} (splits: {', '.join(ds)}; set data.split)")
         ds = ds[split]
     yield from enumerate(ds, 1)
+
+
+@contextlib.contextmanager
+def _silenced(logger: str):
+    log = logging.getLogger(logger)
+    level, log.level = log.level, logging.CRITICAL
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _deeplake_rows(source: str):

@@ -144,6 +144,25 @@ def load_causal_lm(name: str, load_in_4bit: bool = False, dtype=torch.float32):
     return AutoModelForCausalLM.from_pretrained(name, **kwargs)
 
 
+def model_limits(name: str) -> tuple[int, set[str]] | None:
+    """`(positions, module names)` of a tiny name, a local directory or a cached hub model, read from its
+    config without loading weights; None when its config is not on this machine."""
+    from transformers import AutoConfig, AutoModel
+
+    if is_tiny(name):
+        model = _tiny_model(name)
+        config = model.config
+    else:
+        try:
+            config = AutoConfig.from_pretrained(name, local_files_only=True, trust_remote_code=False)
+            with torch.device("meta"):
+                model = AutoModel.from_config(config)
+        except (OSError, ValueError, KeyError):  # not cached, or a config transformers cannot build
+            return None
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return positions or 10**9, {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n and not any(m.children())}
+
+
 def load_pretrained_causal_lm(path: str):
     """A saved (merged) causal LM in eval mode on this machine's device."""
     return AutoModelForCausalLM.from_pretrained(path, **LOAD_KWARGS).to(device()).eval()

@@ -24,6 +24,32 @@ def report_to(kind: str, output_dir: str | Path) -> list[str]:
     return ["tensorboard"]
 
 
+def check_wandb_key(key: str | None, verify=None) -> bool:
+    """Before an online run: False without a key (W&B stays offline), True for a key W&B accepts;
+    ValueError (one line) for one it refuses. `verify(key)` asks the server (tests replace it)."""
+    if not key:
+        return False
+    require("wandb", "tracking", "report_to wandb")
+    from wandb.sdk.lib.wbauth.validation import check_api_key
+
+    problem = check_api_key(key)
+    if problem is None:
+        try:
+            (verify or _ask_wandb)(key)
+        except Exception as err:  # wandb raises its own types for auth and network errors
+            problem = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+    if problem:
+        hint = "fix the key, or drop --report-to wandb to log offline"
+        raise ValueError(f"W&B refused WANDB_API_KEY: {problem} ({hint})")
+    return True
+
+
+def _ask_wandb(key: str) -> None:
+    import wandb
+
+    wandb.Api(api_key=key, timeout=15).viewer  # noqa: B018 (the request is the check)
+
+
 @contextlib.contextmanager
 def step_tracker(kind: str, output_dir: str | Path, name: str, config: dict):
     """An accelerate tracker (`.log(values, step=)`) for loops that are not a transformers Trainer (PPO),

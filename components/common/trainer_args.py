@@ -31,9 +31,7 @@ def trainer_args(cfg, output_dir: Path, report_to: str, run_name: str) -> dict:
 
 
 def train_loss_ends(trainer, stage: str) -> dict:
-    """The first and last logged training loss, as `<stage>_train_loss_first` / `_last`."""
+    """The first and last logged training loss, as `<stage>_train_loss_first` / `_last`; none when
+    `max_steps` < `logging_steps` logged no loss (KFP metrics must be finite numbers)."""
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {
-        f"{stage}_train_loss_first": losses[0] if losses else float("nan"),
-        f"{stage}_train_loss_last": losses[-1] if losses else float("nan"),
-    }
+    return {f"{stage}_train_loss_first": losses[0], f"{stage}_train_loss_last": losses[-1]} if losses else {}

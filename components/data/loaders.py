@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import unicodedata
 from collections.abc import Callable, Iterator
 
 from kfrlhf.common.data_sources import DataError, is_remote, read_jsonl, read_rows, scan, write_jsonl
@@ -34,6 +35,7 @@ __all__ = [
     "load_prompts",
     "check",
     "preflight",
+    "check_held_out",
     "split_train_eval",
     "KINDS",
 ]
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 SAMPLE = "sample"
 # A text field above this is a broken export (a whole file in one cell), not a training example.
 MAX_FIELD_CHARS = 1_000_000
+MIN_HELD_OUT = 2
 
 
 class _RowProblem(Exception):
@@ -89,7 +92,18 @@ def preflight(cfg: DataConfig) -> None:
     ]
     for source, kind in sources:
         if not is_remote(source):
-            _load(source, kind, cfg)
+            check_held_out(source, _load(source, kind, cfg), cfg)
+
+
+def check_held_out(source: str, rows: list, cfg: DataConfig) -> None:
+    """At least 2 held-out rows: with one, the eval's standard error is infinite."""
+    held_out = len(split_train_eval(rows, cfg.eval_fraction, cfg.seed)[1])
+    if held_out < MIN_HELD_OUT:
+        raise DataError(
+            source,
+            f"{len(rows)} rows leave {held_out} held out at data.eval_fraction {cfg.eval_fraction}; at least "
+            f"{MIN_HELD_OUT} are needed (more rows, a larger data.max_rows or data.eval_fraction)",
+        )
 
 
 def split_train_eval(records: list, eval_fraction: float, seed: int) -> tuple[list, list]:
@@ -179,11 +193,21 @@ def _text(row: dict, column: str, optional: bool = False) -> str:
         raise _RowProblem(f"missing column {column!r}")
     if not isinstance(value, str):
         raise _RowProblem(f"column {column!r} is {type(value).__name__}, expected text")
-    if not value.strip() and not optional:
-        raise _RowProblem(f"column {column!r} is empty")
     if len(value) > MAX_FIELD_CHARS:
         raise _RowProblem(f"column {column!r} has {len(value):,} characters, more than the {MAX_FIELD_CHARS:,} allowed")
-    return value if value.strip() else ""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:  # "\ud800" in JSON decodes to a lone surrogate, which no file can hold
+        raise _RowProblem(f"column {column!r} has an invalid character (a lone surrogate) at {err.start}") from None
+    visible = _visible(value)
+    if not visible and not optional:
+        raise _RowProblem(f"column {column!r} is empty" + ("" if not value.strip() else " (only invisible characters)"))
+    return value if visible else ""
+
+
+def _visible(text: str) -> bool:
+    """Any character that is not whitespace, a control or a format character (zero-width space, BOM ...)."""
+    return any(not ch.isspace() and unicodedata.category(ch) not in ("Cc", "Cf") for ch in text)
 
 
 def _sft(first: dict, cfg: DataConfig, source: str) -> Callable[[dict], dict]:
@@ -211,13 +235,15 @@ def _prompt_text(question: str, system: str, template: str) -> str:
 def _preference(first: dict, cfg: DataConfig, source: str) -> Callable[[dict], dict]:
     _require(first, source, (cfg.chosen_column, "chosen_column"))
     _require(first, source, (cfg.rejected_column, "rejected_column"))
-    has_prompt = cfg.prompt_column in first
 
     def normalise(row: dict) -> dict:
         chosen, rejected = _text(row, cfg.chosen_column), _text(row, cfg.rejected_column)
-        if has_prompt:
+        if hh.is_dialogue(chosen) != hh.is_dialogue(rejected):
+            which = cfg.chosen_column if hh.is_dialogue(chosen) else cfg.rejected_column
+            raise _RowProblem(f"only column {which!r} is an HH dialogue: chosen and rejected must have the same format")
+        if row.get(cfg.prompt_column) is not None:  # per row: a first row without a prompt decides nothing
             prompt = _text(row, cfg.prompt_column)
-        elif hh.is_dialogue(chosen) and hh.is_dialogue(rejected):
+        elif hh.is_dialogue(chosen):
             prompt, chosen, rejected = hh.split_pair(chosen, rejected)
             if not chosen.strip() or not rejected.strip():
                 raise _SkipRow

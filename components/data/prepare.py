@@ -16,7 +16,7 @@ from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import write_jsonl
 
 from .config import DataConfig
-from .loaders import load_preferences, load_prompts, load_sft, split_train_eval
+from .loaders import check_held_out, load_preferences, load_prompts, load_sft, split_train_eval
 
 
 def model_prompt(prompt: str, template: str) -> str:
@@ -32,6 +32,7 @@ def prepare_data(data: dict, sft_dir: str, preference_dir: str, prompt_dir: str)
     """Load, validate and normalise the three datasets; split each into train/eval; the row counts."""
     cfg = from_dict(DataConfig, data, "data")
     prompt_source = cfg.prompt_dataset or cfg.preference_dataset
+    sources = (cfg.sft_dataset, cfg.preference_dataset, prompt_source)
     sets = {
         sft_dir: load_sft(cfg.sft_dataset, cfg),
         preference_dir: [
@@ -41,7 +42,8 @@ def prepare_data(data: dict, sft_dir: str, preference_dir: str, prompt_dir: str)
         prompt_dir: [{"prompt": model_prompt(r["prompt"], cfg.template)} for r in load_prompts(prompt_source, cfg)],
     }
     counts = {}
-    for out, rows in sets.items():
+    for source, (out, rows) in zip(sources, sets.items()):
+        check_held_out(source, rows, cfg)
         train, held_out = split_train_eval(rows, cfg.eval_fraction, cfg.seed)
         write_jsonl(train, Path(out) / "train.jsonl")
         write_jsonl(held_out, Path(out) / "eval.jsonl")

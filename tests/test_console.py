@@ -1,0 +1,82 @@
+"""What `rlhf run` prints and keeps: quiet stage lines, per-task logs, a failing stage named with its error
+and log, the run lock, a full disk."""
+
+import errno
+import fcntl
+import io
+import sys
+
+from kfrlhf.pipelines import local_run
+from kfrlhf.pipelines.cli import main
+from kfrlhf.pipelines.console import Console
+
+TASK = r"""
+import sys
+print("\x1b[95mhello\x1b[0m")
+sys.stderr.write(" 10%|#  | 1/10 [00:01<00:09]\r 50%|#####  | 5/10 [00:02<00:02]\n")
+raise ValueError("boom")
+"""
+
+
+def test_task_output_goes_to_its_log_and_the_error_is_kept(tmp_path):
+    out = io.StringIO()  # not a terminal: no bar, no ANSI
+    console = Console(tmp_path / "logs", total=3, stream=out)
+    console.log_dir.mkdir()
+    with console._task("sft"):
+        assert console._run([sys.executable, "-c", TASK]) == 1
+    log = (tmp_path / "logs" / "sft.log").read_text()
+    assert "hello" in log and "\x1b" not in log
+    assert "5/10" in log and "1/10" not in log  # a redrawn progress bar keeps its last state only
+    assert console.failure == ("sft", "ValueError: boom")
+    assert out.getvalue().startswith("[1/3] sft") and "failed in" in out.getvalue()
+    assert "\x1b" not in out.getvalue()
+
+
+def test_a_second_run_on_the_same_output_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:
+        held.write("4242")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert main(["run", "--report-to", "none", "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"rlhf run: error: {out} is in use by another rlhf run (pid 4242); wait for it or choose another --output\n"
+    )
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "pipeline_root"]
+
+
+def test_disk_full_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Console, "capture", full)
+    assert main(["run", "--report-to", "none", "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlhf run: error: [Errno 28] the disk is full under ") and err.count("\n") == 1
+
+
+def test_a_stage_that_dies_of_a_full_disk_says_so(tmp_path):
+    console = Console(tmp_path / "logs", total=7, stream=io.StringIO())
+    console.index, console.failure = 2, ("sft", "RuntimeError: basic_ios::clear: iostream error")
+    message = local_run._failure_message(console, tmp_path)
+    assert message.startswith("stage [2/7] sft failed: the disk is full (")
+    assert message.endswith(f"iostream error (log: {tmp_path}/logs/sft.log)")
+
+
+def test_failing_stage_is_named_in_the_last_line(tmp_path, capfd):
+    """A real run whose SFT model is an empty directory: the data stage runs, SFT fails."""
+    (tmp_path / "empty-model").mkdir()
+    out = tmp_path / "out"
+    argv = ["run", "--report-to", "none", "--output", str(out), "--set", f"sft.model_name={tmp_path}/empty-model"]
+    assert main(argv) == 2
+    printed = capfd.readouterr()
+    last = printed.err.strip().splitlines()[-1]
+    assert last.startswith("rlhf run: error: stage [2/7] sft failed: ")
+    assert last.endswith(f"(log: {out}/logs/sft.log)") and "Error" in last
+    assert "\x1b" not in printed.out + printed.err
+    lines = printed.out.splitlines()  # the quiet console: a header and a line per stage
+    assert len(lines) == 3 and lines[1].startswith("[1/7] data") and lines[2].startswith("[2/7] sft")
+    assert "executor_input" in (out / "logs" / "prepare-data.log").read_text()
