@@ -11,9 +11,14 @@ HEADLINE = (
     "reward_gain_stderr",
     "kl",
     "win_rate",
+    "win_rate_second_judge",
+    "reward_length_correlation_eval",
+    "length_controlled_gain",
+    "kl_temperature",
     "reward_accuracy",
     "sft_eval_loss",
 )
+LABELS = ("win_rate_judge", "second_judge", "kl_estimator")  # text rows
 
 
 def _cell(text: str) -> str:
@@ -23,6 +28,7 @@ def _cell(text: str) -> str:
 def markdown_report(report: dict, num_samples: int) -> str:
     lines = ["# RLHF evaluation: tuned vs SFT", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {report[k]:.4g} |" for k in HEADLINE if k in report]
+    lines += [f"| {k} | {_cell(report[k])} |" for k in LABELS if k in report]
     lines += [
         f"| prompts | {report['num_prompts']} |",
         "",
@@ -71,6 +77,7 @@ def histogram_svg(before: list[float], after: list[float], bins: int = 20, width
 def html_report(report: dict, num_samples: int) -> str:
     esc = html.escape
     metrics = "".join(f"<tr><td>{k}</td><td>{report[k]:.4g}</td></tr>" for k in HEADLINE if k in report)
+    metrics += "".join(f"<tr><td>{k}</td><td>{esc(report[k])}</td></tr>" for k in LABELS if k in report)
     samples = "".join(
         f"<tr><td>{esc(s['prompt'])}</td><td>{esc(s['sft'])}</td><td>{s['reward_sft']:.2f}</td>"
         f"<td>{esc(s['tuned'])}</td><td>{s['reward_tuned']:.2f}</td></tr>"
