@@ -21,8 +21,11 @@ SUMMARY_KEYS = (
     "reward_after",
     "reward_gain",
     "reward_gain_stderr",
+    "length_controlled_gain",
+    "reward_length_correlation_eval",
     "kl",
     "win_rate",
+    "win_rate_second_judge",
     "wall_time_s",
 )
 

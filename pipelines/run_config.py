@@ -37,9 +37,17 @@ class RunConfig:
     report_to: str = "wandb"  # wandb (offline unless WANDB_MODE says otherwise) | tensorboard | none
 
     def __post_init__(self):
-        # Each section checked itself when it was built.
+        # Each section checked itself when it was built; here the rules between sections.
         if self.report_to not in REPORT_TO:
             raise ConfigError(f"report_to must be wandb, tensorboard or none, not {self.report_to!r}")
+        # The reward model reads prompt + response cut to reward.max_length, the prompt from the left
+        # (`kfrlhf.common.models.reward_inputs`); a response budget beyond it would lose the response's end.
+        for section in ("ppo", "eval"):
+            if getattr(self, section).max_new_tokens > self.reward.max_length:
+                raise ConfigError(
+                    f"{section}.max_new_tokens ({getattr(self, section).max_new_tokens}) exceeds reward.max_length "
+                    f"({self.reward.max_length}): the reward model could not read a whole response"
+                )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -7,6 +7,7 @@ import torch
 
 from kfrlhf.common.sampling import logprobs_from_logits
 from kfrlhf.ppo import losses as L
+from kfrlhf.ppo.config import PPOConfig
 from kfrlhf.ppo.kl import AdaptiveKLController, FixedKLController
 
 
@@ -108,3 +109,27 @@ def test_adaptive_kl_controller_moves_towards_target():
     assert down.update(current_kl=0.9, n_steps=10) == pytest.approx(0.2 * (1 - 0.1 * 10 / 100))
     assert down.update(current_kl=0.0, n_steps=10) < 0.2 * (1 - 0.1 * 10 / 100)
     assert FixedKLController(0.3).update(100.0, 10) == 0.3
+
+
+def test_gae_with_gamma_and_lambda_apart():
+    rewards = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 9.0]])
+    values = torch.tensor([[0.5, 1.0, 1.5], [1.0, 2.0, 7.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    adv, ret = L.gae(rewards, values, mask, gamma=0.9, lam=0.8)
+    # row 0: deltas 1 + 0.9 * 1 - 0.5 = 1.4, 2 + 0.9 * 1.5 - 1 = 2.35, 3 - 1.5 = 1.5; A_t = delta_t + 0.72 A_t+1
+    # row 1 ends after two tokens: deltas 4 + 0.9 * 2 - 1 = 4.8, 5 - 2 = 3
+    close(adv, [[1.4 + 0.72 * 3.43, 2.35 + 0.72 * 1.5, 1.5], [4.8 + 0.72 * 3.0, 3.0, 0.0]])
+    close(ret, [[1.4 + 0.72 * 3.43 + 0.5, 3.43 + 1.0, 3.0], [6.96 + 1.0, 5.0, 0.0]])
+
+
+def test_default_kl_horizon_lets_the_controller_act_within_a_run():
+    cfg = PPOConfig()
+    assert cfg.horizon == cfg.steps * cfg.batch_size // 5
+    for kl, bound in (
+        (2 * cfg.target_kl, lambda v: v > 2.5 * cfg.init_kl_coef),
+        (0.0, lambda v: v < 0.4 * cfg.init_kl_coef),
+    ):
+        ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.horizon)
+        for _ in range(cfg.steps):
+            ctl.update(kl, cfg.batch_size)
+        assert bound(ctl.value), ctl.value

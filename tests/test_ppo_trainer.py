@@ -76,6 +76,7 @@ def test_ppo_raises_reward_and_kl_coef(tmp_path):
         "policy_loss",
         "value_loss",
         "clip_fraction",
+        "value_clip_fraction",
         "response_length",
         "tokens_per_second",
     } <= set(hist[0])
@@ -106,3 +107,10 @@ def test_kl_limit_stops_training():
     tok = tiny_tokenizer()
     with pytest.raises(PPODivergence, match="kl_limit"):
         run_ppo(small_cfg(steps=5, kl_limit=1e-6), tiny_lm(tok), tok, PROMPTS, target_fraction)
+
+
+def test_default_kl_horizon_moves_the_coefficient_within_a_run():
+    """KL far below target: the default horizon (a fifth of the run's samples) lowers the coefficient ~0.9x a step."""
+    tok = tiny_tokenizer()
+    result = run_ppo(small_cfg(steps=5, kl_horizon=0, target_kl=100.0), tiny_lm(tok), tok, PROMPTS, target_fraction)
+    assert result["kl_coef_last"] < 0.65 * small_cfg().init_kl_coef

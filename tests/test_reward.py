@@ -1,4 +1,4 @@
-from kfrlhf.common.models import RewardScorer
+from kfrlhf.common.models import RewardScorer, load_tokenizer
 from kfrlhf.reward.train import reward_quality
 from tests.conftest import preference_rows
 
@@ -34,3 +34,57 @@ def test_quality_gate_stops_a_model_that_did_not_learn(tmp_path):
 
 def test_metrics_carry_the_length_bias_probe(reward_dir):
     assert -1.0 <= reward_dir[1]["reward_length_correlation"] <= 1.0
+
+
+def test_a_bert_reward_model_without_eos_trains_and_long_pairs_are_cut_not_dropped(tmp_path, monkeypatch):
+    """BERT-family tokenizers have no EOS (TRL's RewardTrainer crashed on them); pairs over max_length
+    have their prompt cut from the left and are counted, none is dropped."""
+    import re
+
+    import trl
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    from kfrlhf.pipelines import run_config as config
+    from kfrlhf.reward.train import train_reward
+
+    rows = preference_rows(40)
+    words = sorted(
+        {w for r in rows for k in ("prompt", "chosen", "rejected") for w in re.findall(r"\w+|[^\w\s]", r[k])}
+    )
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
+    assert tok.eos_token is None
+    bert = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=1,
+    )
+    BertForSequenceClassification(bert).save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+
+    sizes = []
+    init = trl.RewardTrainer.__init__
+
+    def spy(self, *args, **kw):
+        init(self, *args, **kw)
+        sizes.append((len(self.train_dataset), len(self.eval_dataset)))
+
+    monkeypatch.setattr(trl.RewardTrainer, "__init__", spy)
+    cfg = config.load_config("tiny").reward
+    cfg.model_name, cfg.max_length, cfg.max_steps, cfg.min_accuracy = str(tmp_path / "base"), 16, 3, 0.0
+    metrics = train_reward(cfg, rows[:30], rows[30:], tmp_path / "out")
+    assert sizes == [(30, 10)]  # nothing dropped
+    assert 0 < metrics["reward_truncated_train_pairs"] <= 30 and 0 < metrics["reward_truncated_eval_pairs"] <= 10
+    saved = load_tokenizer(str(tmp_path / "out" / "model"))
+    assert saved.eos_token == "[SEP]" and saved.model_max_length == 16

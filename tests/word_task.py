@@ -27,6 +27,7 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
 
 def tiny_config(tokenizer, **kw) -> OPTConfig:
     # init_std 0.2 (not 0.02): with tiny embeddings the logits cannot get far from uniform.
+    defaults = dict(dropout=0.0, attention_dropout=0.0)
     return OPTConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
@@ -35,13 +36,11 @@ def tiny_config(tokenizer, **kw) -> OPTConfig:
         num_hidden_layers=2,
         num_attention_heads=4,
         max_position_embeddings=64,
-        dropout=0.0,
-        attention_dropout=0.0,
         init_std=0.2,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        **kw,
+        **{**defaults, **kw},
     )
 
 

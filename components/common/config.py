@@ -38,7 +38,6 @@ POSITIVE = (lambda v: v > 0, "> 0")
 NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
 UNIT = (lambda v: 0 <= v <= 1, "between 0 and 1")
 DROPOUT = (lambda v: 0 <= v < 1, ">= 0 and < 1")
-TOP_P = (lambda v: 0 < v <= 1, "> 0 and <= 1")
 LENGTH = (lambda v: v >= 8, ">= 8 tokens")
 
 
@@ -85,13 +84,12 @@ class LoraFields:
 @dataclass
 class SamplingFields:
     """How a stage samples answers (`kfrlhf.common.sampling`): prompts cut on the left to
-    `max_prompt_length` tokens, then `temperature`, `top_k` (0: off) and `top_p` (1: off)."""
+    `max_prompt_length` tokens, then the full distribution at `temperature` (no top-k/top-p: the
+    log-probs PPO trains on and the eval KL must be those of the distribution sampled, as in TRL)."""
 
-    RULES: ClassVar[dict] = dict(temperature=POSITIVE, top_k=NON_NEGATIVE, top_p=TOP_P, max_prompt_length=LENGTH)
+    RULES: ClassVar[dict] = dict(temperature=POSITIVE, max_prompt_length=LENGTH)
 
     temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
     max_prompt_length: int = 256
 
 

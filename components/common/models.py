@@ -196,8 +196,44 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a text ([CLS] ... [SEP], <s> ..., or none)."""
+    bare = tokenizer("x", add_special_tokens=False)["input_ids"]
+    full = tokenizer("x")["input_ids"]
+    i = next(i for i in range(len(full) - len(bare) + 1) if full[i : i + len(bare)] == bare)
+    return full[:i], full[i + len(bare) :]
+
+
+def reward_inputs(tokenizer, prompts: list[str], responses: list[str], max_length: int):
+    """The reward model's input ids for prompt + response, at most `max_length` tokens.
+
+    The response is kept: the prompt is cut from the left to fit, the response (from the right)
+    only when it alone is too long. The tokenizer's special tokens go around the text and an EOS
+    ends it unless they already do (as TRL's RewardTrainer adds it). The reward stage trains on
+    exactly these ids and `RewardScorer` scores them. Returns (ids per row, whether a row was cut).
+    """
+    head, tail = special_tokens(tokenizer)
+    eos = tokenizer.eos_token_id
+    if eos is not None and tail[-1:] != [eos]:
+        tail = [*tail, eos]
+    budget = max_length - len(head) - len(tail)
+    if budget < 1:
+        raise ValueError(
+            f"max_length {max_length} leaves no room for text beside {len(head) + len(tail)} special tokens"
+        )
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+    ids, cut = [], []
+    for p, r in zip(prompt_ids, response_ids):
+        kept_r = r[:budget]
+        kept_p = p[max(len(p) - (budget - len(kept_r)), 0) :] if budget > len(kept_r) else []
+        ids.append(head + kept_p + kept_r + tail)
+        cut.append(len(kept_p) + len(kept_r) < len(p) + len(r))
+    return ids, cut
+
+
 class RewardScorer:
-    """Scores (prompt, response) texts with a reward model saved in `path`."""
+    """Scores (prompt, response) texts with a reward model saved in `path`, on `reward_inputs`."""
 
     def __init__(self, path: str, batch_size: int = 16):
         # The reward stage saves its max_length as the tokenizer's model_max_length.
@@ -207,15 +243,9 @@ class RewardScorer:
 
     @torch.no_grad()
     def __call__(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
-        texts = [p + r for p, r in zip(prompts, responses)]
+        ids, _ = reward_inputs(self.tokenizer, prompts, responses, self.max_length)
         scores = []
-        for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(
-                texts[i : i + self.batch_size],
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-            ).to(self.model.device)
-            scores.append(self.model(**enc).logits[:, 0].float().cpu())
+        for i in range(0, len(ids), self.batch_size):
+            enc = self.tokenizer.pad({"input_ids": ids[i : i + self.batch_size]}, return_tensors="pt")
+            scores.append(self.model(**enc.to(self.model.device)).logits[:, 0].float().cpu())
         return torch.cat(scores)

@@ -51,15 +51,15 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def generation_config(tokenizer, max_new_tokens: int, cfg):
-    """Sampling settings from a stage config's `temperature`, `top_k` and `top_p`."""
+    """Sampling from the full distribution at the stage config's `temperature`: what `forward` scores."""
     from transformers import GenerationConfig
 
     return GenerationConfig(
         do_sample=True,
         max_new_tokens=max_new_tokens,
         temperature=cfg.temperature,
-        top_k=cfg.top_k,
-        top_p=cfg.top_p,
+        top_k=0,  # transformers' default is 50
+        top_p=1.0,
         use_cache=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,

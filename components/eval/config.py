@@ -13,8 +13,10 @@ class EvalConfig(StageConfig, SamplingFields):
     """Compare the tuned model with the SFT model on `num_prompts` held-out prompts.
 
     Sampling: `max_new_tokens`, `batch_size`, `seed` (the same for both models) and the sampling
-    fields (`SamplingFields`; temperature 0.7 here). Report: `num_samples` rows in the sample
-    table; a KL above `kl_bound` is flagged.
+    fields (`SamplingFields`; temperature 0.7 here; the KL is taken at it too). Report: `num_samples`
+    rows in the sample table; a KL above `kl_bound` is flagged. The win rate is judged by the reward
+    model PPO optimised; `second_judge` (a sequence classifier's path or hub id, e.g. a reward model
+    trained on other data; empty: none) adds its win rate beside it.
     """
 
     section: ClassVar[str] = "eval"
@@ -28,4 +30,5 @@ class EvalConfig(StageConfig, SamplingFields):
     batch_size: int = 16
     num_samples: int = 8
     kl_bound: float = 10.0
+    second_judge: str = ""
     seed: int = 1234

@@ -1,11 +1,14 @@
 """Eval: compare the tuned model with the SFT model on held-out prompts.
 
-Both models answer the same prompts (same sampling seed); the reward model scores every
-answer. Reported: mean reward before (SFT) and after (tuned), the mean per-prompt gain with its paired
-standard error, the win rate (share of prompts
-where the tuned answer scores higher, ties count half), and KL(tuned || SFT) estimated on the
-tuned model's own samples as the mean over prompts of sum_t [log p_tuned - log p_sft].
-Writes `report.json`, `report.md` and `report.html` (sample table, reward histograms) to `output_dir`.
+Both models answer the same prompts (same sampling seed, `temperature`); the reward model PPO
+optimised scores every answer (`win_rate_judge` says so). Reported: mean reward before (SFT) and
+after (tuned), the mean per-prompt gain with its paired standard error, the win rate (share of
+prompts where the tuned answer scores higher, ties count half), with `second_judge` the win rate
+by that other sequence classifier beside it, how reward follows answer length (see `summarize`),
+and KL(tuned || SFT) estimated on the tuned model's own samples as the mean over prompts of
+sum_t [log p_tuned - log p_sft], both at the sampling temperature: the KL of the distributions
+that were sampled. Writes `report.json`, `report.md` and `report.html` (sample table, reward
+histograms) to `output_dir`.
 """
 
 from __future__ import annotations
@@ -26,22 +29,53 @@ from kfrlhf.common.sampling import Rollout, forward, generate, logprobs_from_log
 from .config import EvalConfig
 from .report import html_report, markdown_report
 
+JUDGE = "the reward model PPO optimised"
 
-def summarize(rewards_before: list[float], rewards_after: list[float], kl_per_prompt: list[float]) -> dict:
-    """The headline metrics from per-prompt rewards and KL estimates."""
+
+def win_rate(before: list[float], after: list[float]) -> float:
+    """Share of prompts where the tuned answer scores higher; ties count half."""
+    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for b, a in zip(before, after)) / len(before)
+
+
+def _mean(x: list[float]) -> float:
+    return sum(x) / len(x)
+
+
+def summarize(
+    rewards_before: list[float],
+    rewards_after: list[float],
+    kl_per_prompt: list[float],
+    lengths_before: list[float],
+    lengths_after: list[float],
+) -> dict:
+    """The headline metrics from per-prompt rewards, KL estimates and answer lengths (tokens).
+
+    Length: `reward_length_correlation_eval` is the correlation of reward and answer length over
+    both models' answers. `length_controlled_gain` is the gain left once length is regressed out:
+    one least-squares slope of reward on length over both models' answers, then the mean gain
+    minus slope x mean length change (the gain of the residuals). A gain that is only longer
+    (or shorter) answers scores ~0 here; it is a linear control, not a causal one.
+    """
     n = len(rewards_before)
-    wins = [1.0 if a > b else 0.5 if a == b else 0.0 for b, a in zip(rewards_before, rewards_after)]
     gains = [a - b for b, a in zip(rewards_before, rewards_after)]
-    gain = sum(gains) / n
+    gain = _mean(gains)
     # Paired standard error of the mean gain: how far sampling noise alone moves it.
     stderr = math.sqrt(sum((g - gain) ** 2 for g in gains) / (n - 1) / n) if n > 1 else float("inf")
+    lengths, rewards = lengths_before + lengths_after, rewards_before + rewards_after
+    ml, mr = _mean(lengths), _mean(rewards)
+    sll = sum((x - ml) ** 2 for x in lengths)
+    srr = sum((y - mr) ** 2 for y in rewards)
+    slr = sum((x - ml) * (y - mr) for x, y in zip(lengths, rewards))
+    slope = slr / sll if sll else 0.0
     return {
-        "reward_before": sum(rewards_before) / n,
-        "reward_after": sum(rewards_after) / n,
+        "reward_before": _mean(rewards_before),
+        "reward_after": _mean(rewards_after),
         "reward_gain": gain,
         "reward_gain_stderr": stderr,
-        "kl": sum(kl_per_prompt) / len(kl_per_prompt),
-        "win_rate": sum(wins) / n,
+        "kl": _mean(kl_per_prompt),
+        "win_rate": win_rate(rewards_before, rewards_after),
+        "reward_length_correlation_eval": slr / math.sqrt(sll * srr) if sll and srr else 0.0,
+        "length_controlled_gain": gain - slope * (_mean(lengths_after) - _mean(lengths_before)),
         "num_prompts": n,
     }
 
@@ -64,10 +98,15 @@ def texts(tokenizer, rollouts: list[Rollout]) -> list[str]:
     ]
 
 
+def lengths(rollouts: list[Rollout]) -> list[float]:
+    """Answer lengths in tokens (up to and including EOS)."""
+    return [n for r in rollouts for n in r.mask.sum(1).tolist()]
+
+
 @torch.no_grad()
-def sequence_logprobs(model, r: Rollout) -> torch.Tensor:
-    """log p(response | prompt) per row, summed over the response tokens (temperature 1)."""
-    logits, _ = forward(model, None, r.input_ids, r.attention_mask, r.prompt_len, temperature=1.0)
+def sequence_logprobs(model, r: Rollout, temperature: float) -> torch.Tensor:
+    """log p(response | prompt) per row, summed over the response tokens, at the sampling temperature."""
+    logits, _ = forward(model, None, r.input_ids, r.attention_mask, r.prompt_len, temperature)
     return (logprobs_from_logits(logits, r.response_ids) * r.mask).sum(1).cpu()
 
 
@@ -85,13 +124,23 @@ def evaluate(
     prompts = prompts[: cfg.num_prompts]
     tokenizer = load_tokenizer(sft_dir, padding_side="left")
     sft, tuned = load_pretrained_causal_lm(sft_dir), load_pretrained_causal_lm(tuned_dir)
-    before = texts(tokenizer, sample(sft, tokenizer, prompts, cfg))
-    tuned_rollouts = sample(tuned, tokenizer, prompts, cfg)
-    after = texts(tokenizer, tuned_rollouts)
-    kl = torch.cat([sequence_logprobs(tuned, r) - sequence_logprobs(sft, r) for r in tuned_rollouts]).tolist()
+    sft_rollouts, tuned_rollouts = sample(sft, tokenizer, prompts, cfg), sample(tuned, tokenizer, prompts, cfg)
+    before, after = texts(tokenizer, sft_rollouts), texts(tokenizer, tuned_rollouts)
+    t = cfg.temperature
+    kl = torch.cat([sequence_logprobs(tuned, r, t) - sequence_logprobs(sft, r, t) for r in tuned_rollouts]).tolist()
     scorer = RewardScorer(reward_dir, batch_size=cfg.batch_size)
     scores_before, scores_after = scorer(prompts, before).tolist(), scorer(prompts, after).tolist()
-    report = {**(upstream or {}), **summarize(scores_before, scores_after, kl)}
+    report = {
+        **(upstream or {}),
+        **summarize(scores_before, scores_after, kl, lengths(sft_rollouts), lengths(tuned_rollouts)),
+        "win_rate_judge": JUDGE,
+        "kl_estimator": "k1 on the tuned model's samples, both models at the sampling temperature",
+        "kl_temperature": t,
+    }
+    if cfg.second_judge:
+        judge = RewardScorer(cfg.second_judge, batch_size=cfg.batch_size)
+        report["second_judge"] = cfg.second_judge
+        report["win_rate_second_judge"] = win_rate(judge(prompts, before).tolist(), judge(prompts, after).tolist())
     report["kl_bound"] = cfg.kl_bound
     report["kl_within_bound"] = math.isfinite(report["kl"]) and report["kl"] <= cfg.kl_bound
     report["samples"] = [

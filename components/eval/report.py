@@ -4,7 +4,8 @@ Both open with a verdict line, then the headline metrics, the reward histograms 
 answer length (inline SVG with labelled axes), KL against its bound, the run's details when the
 runner passes them (`run`: output, config, seconds per stage) and the sample table. Optional keys
 (`reward_length_correlation`, `reward_length_correlation_eval`, `length_controlled_gain`,
-`win_rate_second_judge`) are shown when the report has them.
+`win_rate_second_judge`, `kl_temperature`, and the text rows `win_rate_judge`, `second_judge`, `kl_estimator`)
+are shown when the report has them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ LENGTH_KEYS = (
     "reward_length_correlation_eval",
     "length_controlled_gain",
     "win_rate_second_judge",
+    "kl_temperature",
 )
+# Text rows: who judged the win rates, how the KL was estimated.
+LABELS = ("win_rate_judge", "second_judge", "kl_estimator")
 LENGTH_BIAS = 0.5  # |correlation of reward with length| above this earns a caution in the verdict
 W, H, PAD = 520, 220, 48  # SVG size and the margin that holds the axes' labels
 GREY, BLUE = "#8c8c8c", "#1f77b4"
@@ -87,6 +91,7 @@ def markdown_report(report: dict, num_samples: int, run: dict | None = None) -> 
     lines = ["# RLHF evaluation: tuned vs SFT", "", f"**Verdict:** {verdict(report)}", ""]
     lines += ["| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(report[k])} |" for k in (*HEADLINE, *LENGTH_KEYS, "kl_bound") if k in report]
+    lines += [f"| {k} | {_cell(str(report[k]))} |" for k in LABELS if k in report]
     lines += [f"| prompts | {report['num_prompts']} |", ""]
     if run:
         lines += ["## Run", "", "| | |", "|---|---|"]
@@ -195,7 +200,9 @@ def html_report(report: dict, num_samples: int, run: dict | None = None) -> str:
     esc = html.escape
     samples = report["samples"]
     metrics = "".join(
-        f"<tr><td>{k}</td><td>{_fmt(report[k])}</td></tr>" for k in (*HEADLINE, *LENGTH_KEYS) if k in report
+        f"<tr><td>{k}</td><td>{html.escape(_fmt(report[k]))}</td></tr>"
+        for k in (*HEADLINE, *LENGTH_KEYS, *LABELS)
+        if k in report
     )
     rows = "".join(
         f"<tr><td>{esc(s['prompt'])}</td><td>{esc(s['sft'])}</td><td>{s['reward_sft']:.2f}</td>"

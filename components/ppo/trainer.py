@@ -1,11 +1,12 @@
 """The PPO loop for language models (Ziegler et al., 2019; "The N Implementation Details of RLHF with PPO").
 
 Each step: take `batch_size` prompts -> sample responses (length uniform in
-[min_new_tokens, max_new_tokens]) -> score them with `reward_fn` (optionally normalised
-by running mean/std) -> per-token rewards = score on the last token - kl_coef * KL to
-the reference policy (the same model with the LoRA adapter disabled) -> GAE advantages
-(whitened) and returns -> `ppo_epochs` passes over shuffled mini-batches minimising the
-clipped policy loss + vf_coef * clipped value loss -> adapt kl_coef to the observed KL.
+[min_new_tokens, max_new_tokens]) -> score them with `reward_fn` (minus `missing_eos_penalty`
+for responses without EOS; optionally normalised by running mean/std) -> per-token rewards =
+score on the last token - kl_coef * KL to the reference policy (the same model with the LoRA
+adapter disabled) -> GAE advantages (whitened) and returns -> `ppo_epochs` passes over shuffled
+mini-batches minimising the clipped policy loss + vf_coef * clipped value loss -> adapt kl_coef
+to the observed KL. The choices and their references: components/ppo/README.md.
 
 The policy is the causal LM with a fresh LoRA adapter plus a linear value head on the
 last hidden state, trained jointly with one optimiser.
@@ -135,7 +136,8 @@ def load_checkpoint(
 
 def ppo_update(cfg: PPOConfig, policy, value_head, optimizer, params, r: Rollout, advantages, returns) -> dict:
     """`ppo_epochs` passes of clipped policy + value loss over shuffled mini-batches."""
-    stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clip_fraction": [], "approx_kl": []}
+    names = ("policy_loss", "value_loss", "clip_fraction", "value_clip_fraction", "approx_kl")
+    stats: dict[str, list[float]] = {k: [] for k in names}
     n = len(r.input_ids)
     for _ in range(cfg.ppo_epochs):
         for idx in torch.randperm(n).split(cfg.mini_batch_size):
@@ -147,7 +149,7 @@ def ppo_update(cfg: PPOConfig, policy, value_head, optimizer, params, r: Rollout
             pg_loss, clipfrac, approx_kl = L.policy_loss(
                 logprobs, r.logprobs[idx], advantages[idx], mask, cfg.cliprange
             )
-            vf_loss, _ = L.value_loss(values, r.values[idx], returns[idx], mask, cfg.cliprange_value)
+            vf_loss, vf_clipfrac = L.value_loss(values, r.values[idx], returns[idx], mask, cfg.cliprange_value)
             loss = pg_loss + cfg.vf_coef * vf_loss
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} (policy {pg_loss.item()}, value {vf_loss.item()})")
@@ -155,7 +157,7 @@ def ppo_update(cfg: PPOConfig, policy, value_head, optimizer, params, r: Rollout
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
             optimizer.step()
-            for k, v in zip(stats, (pg_loss, vf_loss, clipfrac, approx_kl)):
+            for k, v in zip(names, (pg_loss, vf_loss, clipfrac, vf_clipfrac, approx_kl)):
                 stats[k].append(v.item())
     return {k: float(np.mean(v)) for k, v in stats.items()}
 
@@ -224,7 +226,7 @@ def run_ppo(
     params = [p for p in policy.parameters() if p.requires_grad] + list(value_head.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=1e-5)
     if cfg.adaptive_kl:
-        kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon)
+        kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.horizon)
     else:
         kl_ctl = FixedKLController(cfg.init_kl_coef)
     moments, length_rng = RunningMoments(), random.Random(cfg.seed)
@@ -262,9 +264,12 @@ def run_ppo(
             responses = [tokenizer.decode(ids[:n], skip_special_tokens=True) for ids, n in zip(r.response_ids, lengths)]
             raw = torch.as_tensor(reward_fn(batch, responses), dtype=torch.float).reshape(-1).to(r.mask.device)
             scores = raw
+            if cfg.missing_eos_penalty:
+                has_eos = ((r.response_ids == tokenizer.eos_token_id) & r.mask.bool()).any(1)
+                scores = torch.where(has_eos, raw, raw - cfg.missing_eos_penalty)
             if cfg.normalize_reward:
-                moments.update(raw)
-                scores = moments.normalize(raw).float()
+                moments.update(scores)
+                scores = moments.normalize(scores).float()
             score(policy, value_head, r, cfg.temperature, cfg.mini_batch_size)
 
             rewards, kl = L.kl_penalty_rewards(scores, r.logprobs, r.ref_logprobs, r.mask, kl_ctl.value)

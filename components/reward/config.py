@@ -12,8 +12,10 @@ from kfrlhf.common.config import LENGTH, UNIT, TrainerFields
 class RewardConfig(TrainerFields):
     """Reward model: a sequence classifier with one output, trained on chosen/rejected pairs.
 
-    `max_length` tokens of prompt + answer; `min_accuracy` is the quality gate (the stage fails
-    below this held-out pair accuracy, so PPO never spends GPU hours on a bad reward model).
+    `max_length` tokens of prompt + answer (the rule PPO and eval score by too: the prompt is cut from
+    the left to fit, the answer only when it alone is too long; no pair is dropped); `min_accuracy` is
+    the quality gate (the stage fails below this held-out pair accuracy, so PPO never spends GPU
+    hours on a bad reward model).
     """
 
     section: ClassVar[str] = "reward"

@@ -1,6 +1,9 @@
 """Reward: train a sequence classifier with one output on chosen/rejected pairs (TRL RewardTrainer).
 
-Loss: -log sigmoid(r(prompt + chosen) - r(prompt + rejected)). The quality gate is the pair
+Loss: -log sigmoid(r(prompt + chosen) - r(prompt + rejected)), on the ids PPO and eval score
+(`kfrlhf.common.models.reward_inputs`: a pair over `max_length` has its prompt cut from the left,
+never dropped; `metrics.json` counts the cut pairs). Tokenizers without an EOS (BERT family) end
+texts with their SEP token. The quality gate is the pair
 accuracy on held-out pairs (the share of pairs where chosen scores above rejected): below
 `min_accuracy` the stage fails rather than let PPO spend GPU hours on noise. `metrics.json`
 also carries the correlation of score and answer length, a reward-hacking warning sign.
@@ -12,6 +15,7 @@ Checkpoints, resume and SIGTERM as in SFT (see `kfrlhf.common.checkpoint`).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -19,10 +23,12 @@ import torch
 from kfrlhf.common.checkpoint import atomic_dir, atomic_write_text, release_checkpoints, train_resumable
 from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import read_split
-from kfrlhf.common.models import RewardScorer, load_reward_model, load_tokenizer
+from kfrlhf.common.models import RewardScorer, load_reward_model, load_tokenizer, reward_inputs
 from kfrlhf.common.trainer_args import trainer_args
 
 from .config import RewardConfig
+
+log = logging.getLogger(__name__)
 
 
 class RewardGateError(RuntimeError):
@@ -51,29 +57,44 @@ def train_reward(
 
     output_dir = Path(output_dir)
     tokenizer = load_tokenizer(cfg.model_name)
+    if tokenizer.eos_token is None:  # BERT family: TRL's RewardTrainer needs an EOS
+        tokenizer.eos_token = tokenizer.sep_token
+    tokenizer.model_max_length = cfg.max_length
     model = load_reward_model(cfg.model_name)
     model.config.pad_token_id = tokenizer.pad_token_id
+    cut_pairs = {}
 
-    def pairs(rows):
-        return Dataset.from_list(
-            [{"chosen": r["prompt"] + r["chosen"], "rejected": r["prompt"] + r["rejected"]} for r in rows]
-        )
+    def pairs(rows, split):
+        """Tokenized pairs (TRL then neither appends an EOS nor drops long pairs)."""
+        prompts = [r["prompt"] for r in rows]
+        chosen, cut_c = reward_inputs(tokenizer, prompts, [r["chosen"] for r in rows], cfg.max_length)
+        rejected, cut_r = reward_inputs(tokenizer, prompts, [r["rejected"] for r in rows], cfg.max_length)
+        cut_pairs[split] = sum(a or b for a, b in zip(cut_c, cut_r))
+        if cut_pairs[split]:
+            log.warning(
+                "reward: %d of %d %s pairs cut to %d tokens", cut_pairs[split], len(rows), split, cfg.max_length
+            )
+        return Dataset.from_dict({"chosen_ids": chosen, "rejected_ids": rejected})
 
     args = TrlRewardConfig(max_length=cfg.max_length, **trainer_args(cfg, output_dir, report_to, "reward"))
     trainer = RewardTrainer(
         model=model,
         args=args,
-        train_dataset=pairs(train_rows),
-        eval_dataset=pairs(eval_rows),
+        train_dataset=pairs(train_rows, "train"),
+        eval_dataset=pairs(eval_rows, "eval"),
         processing_class=tokenizer,
     )
     train_resumable(trainer, "Reward")
     model_dir = output_dir / "model"
     with atomic_dir(model_dir) as tmp:
         trainer.save_model(str(tmp))
-        tokenizer.model_max_length = cfg.max_length
         tokenizer.save_pretrained(tmp)
-    metrics = {**reward_quality(RewardScorer(str(model_dir)), eval_rows), "reward_eval_pairs": len(eval_rows)}
+    metrics = {
+        **reward_quality(RewardScorer(str(model_dir)), eval_rows),
+        "reward_eval_pairs": len(eval_rows),
+        "reward_truncated_train_pairs": cut_pairs["train"],
+        "reward_truncated_eval_pairs": cut_pairs["eval"],
+    }
     atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
     if metrics["reward_accuracy"] < cfg.min_accuracy:
         raise RewardGateError(
