@@ -193,7 +193,7 @@ CONFIG_CASES = {
     "max-new-tokens-100000": (
         None,
         ["--set", "eval.max_new_tokens=100000"],
-        "eval.max_prompt_length + eval.max_new_tokens (100256) exceeds the 512 positions",
+        "eval.max_new_tokens (100000) exceeds reward.max_length (64)",
     ),
     "missing-lora-target": (
         None,
