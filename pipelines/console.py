@@ -61,7 +61,7 @@ class Console:
 
         subprocess_task_handler.run_local_subprocess = self._run
         task_executor.execute_single_task = execute_task
-        previous = signal.signal(signal.SIGTERM, self._sigterm)
+        previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             with open(self.log_dir / "pipeline.log", "a", encoding="utf-8") as log, warnings.catch_warnings():
@@ -71,13 +71,17 @@ class Console:
                     yield self
         finally:
             subprocess_task_handler.run_local_subprocess, task_executor.execute_single_task = run, execute
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
-    def _sigterm(self, signum, frame):
+    def _stop(self, signum, frame):
+        """SIGTERM or Ctrl-C: the running stage saves a checkpoint and exits 143, then the run stops."""
         self.stopping = True
         if self.proc is None:
             raise Stopped(f"after {self.label(self.task)}" if self.task else "before the first stage")
-        self.proc.send_signal(signal.SIGTERM)  # the stage saves a checkpoint and exits 143
+        # The task runs under `sh -c` in its own process group (out of the terminal's Ctrl-C): signal
+        # the whole group, or the shell would die and leave the stage running to its end.
+        os.killpg(self.proc.pid, signal.SIGTERM)
 
     @contextlib.contextmanager
     def _task(self, task: str):
@@ -105,7 +109,9 @@ class Console:
             raise Stopped(f"during {self.label(self.task)}")
         env = {**os.environ, **(env_vars or {}), "PYTHONUNBUFFERED": "1"}
         last_error, pending = "", b""
-        with subprocess.Popen(full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as proc:  # noqa: S603
+        with subprocess.Popen(  # noqa: S603
+            full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        ) as proc:
             self.proc = proc
             for chunk in iter(lambda: proc.stdout.read1(65536), b""):
                 *parts, pending = re.split(rb"(\r|\n)", pending + chunk)

@@ -10,7 +10,7 @@ import time
 from tests.test_pipeline import FAST
 
 CMD = [sys.executable, "-m", "kfrlhf.pipelines.cli", "run", "--report-to", "none"]
-SLOW_PPO = ["ppo.steps=6", "ppo.save_every=2"]  # overrides FAST's PPO length
+SLOW_PPO = ["ppo.steps=40", "ppo.save_every=2"]  # long enough that SIGTERM lands mid-PPO (~2 steps/s)
 
 
 def _args(out):
