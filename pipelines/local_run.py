@@ -2,7 +2,9 @@
 
 Each task runs as a subprocess of this Python (`use_venv=False`: the project is installed
 here, as it is in the stage images), passing artifacts through `OUTPUT/pipeline_root`.
-When the pipeline is done, the eval report is copied to `OUTPUT/report.json` / `report.md`.
+When the pipeline is done, the gated eval report is copied to `OUTPUT/report.json` / `report.md`
+(its `models` relative to OUTPUT: what `rlhf generate` reads) and, when the gate passed, the
+promotion's `inference_service.yaml` to OUTPUT.
 Training stages checkpoint under `OUTPUT/checkpoints/<config hash>/<task>/<output>` (dropped when
 the stage succeeds): `rlhf run` again with the same config and output resumes the stage that died.
 """
@@ -44,9 +46,17 @@ def run_local(cfg: RunConfig, output: str | Path, pipeline: str = "rlhf") -> dic
     started = time.time()
     digest = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
     with _env({CHECKPOINT_ROOT_ENV: str(output / "checkpoints" / digest), CHECKPOINT_KEY_PARTS_ENV: "2"}):
-        report_dir = Path(func(**params).output.path)  # the pipelines return the eval report
+        report_dir = Path(func(**params).output.path)  # the pipelines return the gated eval report
     report = json.loads((report_dir / "report.json").read_text())
     report["pipeline"] = pipeline
+    report["models"] = {k: os.path.relpath(v, output) for k, v in report["models"].items()}
+    # kfp.local keeps each task's outputs in <run>/<task>/<output>: the promote task beside the gate.
+    promotion = report_dir.parent.parent / "promote" / "promotion"
+    manifest = output / "inference_service.yaml"
+    manifest.unlink(missing_ok=True)
+    if report["gate"]["passed"]:
+        report["promotion"] = json.loads((promotion / "promotion.json").read_text())
+        atomic_write_text(manifest, (promotion / "inference_service.yaml").read_text())
     report["wall_time_s"] = round(time.time() - started, 1)
     atomic_write_text(output / "report.json", json.dumps(report, indent=2))
     for name in ("report.md", "report.html"):
