@@ -17,7 +17,7 @@ MODEL_FORMAT = ("huggingface", "1")
 
 def version_metadata(report: dict) -> dict:
     """The eval report's numbers (and the gate's verdict) as registry custom properties (bool/int/float/str)."""
-    out = {k: v for k, v in report.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    out = {k: v for k, v in report.items() if isinstance(v, (bool, int, float, str))}
     out["gate_passed"] = bool(report.get("gate", {}).get("passed", False))
     return out
 
