@@ -69,7 +69,9 @@ def gate_and_promote(stage, gate: dict, serve: dict, eval_task):
     """The eval gate, then promotion (Model Registry, KServe) only when it passed; returns the gated report."""
     gate_task = stage(gate_component(gate=gate, eval_report=eval_task.outputs["report"]), "gate")
     with dsl.If(gate_task.outputs["Output"] == "passed", name="eval-gate-passed"):
-        stage(promote(serve=serve, report=gate_task.outputs["report"], node_pool=stage.node_pool), "promote")
+        report, run_id = gate_task.outputs["report"], dsl.PIPELINE_JOB_ID_PLACEHOLDER
+        task = stage(promote(serve=serve, report=report, node_pool=stage.node_pool, run_id=run_id), "promote")
+        task.set_caching_options(False)  # registering and deploying are side effects: every run does them
     return gate_task.outputs["report"]
 
 

@@ -2,10 +2,10 @@
 
 `node_pool` is the pipeline's GPU node pool ({"node_selector", "tolerations"}), a constant that
 `rlhf compile` sets from the cluster settings (and an overlay may patch); the InferenceService's
-predictor lands there. The manifest shows in the KFP UI as `summary` (Markdown).
+predictor lands there. `run_id` (the pipelines pass the KFP run's id) names the registered version
+unless `serve.version` does. The manifest shows in the KFP UI as `summary` (Markdown).
 """
 
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Output
 
 from kfrlhf.common.component import stage_component
@@ -18,7 +18,7 @@ def promote(
     node_pool: dict,
     promotion: Output[Dataset],
     summary: Output[Markdown],
-    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    run_id: str,
 ):
     from pathlib import Path
 

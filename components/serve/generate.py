@@ -57,10 +57,14 @@ def resolve(model: str | Path) -> Source:
 def read_prompts(path: str | Path) -> list[str]:
     """A JSONL file (a `prompt` or `question` per row) or a text file (a prompt per line)."""
     lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    if str(path).endswith(".jsonl"):
-        rows = [json.loads(line) for line in lines]
-        return [row.get("prompt", row.get("question")) for row in rows]
-    return lines
+    if not str(path).endswith(".jsonl"):
+        return lines
+    prompts = [json.loads(line) for line in lines]
+    prompts = [row.get("prompt", row.get("question")) if isinstance(row, dict) else None for row in prompts]
+    missing = [i for i, p in enumerate(prompts, 1) if not isinstance(p, str)]
+    if missing:
+        raise ValueError(f"{path} row {missing[0]}: expected a JSON object with a `prompt` or `question` string")
+    return prompts
 
 
 def generation_config(tokenizer, options: dict):
@@ -88,12 +92,13 @@ class Generator:
 
     @torch.no_grad()
     def __call__(self, prompts: list[str], options: dict, seed: int, stream: bool = False) -> list[str]:
+        """`stream`: one prompt, its answer printed as it is generated."""
         from transformers import TextStreamer
 
         config = generation_config(self.tokenizer, options)
-        # TextStreamer takes one sequence: beam search decodes only at the end.
-        streamer = TextStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None
-        streamer = streamer if config.num_beams == 1 and len(prompts) == 1 else None
+        # TextStreamer follows one sampled sequence: beam search prints its answer when done.
+        streamer = TextStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = streamer if stream and config.num_beams == 1 else None
         torch.manual_seed(seed)
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True).to(self.model.device)
         enc = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
