@@ -18,6 +18,7 @@ from kfrlhf.common.config import ConfigError, from_dict
 from kfrlhf.pipelines.cli import main
 from kfrlhf.pipelines.platform import ClusterSettings, make_configure
 from kfrlhf.serve.config import ServeConfig
+from kfrlhf.serve.generate import read_prompts
 from kfrlhf.serve.inference_service import apply, inference_service
 from kfrlhf.serve.promote import promote
 from tests.model_registry_fake import FakeModelRegistry
@@ -63,7 +64,8 @@ def test_the_inference_service_validates_against_the_kserve_crd():
     assert predictor["securityContext"]["runAsNonRoot"] is True
     assert predictor["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert model["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
-    assert isvc["metadata"]["labels"] == {"app.kubernetes.io/part-of": "kubeflow-rlhf", "extra": "label"}
+    # Not the stage pods' label: their NetworkPolicy admits no ingress, and KServe copies labels to its pods.
+    assert isvc["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "kubeflow-rlhf", "extra": "label"}
 
 
 def test_cpu_serving_and_own_storage():
@@ -198,6 +200,15 @@ def test_apply_creates_then_updates_with_the_verbs_the_role_grants(tmp_path, mon
     role = next(d for d in yaml.safe_load_all((ROOT / "manifests/base/rbac.yaml").read_text()) if d["kind"] == "Role")
     (rule,) = [r for r in role["rules"] if r["apiGroups"] == ["serving.kserve.io"]]
     assert rule["resources"] == ["inferenceservices"] and {"create", "patch"} <= set(rule["verbs"])
+
+
+def test_a_prompt_file_row_without_a_prompt_is_refused(tmp_path, capsys):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "Hi?"}\n{"text": "Why?"}\n')
+    assert main(["generate", "--model", str(tmp_path), "--prompts", str(prompts)]) == 2
+    assert "neither a run directory" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="row 2: expected a JSON object with a `prompt` or `question` string"):
+        read_prompts(prompts)
 
 
 def test_generate_streams_one_answer_and_writes_jsonl(tiny_lm_dir, tmp_path, capsys):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from .config import ServeConfig
 
-PART_OF = {"app.kubernetes.io/part-of": "kubeflow-rlhf"}
+# KServe copies these labels to the predictor pods: not `part-of: kubeflow-rlhf`, which the stage pods'
+# NetworkPolicy (no ingress) selects.
+MANAGED_BY = {"app.kubernetes.io/managed-by": "kubeflow-rlhf"}
 # The Model Registry's KServe integration links a served model to its registry entry by these labels.
 REGISTERED_MODEL_LABEL = "modelregistry.kubeflow.org/registered-model-id"
 MODEL_VERSION_LABEL = "modelregistry.kubeflow.org/model-version-id"
@@ -51,7 +53,7 @@ def inference_service(
         predictor["nodeSelector"] = dict(node_pool["node_selector"])
     if cfg.gpus and node_pool.get("tolerations"):
         predictor["tolerations"] = [_toleration(t) for t in node_pool["tolerations"]]
-    metadata = {"name": cfg.name, "namespace": cfg.namespace, "labels": {**PART_OF, **(labels or {})}}
+    metadata = {"name": cfg.name, "namespace": cfg.namespace, "labels": {**MANAGED_BY, **(labels or {})}}
     if annotations:
         metadata["annotations"] = dict(annotations)
     return {
