@@ -116,6 +116,31 @@ def cmd_data_check(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_generate(args) -> int:
+    import json
+
+    from kfrlhf.data.config import DataConfig
+    from kfrlhf.data.prepare import model_prompt
+    from kfrlhf.serve import generate as gen
+
+    source = gen.resolve(args.model)
+    template = args.template or source.template or DataConfig().template
+    raw = [args.prompt] if args.prompt is not None else gen.read_prompts(args.prompts)
+    prompts = [model_prompt(p, template) for p in raw]
+    options = parse_set(args.generation)
+    if args.compare:
+        rows = gen.compare(source, prompts, options, args.seed, args.batch_size)
+        for row, question in zip(rows, raw):
+            row["prompt"] = question
+            print(json.dumps(row) if args.prompts else gen.side_by_side(row))
+    elif args.prompts:
+        for question, answer in zip(raw, gen.answer(source, prompts, options, args.seed, args.batch_size, False)):
+            print(json.dumps({"prompt": question, "answer": answer}))
+    else:
+        gen.answer(source, prompts, options, args.seed, 1, stream=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kfrlhf.pipelines.cli_cluster import add_compile_parser, add_submit_parser
 
@@ -152,6 +177,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("path", help="JSONL file, HF dataset directory or hub id, deeplake path or URI")
     p.set_defaults(func=cmd_data_check)
+
+    p = sub.add_parser(
+        "generate",
+        help="answer prompts with a merged model or a run's tuned model (--compare: SFT vs tuned, with rewards)",
+    )
+    p.add_argument("--model", required=True, help="a run directory (rlhf run --output DIR) or a merged model directory")
+    prompt = p.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", help="one prompt: the answer streams to the terminal")
+    prompt.add_argument("--prompts", metavar="FILE", help="JSONL (prompt or question per row) or text lines: JSONL out")
+    p.add_argument("--compare", action="store_true", help="SFT vs tuned answers, with rewards (run dir)")
+    p.add_argument("--template", help="prompt template (default: the run's data.template, else the default one)")
+    p.add_argument("--seed", type=int, default=1234, help="sampling seed, same for both models (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (default %(default)s)")
+    p.add_argument(
+        "generation",
+        nargs="*",
+        metavar="FIELD=VALUE",
+        help="transformers.GenerationConfig fields, e.g. max_new_tokens=128 num_beams=4 do_sample=true top_k=10",
+    )
+    p.set_defaults(func=cmd_generate)
 
     add_compile_parser(sub)
     add_submit_parser(sub)

@@ -1,5 +1,6 @@
-"""The DPO pipeline: data -> SFT -> merge -> DPO -> merge -> eval, DPO in place of reward model + PPO.
+"""The DPO pipeline: data -> SFT -> merge -> DPO -> merge -> eval -> gate [-> promote].
 
+DPO takes the place of reward model + PPO.
 DPO learns from the preference pairs directly; the reward model is still trained, but only to
 score the eval (tuned vs SFT, the same report as the RLHF pipeline). Parameters and
 `configure` as in pipelines/rlhf.py; the `ppo` section is not a parameter here.
@@ -10,7 +11,7 @@ from kfp import dsl
 from kfp.dsl import Dataset
 
 from kfrlhf.dpo.component import dpo_train
-from kfrlhf.pipelines.rlhf import merge_and_evaluate, sft_and_reward, stage_hook
+from kfrlhf.pipelines.rlhf import gate_and_promote, merge_and_evaluate, sft_and_reward, stage_hook
 from kfrlhf.pipelines.run_config import RunConfig
 
 
@@ -28,6 +29,8 @@ def build_dpo_pipeline(configure=None):
         reward: dict = defaults["reward"],
         dpo: dict = defaults["dpo"],
         eval: dict = defaults["eval"],
+        gate: dict = defaults["gate"],
+        serve: dict = defaults["serve"],
         report_to: str = defaults["report_to"],
     ) -> Dataset:
         tasks = sft_and_reward(stage, data, sft, reward, report_to)
@@ -40,6 +43,7 @@ def build_dpo_pipeline(configure=None):
             ),
             "dpo",
         )
-        return merge_and_evaluate(stage, eval, tasks, dpo_task.outputs["adapter"], "merge_dpo").outputs["report"]
+        eval_task = merge_and_evaluate(stage, eval, tasks, dpo_task.outputs["adapter"], "merge_dpo")
+        return gate_and_promote(stage, gate, serve, eval_task)
 
     return dpo

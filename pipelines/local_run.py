@@ -3,8 +3,10 @@
 Each task runs as a subprocess of this Python (`use_venv=False`: the project is installed
 here, as it is in the stage images), passing artifacts through `OUTPUT/pipeline_root`; its output goes
 to `OUTPUT/logs/<task>.log` (`kfrlhf.pipelines.console`). One run at a time holds `OUTPUT/.lock`.
-When the pipeline is done, the eval report is copied to `OUTPUT/report.json` and rendered, with the
-run's details (config, stage times), as `report.md` / `report.html`.
+When the pipeline is done, the gated eval report is copied to `OUTPUT/report.json` (its `models`
+relative to OUTPUT: what `rlhf generate` reads) and rendered, with the run's details (config, stage
+times), as `report.md` / `report.html`; when the gate passed, the promotion's
+`inference_service.yaml` lands in OUTPUT too.
 Training stages checkpoint under `OUTPUT/checkpoints/<config hash>/<task>/<output>` (dropped when
 the stage succeeds): `rlhf run` again with the same config and output resumes the stage that died.
 """
@@ -73,13 +75,21 @@ def run_local(
         }
         try:
             with _env(env), console.capture():
-                report_dir = Path(func(**params).output.path)  # the pipelines return the eval report
+                report_dir = Path(func(**params).output.path)  # the pipelines return the gated eval report
         except RuntimeError as err:
             if console.failure is None:
                 raise
             raise StageFailed(_failure_message(console, output)) from err
         report = json.loads((report_dir / "report.json").read_text())
         report["pipeline"] = pipeline
+        report["models"] = {k: os.path.relpath(v, output) for k, v in report["models"].items()}
+        # kfp.local keeps each task's outputs in <run>/<task>/<output>: the promote task beside the gate.
+        promotion = report_dir.parent.parent / "promote" / "promotion"
+        manifest = output / "inference_service.yaml"
+        manifest.unlink(missing_ok=True)
+        if report["gate"]["passed"]:
+            report["promotion"] = json.loads((promotion / "promotion.json").read_text())
+            atomic_write_text(manifest, (promotion / "inference_service.yaml").read_text())
         report["wall_time_s"] = round(time.time() - started, 1)
         report["stage_times_s"] = console.times
         atomic_write_text(output / "report.json", json.dumps(report, indent=2))

@@ -40,6 +40,8 @@ def _default_resources() -> dict[str, StageResources]:
         "ppo": StageResources(memory_request="48Gi", memory_limit="96Gi"),
         "dpo": StageResources(),
         "eval": StageResources("4", "8", "24Gi", "48Gi", timeout_seconds=4 * 3600),
+        "gate": StageResources("500m", "1", "1Gi", "2Gi", gpus=0, timeout_seconds=600),
+        "serve": StageResources("500m", "1", "1Gi", "2Gi", gpus=0, timeout_seconds=1800),
     }
 
 
@@ -136,4 +138,6 @@ def make_configure(settings: ClusterSettings):
         )
         return task
 
+    # The GPU pool the promoted model's InferenceService lands on (the pipelines pass it to `promote`).
+    configure.node_pool = {"node_selector": dict(settings.node_selector), "tolerations": list(settings.tolerations)}
     return configure

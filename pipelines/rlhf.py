@@ -1,11 +1,11 @@
-"""The RLHF pipeline: data -> SFT -> merge -> reward -> PPO -> merge -> eval.
+"""The RLHF pipeline: data -> SFT -> merge -> reward -> PPO -> merge -> eval -> gate [-> promote].
 
 Parameters are one dict per stage, keyed by the fields of that stage's config dataclass
 (`kfrlhf.<stage>.config`, gathered in `kfrlhf.pipelines.run_config`), with the tutorial-scale
 defaults; `rlhf run` passes the tiny preset.
 `configure(task, stage)` (see platform.py) adds images, GPUs and the rest for a cluster;
-the local runner builds the pipeline without it. The SFT/reward head and the eval tail are
-shared with the DPO pipeline (pipelines/dpo.py). (No `from __future__ import annotations`:
+the local runner builds the pipeline without it. The SFT/reward head and the eval, gate and
+promotion tail are shared with the DPO pipeline (pipelines/dpo.py). (No `from __future__ import annotations`:
 KFP reads the parameter annotations at decoration time.)
 """
 
@@ -14,10 +14,12 @@ from kfp.dsl import Dataset
 
 from kfrlhf.data.component import prepare_data
 from kfrlhf.eval.component import evaluate
+from kfrlhf.gate.component import gate as gate_component
 from kfrlhf.merge.component import merge, merge_onto
 from kfrlhf.pipelines.run_config import RunConfig
 from kfrlhf.ppo.component import ppo as ppo_component
 from kfrlhf.reward.component import reward as reward_component
+from kfrlhf.serve.component import promote
 from kfrlhf.sft.component import sft as sft_component
 
 
@@ -29,6 +31,8 @@ def stage_hook(configure):
             configure(task, name)
         return task
 
+    # The cluster's GPU node pool for the promoted model's InferenceService; none locally.
+    stage.node_pool = getattr(configure, "node_pool", {})
     return stage
 
 
@@ -61,6 +65,16 @@ def merge_and_evaluate(stage, eval: dict, tasks: dict, adapter, merge_name: str)
     )
 
 
+def gate_and_promote(stage, gate: dict, serve: dict, eval_task):
+    """The eval gate, then promotion (Model Registry, KServe) only when it passed; returns the gated report."""
+    gate_task = stage(gate_component(gate=gate, eval_report=eval_task.outputs["report"]), "gate")
+    with dsl.If(gate_task.outputs["Output"] == "passed", name="eval-gate-passed"):
+        report, run_id = gate_task.outputs["report"], dsl.PIPELINE_JOB_ID_PLACEHOLDER
+        task = stage(promote(serve=serve, report=report, node_pool=stage.node_pool, run_id=run_id), "promote")
+        task.set_caching_options(False)  # registering and deploying are side effects: every run does them
+    return gate_task.outputs["report"]
+
+
 def build_rlhf_pipeline(configure=None):
     defaults = RunConfig().to_dict()
     stage = stage_hook(configure)
@@ -72,6 +86,8 @@ def build_rlhf_pipeline(configure=None):
         reward: dict = defaults["reward"],
         ppo: dict = defaults["ppo"],
         eval: dict = defaults["eval"],
+        gate: dict = defaults["gate"],
+        serve: dict = defaults["serve"],
         report_to: str = defaults["report_to"],
     ) -> Dataset:
         tasks = sft_and_reward(stage, data, sft, reward, report_to)
@@ -85,6 +101,7 @@ def build_rlhf_pipeline(configure=None):
             ),
             "ppo",
         )
-        return merge_and_evaluate(stage, eval, tasks, ppo_task.outputs["adapter"], "merge_ppo").outputs["report"]
+        eval_task = merge_and_evaluate(stage, eval, tasks, ppo_task.outputs["adapter"], "merge_ppo")
+        return gate_and_promote(stage, gate, serve, eval_task)
 
     return rlhf

@@ -16,8 +16,10 @@ from kfrlhf.common.config import ConfigError, from_dict, merge_dicts, parse_set,
 from kfrlhf.data.config import DataConfig
 from kfrlhf.dpo.config import DPOConfig
 from kfrlhf.eval.config import EvalConfig
+from kfrlhf.gate.config import GateConfig
 from kfrlhf.ppo.config import PPOConfig
 from kfrlhf.reward.config import RewardConfig
+from kfrlhf.serve.config import ServeConfig
 from kfrlhf.sft.config import SFTConfig
 
 PRESETS_DIR = Path(__file__).parent / "presets"
@@ -34,6 +36,8 @@ class RunConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     report_to: str = "wandb"  # wandb (offline unless WANDB_MODE says otherwise) | tensorboard | none
 
     def __post_init__(self):

@@ -6,7 +6,7 @@ resource default in `platform.py`; `tests/test_layout.py` checks that they all a
 list (and the README's build loop). A task is one step of a pipeline: it runs one stage.
 """
 
-STAGES = ("data", "sft", "merge", "reward", "ppo", "dpo", "eval")
+STAGES = ("data", "sft", "merge", "reward", "ppo", "dpo", "eval", "gate", "serve")
 
 # Task name -> (the stage it runs, its display name in the KFP UI).
 TASKS = {
@@ -19,6 +19,8 @@ TASKS = {
     "dpo": ("dpo", "DPO"),
     "merge_dpo": ("merge", "Merge DPO adapter"),
     "eval": ("eval", "Evaluate (report)"),
+    "gate": ("gate", "Eval gate"),
+    "promote": ("serve", "Promote (Model Registry, KServe)"),
 }
 DISPLAY_NAMES = {task: display for task, (_, display) in TASKS.items()}
 

@@ -79,6 +79,32 @@ def test_eval_outputs_show_in_the_ui(fresh):
 
 
 @pytest.mark.parametrize("pipeline", GPU_STAGES)
+def test_eval_gate_guards_promotion(fresh, pipeline):
+    """eval -> gate; promote only under dsl.If(gate == "passed"), on the GPU pool; the gated report is returned."""
+    ir, k8s = _load(fresh / "compiled" / f"{pipeline}.yaml")
+    tasks = ir["root"]["dag"]["tasks"]
+    assert tasks["gate"]["inputs"]["artifacts"]["eval_report"]["taskOutputArtifact"]["producerTask"] == "evaluate"
+    (condition,) = [t for t in tasks.values() if "triggerPolicy" in t]
+    assert (
+        condition["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--gate-Output'] == 'passed'"
+    )
+    assert (
+        condition["inputs"]["parameters"]["pipelinechannel--gate-Output"]["taskOutputParameter"]["producerTask"]
+        == "gate"
+    )
+    promote = ir["components"][condition["componentRef"]["name"]]["dag"]["tasks"]["promote"]
+    pool = promote["inputs"]["parameters"]["node_pool"]["runtimeValue"]["constant"]
+    s = ClusterSettings()
+    assert pool == {"node_selector": s.node_selector, "tolerations": s.tolerations}
+    assert promote["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    assert ir["root"]["dag"]["outputs"]["artifacts"]["Output"]["artifactSelectors"][0]["producerSubtask"] == "gate"
+    for executor, image in (("exec-gate", image_for("gate")), ("exec-promote", image_for("serve"))):
+        container = ir["deploymentSpec"]["executors"][executor]["container"]
+        assert container["image"] == image and "accelerator" not in container["resources"], executor
+        assert "nodeSelector" not in k8s[executor], executor
+
+
+@pytest.mark.parametrize("pipeline", GPU_STAGES)
 def test_platform_spec_carries_node_pool_secrets_and_cache(fresh, pipeline):
     s = ClusterSettings()
     ir, k8s = _load(fresh / "compiled" / f"{pipeline}.yaml")
@@ -109,7 +135,7 @@ def test_tasks_retry_with_backoff_and_cache(fresh, pipeline):
     for name, task in container_tasks.items():
         assert task["retryPolicy"]["maxRetryCount"] == 2, name
         assert task["retryPolicy"]["backoffFactor"] == 2.0
-        assert task["cachingOptions"]["enableCache"] is True
+        assert task.get("cachingOptions", {}).get("enableCache", False) is (name != "promote"), name  # side effects
         assert task["taskInfo"]["name"] in DISPLAY_NAMES.values(), name
 
 

@@ -50,14 +50,21 @@ def test_dpo_prefers_chosen_on_held_out_pairs_and_merges(tiny_lm_dir, tmp_path):
     assert (margin[merged] > margin[tiny_lm_dir]).float().mean() >= 0.9
 
 
-def test_dpo_run_through_kfp_local(tmp_path):
+def test_dpo_run_through_kfp_local(tmp_path, capfd):
+    """...with a gate no model passes: promotion is skipped, and the run says why."""
     out = tmp_path / "run"
     args = ["run", "--pipeline", "dpo", "--output", str(out), "--report-to", "none"]
-    for item in FAST + ["dpo.max_steps=10", "dpo.eval_steps=10", "dpo.save_steps=5"]:
+    closed_gate = ["gate.min_gain_stderrs=1e6", "gate.min_win_rate=1.0"]
+    for item in FAST + ["dpo.max_steps=10", "dpo.eval_steps=10", "dpo.save_steps=5"] + closed_gate:
         args += ["--set", item]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["pipeline"] == "dpo"
+    assert not report["gate"]["passed"] and "promotion" not in report
+    assert any(r.startswith("reward_gain ") and "is not >= 1e+06 x stderr" in r for r in report["gate"]["reasons"])
+    assert "eval gate failed, promotion skipped: reward_gain " in capfd.readouterr().out
+    assert "## Eval gate" in (out / "report.md").read_text()
+    assert not (out / "inference_service.yaml").exists() and not list(out.rglob("promote"))
     for key in ("sft_eval_loss", "reward_accuracy", "reward_before", "reward_after", "kl", "win_rate"):
         assert math.isfinite(report[key]), key
     root = out / "pipeline_root"

@@ -142,6 +142,17 @@ def test_gpu_cluster_overlay_sets_node_pool(built):
                 assert {t.get("key") for t in k8s[name]["tolerations"]} >= {"nvidia.com/gpu", "dedicated"}, where
 
 
+def test_promoted_model_lands_on_the_gpu_pool(built):
+    """The promote task's node_pool (the InferenceService's) is the pool of the pipeline's GPU stages."""
+    for overlay, objects in built.items():
+        for version in (o for o in objects if o["kind"] == "PipelineVersion"):
+            spec, where = version["spec"], f"{overlay}: {version['spec']['pipelineName']}"
+            promote = spec["pipelineSpec"]["components"]["comp-condition-1"]["dag"]["tasks"]["promote"]
+            pool = promote["inputs"]["parameters"]["node_pool"]["runtimeValue"]["constant"]
+            sft = spec["platformSpec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-sft"]
+            assert pool == {"node_selector": sft["nodeSelector"]["labels"], "tolerations": sft["tolerations"]}, where
+
+
 def test_no_secret_values_in_git(built):
     for overlay, objects in built.items():
         assert not [o for o in objects if o["kind"] == "Secret"], f"{overlay} carries a Secret"

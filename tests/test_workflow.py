@@ -41,6 +41,8 @@ EXECUTOR_STAGES = {
     "exec-ppo": "ppo",
     "exec-dpo-train": "dpo",
     "exec-evaluate": "eval",
+    "exec-gate": "gate",
+    "exec-promote": "serve",
 }
 # KFP 2.17.0 manifests/kustomize/third-party/argo/base/workflow-controller-configmap-patch.yaml.
 KFP_TEMPLATE_DEFAULTS = {"limit": "2", "retryPolicy": "OnError"}
@@ -201,7 +203,7 @@ def test_stage_pods(workflows):
     s = ClusterSettings()
     for key, (wf, overlay) in workflows.items():
         pods = stage_pods(wf)
-        assert set(pods) <= set(EXECUTOR_STAGES) and len(pods) == 7, key
+        assert set(pods) <= set(EXECUTOR_STAGES) and len(pods) == 9, key
         for label, pod in pods.items():
             stage, where = EXECUTOR_STAGES[label], f"{key}: {label}"
             res, cfg, container = s.resources[stage], pod["k8s"], pod["container"]

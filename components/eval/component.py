@@ -27,7 +27,9 @@ def evaluate(
 
     from kfrlhf.eval.evaluate import run_eval
 
-    upstream = {**sft_metrics.metadata, **reward_metrics.metadata}
+    # The models' URIs: what promotion registers and serves, and what `rlhf generate` finds in a run.
+    models = {"sft": sft_model.uri, "tuned": tuned_model.uri, "reward": reward_model.uri}
+    upstream = {**sft_metrics.metadata, **reward_metrics.metadata, "models": models}
     result = run_eval(
         eval, sft_model.path, tuned_model.path, reward_model.path, prompt_data.path, report.path, upstream
     )

@@ -61,6 +61,16 @@ def verdict(report: dict) -> str:
     return text
 
 
+def gate_line(report: dict) -> str:
+    """The eval gate's decision (the gate stage adds `gate` to the report), or "" before the gate."""
+    gate = report.get("gate")
+    if not gate:
+        return ""
+    if gate["passed"]:
+        return "Eval gate passed: the model is promoted."
+    return "Eval gate failed, promotion skipped: " + "; ".join(gate["reasons"]) + "."
+
+
 def _words(text: str) -> int:
     return len(text.split())
 
@@ -89,6 +99,7 @@ def _details(run: dict | None) -> list[tuple[str, str]]:
 
 def markdown_report(report: dict, num_samples: int, run: dict | None = None) -> str:
     lines = ["# RLHF evaluation: tuned vs SFT", "", f"**Verdict:** {verdict(report)}", ""]
+    lines += [f"**{gate_line(report)}**", ""] if gate_line(report) else []
     lines += ["| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(report[k])} |" for k in (*HEADLINE, *LENGTH_KEYS, "kl_bound") if k in report]
     lines += [f"| {k} | {_cell(str(report[k]))} |" for k in LABELS if k in report]
@@ -235,9 +246,10 @@ def html_report(report: dict, num_samples: int, run: dict | None = None) -> str:
             f"<h2>Run</h2><table>{details}</table><h3>Wall time per stage</h3><table>{stages}</table>"
             f"<details><summary>Config</summary><pre>{config}</pre></details>"
         )
+    gate = f"<p class='verdict'>{esc(gate_line(report))}</p>" if gate_line(report) else ""
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>RLHF evaluation</title><style>{CSS}</style></head>"
-        f"<body><h1>RLHF evaluation: tuned vs SFT</h1><p class='verdict'>{esc(verdict(report))}</p>"
+        f"<body><h1>RLHF evaluation: tuned vs SFT</h1><p class='verdict'>{esc(verdict(report))}</p>{gate}"
         f"<table>{metrics}<tr><td>prompts</td><td>{report['num_prompts']}</td></tr></table>"
         f"{charts}<h2>KL(tuned ‖ SFT)</h2>{kl_bar(report.get('kl', 0.0), report.get('kl_bound'))}"
         f"{run_html}<h2>Samples</h2><table><tr><th>prompt</th><th>SFT answer</th><th>reward</th>"

@@ -1,0 +1,50 @@
+"""The serve stage's config: how a model that passed the eval gate is promoted."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+from kfrlhf.common.config import NON_NEGATIVE, ConfigError, StageConfig
+
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+@dataclass
+class ServeConfig(StageConfig):
+    """Promotion of the tuned model once the gate passed.
+
+    KServe: an `InferenceService` named `name` in `namespace` on the Hugging Face serving runtime
+    `runtime`, asking for `gpus` x `gpu_type`, `cpu` and `memory`, on the pipeline's GPU node pool.
+    It reads the model from `storage_uri` (empty: the tuned model artifact's URI; KFP's `minio://`
+    is read as `s3://`) with the credentials of `service_account`. The manifest is always written
+    as an artifact (for GitOps); `apply: true` also creates or updates it through the Kubernetes API.
+    Model Registry: with `registry_url` (its REST endpoint, e.g.
+    http://model-registry-service.kubeflow.svc.cluster.local:8080) the model is registered as
+    `name`, version `version` (empty: the KFP run id), with the eval metrics as metadata.
+    """
+
+    section: ClassVar[str] = "serve"
+    RULES: ClassVar[dict] = dict(gpus=NON_NEGATIVE)
+
+    name: str = "rlhf-policy"
+    namespace: str = "kubeflow-rlhf"
+    runtime: str = "kserve-huggingfaceserver"
+    storage_uri: str = ""
+    service_account: str = ""
+    gpus: int = 1
+    gpu_type: str = "nvidia.com/gpu"
+    cpu: str = "4"
+    memory: str = "32Gi"
+    apply: bool = False
+    registry_url: str = ""
+    registry_author: str = "kubeflow-rlhf"
+    version: str = ""
+
+    def check(self) -> None:
+        for key in ("name", "namespace"):
+            if not DNS_LABEL.match(getattr(self, key)):
+                raise ConfigError(f"serve.{key} must be a DNS label (a-z, 0-9, '-'), got {getattr(self, key)!r}")
+        if self.registry_url and not self.registry_url.startswith(("http://", "https://")):
+            raise ConfigError(f"serve.registry_url must start with http:// or https://, got {self.registry_url!r}")

@@ -1,0 +1,141 @@
+"""Answers from a merged model, or a run's SFT and tuned models side by side (what `rlhf generate` calls).
+
+A run directory (`rlhf run --output DIR`) holds report.json, whose `models` names the run's SFT,
+tuned and reward model artifacts (paths relative to DIR), and config.yaml with the prompt template.
+Generation options are `transformers.GenerationConfig` fields (the classic tutorial's: num_beams=4
+do_sample=true top_k=10 temperature=0.6 max_new_tokens=128); one prompt streams to the terminal
+(`TextStreamer`), a prompt file gives JSONL. `--compare` answers with both models (same seed) and
+scores both answers with the run's reward model.
+
+    rlhf generate --model runs/latest --prompt "How do I make tea?" num_beams=4 do_sample=true top_k=10
+    rlhf generate --model runs/latest --prompts prompts.jsonl --compare > answers.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from dataclasses import dataclass
+from itertools import zip_longest
+from pathlib import Path
+
+import torch
+import yaml
+
+from kfrlhf.common.models import RewardScorer, load_pretrained_causal_lm, load_tokenizer
+
+DEFAULTS = {"max_new_tokens": 128, "do_sample": True}
+
+
+@dataclass
+class Source:
+    """What to answer with: `models` maps sft/tuned/reward to directories; `template` is the run's (or None)."""
+
+    models: dict[str, Path]
+    template: str | None = None
+
+    @property
+    def is_run(self) -> bool:
+        return "sft" in self.models
+
+
+def resolve(model: str | Path) -> Source:
+    """A run directory (its report.json names the models) or a merged model directory."""
+    path = Path(model)
+    if (path / "report.json").is_file():
+        models = json.loads((path / "report.json").read_text()).get("models")
+        if not models:
+            raise ValueError(f"{path}/report.json names no models (a run from before `rlhf generate`: run it again)")
+        config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").is_file() else {}
+        return Source({k: path / v for k, v in models.items()}, (config.get("data") or {}).get("template"))
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{path} is neither a run directory (report.json) nor a saved model (config.json)")
+    return Source({"tuned": path})
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """A JSONL file (a `prompt` or `question` per row) or a text file (a prompt per line)."""
+    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not str(path).endswith(".jsonl"):
+        return lines
+    prompts = [json.loads(line) for line in lines]
+    prompts = [row.get("prompt", row.get("question")) if isinstance(row, dict) else None for row in prompts]
+    missing = [i for i, p in enumerate(prompts, 1) if not isinstance(p, str)]
+    if missing:
+        raise ValueError(f"{path} row {missing[0]}: expected a JSON object with a `prompt` or `question` string")
+    return prompts
+
+
+def generation_config(tokenizer, options: dict):
+    """A GenerationConfig from DEFAULTS and `options` (GenerationConfig field names), checked strictly."""
+    from transformers import GenerationConfig
+
+    fields = {k for k in GenerationConfig().to_dict() if not k.startswith("_")}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ValueError(f"{unknown[0]} is not a transformers.GenerationConfig field (e.g. max_new_tokens, num_beams)")
+    if options.get("num_return_sequences", 1) != 1:
+        raise ValueError("num_return_sequences: one answer per prompt")
+    ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    config = GenerationConfig(**{**DEFAULTS, **ids, **options})
+    config.validate(strict=True)
+    return config
+
+
+class Generator:
+    """A saved causal LM and its tokenizer, answering batches of prompts."""
+
+    def __init__(self, model_dir: Path):
+        self.tokenizer = load_tokenizer(str(model_dir), padding_side="left")
+        self.model = load_pretrained_causal_lm(str(model_dir))
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str], options: dict, seed: int, stream: bool = False) -> list[str]:
+        """`stream`: one prompt, its answer printed as it is generated."""
+        from transformers import TextStreamer
+
+        config = generation_config(self.tokenizer, options)
+        # TextStreamer follows one sampled sequence: beam search prints its answer when done.
+        streamer = TextStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = streamer if stream and config.num_beams == 1 else None
+        torch.manual_seed(seed)
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True).to(self.model.device)
+        enc = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        out = self.model.generate(**enc, generation_config=config, streamer=streamer)
+        answers = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        if stream and streamer is None:
+            print(answers[0], flush=True)
+        return answers
+
+
+def answer(source: Source, prompts, options: dict, seed: int, batch_size: int, stream: bool, model="tuned") -> list:
+    """One answer per prompt from `model` (sft or tuned), `batch_size` prompts at a time."""
+    generator = Generator(source.models[model])
+    batches = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
+    return [a for batch in batches for a in generator(batch, options, seed, stream)]
+
+
+def compare(source: Source, prompts: list[str], options: dict, seed: int, batch_size: int) -> list[dict]:
+    """Both models' answers (same seed) and their rewards, per prompt."""
+    if not source.is_run:
+        raise ValueError("--compare needs a run directory (rlhf run --output DIR): it holds the SFT and reward models")
+    rows = [{"prompt": p} for p in prompts]
+    scorer = RewardScorer(str(source.models["reward"] / "model"), batch_size)
+    for name in ("sft", "tuned"):
+        answers = answer(source, prompts, options, seed, batch_size, stream=False, model=name)
+        for row, a, r in zip(rows, answers, scorer(prompts, answers).tolist()):
+            row.update({name: a, f"reward_{name}": r})
+    return rows
+
+
+def side_by_side(row: dict, width: int | None = None) -> str:
+    """The SFT and tuned answers in two columns, each headed by its reward."""
+    width = width or shutil.get_terminal_size((100, 20)).columns
+    col = max(20, (width - 3) // 2)
+    left = textwrap.wrap(row["sft"].strip() or "(empty)", col)
+    right = textwrap.wrap(row["tuned"].strip() or "(empty)", col)
+    sft = f"SFT (reward {row['reward_sft']:+.3f})"
+    head = f"{sft:<{col}} | tuned (reward {row['reward_tuned']:+.3f})"
+    body = [f"{a:<{col}} | {b}" for a, b in zip_longest(left, right, fillvalue="")]
+    return "\n".join([head, "-" * col + "-+-" + "-" * col, *body])
