@@ -24,11 +24,11 @@ class EvalConfig(StageConfig, SamplingFields):
         num_prompts=POSITIVE, max_new_tokens=POSITIVE, batch_size=POSITIVE, num_samples=NON_NEGATIVE, kl_bound=POSITIVE
     )
 
-    num_prompts: int = 64
-    max_new_tokens: int = 128
-    temperature: float = 0.7
-    batch_size: int = 16
-    num_samples: int = 8
-    kl_bound: float = 10.0
-    second_judge: str = ""
-    seed: int = 1234
+    num_prompts: int = 64  # held-out prompts, answered once by each model
+    max_new_tokens: int = 128  # per answer
+    temperature: float = 0.7  # sampling temperature; the KL is taken at it too
+    batch_size: int = 16  # prompts per generate call
+    num_samples: int = 8  # rows in the report's sample table
+    kl_bound: float = 10.0  # the report flags a larger KL
+    second_judge: str = ""  # a sequence classifier (path or hub id) whose win rate is reported too; "": none
+    seed: int = 1234  # the same sampling seed for both models
