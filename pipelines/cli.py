@@ -81,11 +81,15 @@ def cmd_run(args) -> int:
 
 
 def print_summary(report: dict) -> None:
+    from kfrlhf.eval.report import gate_line
+
     rows = [(k, report[k]) for k in SUMMARY_KEYS if k in report]
     width = max(len(k) for k, _ in rows)
     print("\n" + "metric".ljust(width) + "  value\n" + "-" * (width + 12))
     for key, value in rows:
         print(f"{key.ljust(width)}  {value:.4f}" if isinstance(value, float) else f"{key.ljust(width)}  {value}")
+    if gate_line(report):
+        print("\n" + gate_line(report))
     print("\nsamples (SFT -> tuned):")
     for s in report.get("samples", [])[:3]:
         print(

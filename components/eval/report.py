@@ -67,8 +67,8 @@ def gate_line(report: dict) -> str:
     if not gate:
         return ""
     if gate["passed"]:
-        return "Eval gate passed: the model is promoted."
-    return "Eval gate failed, promotion skipped: " + "; ".join(gate["reasons"]) + "."
+        return "eval gate passed: the model is promoted"
+    return "eval gate failed, promotion skipped: " + "; ".join(gate["reasons"])
 
 
 def _words(text: str) -> int:
