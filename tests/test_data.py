@@ -317,3 +317,11 @@ def test_real_hh_file_through_the_loaders():
     assert all(p["prompt"].endswith("\n\nAssistant:") and p["chosen"].strip() and p["rejected"].strip() for p in prefs)
     assert len(data.load_prompts(str(path), CFG)) == 2312
     assert data.check(str(path), "preference", CFG) == []
+
+
+def test_sample_pairs_match_in_length_so_the_reward_must_learn_content():
+    from kfrlhf.common import sample_data
+
+    pairs = sample_data.preference_records(500)
+    assert all(len(p["chosen"]) == len(p["rejected"]) for p in pairs)
+    assert len({p["chosen"] for p in pairs}) > 100  # and they still vary

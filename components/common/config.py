@@ -74,7 +74,8 @@ class LoraFields:
 @dataclass
 class SamplingFields:
     """How a stage samples answers (`kfrlhf.common.sampling`): prompts cut on the left to
-    `max_prompt_length` tokens, then `temperature`, `top_k` (0: off) and `top_p` (1: off)."""
+    `max_prompt_length` tokens, then `temperature`, `top_k` (0: off) and `top_p` (1: off); an answer
+    ends at EOS (a chat model's end of turn) or at the first of `stop_strings` (the next HH turn)."""
 
     RULES: ClassVar[dict] = dict(temperature=POSITIVE, top_k=NON_NEGATIVE, top_p=TOP_P, max_prompt_length=LENGTH)
 
@@ -82,6 +83,7 @@ class SamplingFields:
     top_k: int = 0
     top_p: float = 1.0
     max_prompt_length: int = 256
+    stop_strings: list[str] = dataclasses.field(default_factory=lambda: ["\n\nHuman:"])
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 `generate` samples one response per prompt (left padding, KV cache, a
 `transformers.GenerationConfig` built from the stage's sampling fields) and cuts each response
-after its first EOS; `forward` re-runs the model on prompt + response and returns the
+after its first EOS or where a stop string (the next HH turn, `\n\nHuman:`) begins: that token
+becomes EOS, so the answer's text ends before the stop string and the policy learns to end its turn;
+`forward` re-runs the model on prompt + response and returns the
 temperature-scaled logits (and values, with a value head) at the positions that predict the
 response tokens, with the same position ids generation used.
 """
@@ -63,7 +65,24 @@ def generation_config(tokenizer, max_new_tokens: int, cfg):
         use_cache=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        stop_strings=list(cfg.stop_strings) or None,
     )
+
+
+def cut_at_stop_strings(response_ids: torch.Tensor, tokenizer, stop_strings: list[str]) -> torch.Tensor:
+    """`response_ids` with the token where a stop string begins (before any EOS) replaced by EOS."""
+    eos = tokenizer.eos_token_id
+    out = response_ids.clone()
+    for row, ids in enumerate(response_ids.tolist()):
+        ids = ids[: ids.index(eos)] if eos in ids else ids
+        text = tokenizer.decode(ids)
+        starts = [i for i in (text.find(s) for s in stop_strings) if i >= 0]
+        if not starts:
+            continue
+        # The first token whose decoded prefix reaches into the stop string.
+        first = next((j for j in range(len(ids)) if len(tokenizer.decode(ids[: j + 1])) > min(starts)), len(ids) - 1)
+        out[row, first] = eos
+    return out
 
 
 @torch.no_grad()
@@ -72,9 +91,13 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, cfg) -> 
     device = next(model.parameters()).device
     enc = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=cfg.max_prompt_length)
     enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-    out = model.generate(**enc, generation_config=generation_config(tokenizer, max_new_tokens, cfg))
+    gen = generation_config(tokenizer, max_new_tokens, cfg)
+    out = model.generate(**enc, generation_config=gen, tokenizer=tokenizer)
     prompt_len = enc["input_ids"].shape[1]
     response_ids = out[:, prompt_len:]
+    if cfg.stop_strings:
+        response_ids = cut_at_stop_strings(response_ids, tokenizer, cfg.stop_strings)
+        out = torch.cat([out[:, :prompt_len], response_ids], dim=1)
     mask = response_mask(response_ids, tokenizer.eos_token_id)
     attention_mask = torch.cat([enc["attention_mask"], mask.long()], dim=1)
     return Rollout(out, attention_mask, prompt_len, response_ids, mask)
