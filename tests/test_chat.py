@@ -81,20 +81,25 @@ def test_chat_template_must_exist(hh_file, tiny_lm_dir, tmp_path):
 
 
 def test_generation_stops_where_a_stop_string_begins(chat_lm_dir):
-    """A real sampled batch: every answer ends before its first stop string, on an EOS."""
+    """Real sampling, the same seed with and without a stop string: each answer is the free one cut before
+    the stop string's first character, and ends on an EOS."""
     tok = models.load_tokenizer(chat_lm_dir, padding_side="left")
     model = models.load_pretrained_causal_lm(chat_lm_dir)
-    cfg = dataclasses.replace(config.load_config("tiny").ppo, stop_strings=["e"], max_prompt_length=32)
-    torch.manual_seed(0)
-    r = generate(
-        model, tok, ["<|im_start|>user\nHow do I take care of tea?<|im_end|>\n<|im_start|>assistant\n"] * 8, 24, cfg
-    )
-    texts = [tok.decode(ids[m.bool()], skip_special_tokens=True) for ids, m in zip(r.response_ids, r.mask)]
-    raw = [tok.decode(ids) for ids in r.response_ids]
-    assert any("e" in t for t in raw)  # the untrained model does write the stop string ...
-    assert not any("e" in t for t in texts)  # ... and every answer ends before it
-    ends = r.mask.sum(1).long() - 1
-    assert all(r.response_ids[i, n] == tok.eos_token_id for i, n in enumerate(ends.tolist()) if "e" in raw[i])
+    prompts = ["<|im_start|>user\nHow do I take care of tea?<|im_end|>\n<|im_start|>assistant\n"] * 8
+
+    def sample(stop_strings):
+        cfg = dataclasses.replace(config.load_config("tiny").ppo, stop_strings=stop_strings, max_prompt_length=32)
+        torch.manual_seed(0)
+        r = generate(model, tok, prompts, 24, cfg)
+        return r, [tok.decode(ids[m.bool()], skip_special_tokens=True) for ids, m in zip(r.response_ids, r.mask)]
+
+    _, free = sample([])
+    r, cut = sample(["e"])
+    assert sum("e" in t for t in free) >= 4  # the untrained model writes the stop string
+    for i, (f, c) in enumerate(zip(free, cut)):
+        assert f.startswith(c) and "e" not in c and len(c) <= (f.index("e") if "e" in f else len(f))
+        if "e" in f:
+            assert r.response_ids[i, int(r.mask[i].sum()) - 1] == tok.eos_token_id
 
 
 def test_an_hh_reply_ends_at_the_next_turn():

@@ -304,7 +304,9 @@ def test_check_lists_every_problem(tmp_path):
     assert [p.split(": ", 1)[0] for p in problems] == [f"{path} line {n}" for n in (2, 3, 4)]
     assert all("\n" not in p for p in problems)
     assert data.check(jsonl(tmp_path / "ok.jsonl", PREF_ROWS), "preference", CFG) == []
-    schema = f"{path}: no column 'question' (data.question_column); columns: prompt, chosen, rejected"
+    assert data.check(str(path), "sft", CFG) == problems  # read as SFT: the chosen side, the same problems
+    schema = f"{path}: no column 'question' (data.question_column); columns: prompt, rejected"
+    path.write_text(json.dumps({"prompt": "p", "rejected": "r"}) + "\n")
     assert data.check(str(path), "sft", CFG) == [schema]
 
 
