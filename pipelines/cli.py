@@ -18,6 +18,11 @@ from kfrlhf.common.config import ConfigError, from_dict, parse_set
 SUMMARY_KEYS = (
     "sft_eval_loss",
     "reward_accuracy",
+    "reward_accuracy_stderr",
+    "reward_longer_wins",
+    "reward_shorter_wins",
+    "reward_margin_over_length",
+    "reward_margin_over_length_stderr",
     "reward_before",
     "reward_after",
     "reward_gain",
