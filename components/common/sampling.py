@@ -65,8 +65,21 @@ def generation_config(tokenizer, max_new_tokens: int, cfg):
         use_cache=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        stop_strings=list(cfg.stop_strings) or None,
     )
+
+
+class StopOnText:
+    """A stopping criterion: a row is done once the text of its last tokens holds a stop string.
+
+    (transformers' own `stop_strings` precomputes token tables that fail on word-level tokenizers.)"""
+
+    def __init__(self, tokenizer, stop_strings: list[str], prompt_len: int):
+        self.tokenizer, self.stop_strings, self.prompt_len = tokenizer, stop_strings, prompt_len
+        self.window = max(len(s) for s in stop_strings) + 2  # a token holds at least one character
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        tails = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :][:, -self.window :])
+        return torch.tensor([any(s in t for s in self.stop_strings) for t in tails], device=input_ids.device)
 
 
 def cut_at_stop_strings(response_ids: torch.Tensor, tokenizer, stop_strings: list[str]) -> torch.Tensor:
@@ -91,9 +104,11 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, cfg) -> 
     device = next(model.parameters()).device
     enc = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=cfg.max_prompt_length)
     enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-    gen = generation_config(tokenizer, max_new_tokens, cfg)
-    out = model.generate(**enc, generation_config=gen, tokenizer=tokenizer)
     prompt_len = enc["input_ids"].shape[1]
+    stop = [StopOnText(tokenizer, cfg.stop_strings, prompt_len)] if cfg.stop_strings else None
+    out = model.generate(
+        **enc, generation_config=generation_config(tokenizer, max_new_tokens, cfg), stopping_criteria=stop
+    )
     response_ids = out[:, prompt_len:]
     if cfg.stop_strings:
         response_ids = cut_at_stop_strings(response_ids, tokenizer, cfg.stop_strings)
