@@ -192,15 +192,15 @@ def _compared(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in RESUME_SAFE}
 
 
-def write_config(directory: Path, config: dict | None) -> None:
+def write_config(directory: Path, config: dict) -> None:
     """Store the stage's config (before the manifest, which lists it)."""
-    if config is not None:
-        (Path(directory) / CONFIG_FILE).write_text(json.dumps(config, indent=1, sort_keys=True, default=str))
+    (Path(directory) / CONFIG_FILE).write_text(json.dumps(config, indent=1, sort_keys=True, default=str))
 
 
-def check_config(path: Path | None, config: dict | None, stage: str) -> None:
-    """Raise CheckpointMismatch when checkpoint `path` stores a config other than `config`."""
-    if path is None or config is None or not (Path(path) / CONFIG_FILE).is_file():
+def check_config(path: Path | None, config: dict, stage: str) -> None:
+    """Raise CheckpointMismatch when checkpoint `path` stores a config other than `config` (one written
+    before checkpoints stored their config is taken as it is)."""
+    if path is None or not (Path(path) / CONFIG_FILE).is_file():
         return
     stored = _compared(json.loads((Path(path) / CONFIG_FILE).read_text()))
     current = _compared(json.loads(json.dumps(config, default=str)))
@@ -270,7 +270,7 @@ def hf_checkpoint_args(save_steps: int) -> dict:
 class HFGuard(TrainerCallback):
     """Saves and stops on SIGTERM, marks saved checkpoints complete, stops on NaN/inf."""
 
-    def __init__(self, stage: str, stop: StopOnSigterm, root: Path, params: list, config: dict | None = None):
+    def __init__(self, stage: str, stop: StopOnSigterm, root: Path, params: list, config: dict):
         self.stage, self.stop, self.root, self.params, self.config = stage, stop, root, params, config
 
     def diverged(self, step: int, problem: str) -> Diverged:
