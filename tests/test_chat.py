@@ -119,3 +119,12 @@ def test_format_check_refuses_question_answer_sft_with_hh_prompts(hh_file, tmp_p
     tutorial = config.load_config(None, [config.PRESETS_DIR.parent / "configs" / "opt-1.3b_rlhf.yaml"]).data
     assert loaders.format_problem(tutorial) is None
     assert loaders.format_problem(dataclasses.replace(tutorial, template=DataConfig().template))
+
+
+def test_rlhf_config_refuses_two_formats(capsys):
+    from kfrlhf.pipelines.cli import main
+
+    tutorial = str(config.PRESETS_DIR.parent / "configs" / "opt-1.3b_rlhf.yaml")
+    assert main(["config", "--preset", "none", "--config", tutorial]) == 0
+    assert main(["config", "--preset", "none", "--config", tutorial, "--set", "data.template='Q: {question} A: '"]) == 2
+    assert "one prompt format from SFT to eval" in capsys.readouterr().err

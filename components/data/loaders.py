@@ -111,7 +111,7 @@ def format_problem(cfg: DataConfig) -> str | None:
         return None
     return (
         f"one prompt format from SFT to eval: SFT texts are put into data.template {cfg.template!r} but the "
-        "PPO/eval prompts are HH dialogues; set data.template to '\n\nHuman: {question}\n\nAssistant: ' "
+        "PPO/eval prompts are HH dialogues; set data.template to '\\n\\nHuman: {question}\\n\\nAssistant: ' "
         "or data.chat_template to the model's name"
     )
 
