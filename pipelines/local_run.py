@@ -49,6 +49,7 @@ def run_local(
     if pipeline not in PIPELINES:
         raise ConfigError(f"unknown pipeline {pipeline!r} (known: {', '.join(PIPELINES)})")
     # Bad config or data fails here, before any model loads and before OUTPUT exists.
+    check_precision(cfg, pipeline)
     preflight(cfg.data)
     check_model_limits(cfg)
 
@@ -165,6 +166,20 @@ def _disk_full(output: Path):
             raise
         hint = "free space and run the same command again to resume"
         raise OSError(err.errno, f"the disk is full under {output}: {hint}") from None
+
+
+def check_precision(cfg: RunConfig, pipeline: str) -> None:
+    """Precision this machine cannot run: 4-bit without bitsandbytes is refused; bf16 without a bf16 GPU
+    falls back to fp32 in the stages (`kfrlhf.common.trainer_args.use_bf16`), said here once."""
+    from kfrlhf.common.extras import require
+    from kfrlhf.common.trainer_args import bf16_supported
+
+    if cfg.sft.load_in_4bit:
+        require("bitsandbytes", "qlora", "sft.load_in_4bit (QLoRA)")
+    sections = ("sft", "reward", "dpo" if pipeline == "dpo" else None)
+    bf16 = [s for s in sections if s and getattr(cfg, s).bf16]
+    if bf16 and not bf16_supported():
+        print(f"rlhf run: {', '.join(s + '.bf16' for s in bf16)}: no GPU with bf16 support here, training in fp32")
 
 
 @contextlib.contextmanager

@@ -154,7 +154,7 @@ CONFIG_CASES = {
     "eval-fraction-one": (None, ["--set", "data.eval_fraction=1"], "data.eval_fraction must be > 0 and < 1"),
     "unknown-report-to": ("report_to: mlflow\n", [], "report_to must be wandb, tensorboard or none"),
     "template-without-question": ("data:\n  template: 'Q: {query}'\n", [], "data.template must contain {question}"),
-    "unknown-preset": (None, ["--preset", "huge"], "unknown preset 'huge' (known: tiny)"),
+    "unknown-preset": (None, ["--preset", "huge"], "unknown preset 'huge' (known: small, tiny)"),
     "missing-config": (None, ["--config", "absent.yaml"], "config file absent.yaml does not exist"),
     "invalid-yaml": ("ppo:\n  steps: [1,\n", [], "bad.yaml is not valid YAML: expected the node content"),
     "not-a-mapping": ("- ppo\n", [], "bad.yaml: expected a mapping with one section per stage"),

@@ -304,7 +304,9 @@ def test_check_lists_every_problem(tmp_path):
     assert [p.split(": ", 1)[0] for p in problems] == [f"{path} line {n}" for n in (2, 3, 4)]
     assert all("\n" not in p for p in problems)
     assert data.check(jsonl(tmp_path / "ok.jsonl", PREF_ROWS), "preference", CFG) == []
-    schema = f"{path}: no column 'question' (data.question_column); columns: prompt, chosen, rejected"
+    assert data.check(str(path), "sft", CFG) == problems  # read as SFT: the chosen side, the same problems
+    schema = f"{path}: no column 'question' (data.question_column); columns: prompt, rejected"
+    path.write_text(json.dumps({"prompt": "p", "rejected": "r"}) + "\n")
     assert data.check(str(path), "sft", CFG) == [schema]
 
 
@@ -317,3 +319,11 @@ def test_real_hh_file_through_the_loaders():
     assert all(p["prompt"].endswith("\n\nAssistant:") and p["chosen"].strip() and p["rejected"].strip() for p in prefs)
     assert len(data.load_prompts(str(path), CFG)) == 2312
     assert data.check(str(path), "preference", CFG) == []
+
+
+def test_sample_pairs_match_in_length_so_the_reward_must_learn_content():
+    from kfrlhf.common import sample_data
+
+    pairs = sample_data.preference_records(500)
+    assert all(len(p["chosen"]) == len(p["rejected"]) for p in pairs)
+    assert len({p["chosen"] for p in pairs}) > 100  # and they still vary

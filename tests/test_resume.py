@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from kfrlhf.common import models
-from kfrlhf.common.checkpoint import MANIFEST, PREEMPTED_EXIT, latest_complete
+from kfrlhf.common.checkpoint import MANIFEST, PREEMPTED_EXIT, CheckpointMismatch, latest_complete
 from kfrlhf.common.data_sources import write_jsonl
 from kfrlhf.pipelines import run_config as config
 from tests.conftest import preference_rows, sft_rows
@@ -149,6 +149,23 @@ def test_damaged_newest_checkpoint_is_skipped(stage, damage, jobs, reference, tm
     run(stage, jobs[stage], tmp_path / "out")
     assert final(stage, tmp_path / "out") == pytest.approx(ref_metrics, **TOL)
     assert latest_complete(ckpts, PREFIX[stage]) == newest  # saved again, complete this time
+
+
+CHANGES = [("run_sft", "sft", "lora_r", 8, "save_steps"), ("run_ppo_stage", "ppo", "init_kl_coef", 0.5, "save_every")]
+
+
+@pytest.mark.parametrize("stage, section, key, value, safe", CHANGES)
+def test_checkpoint_of_another_config_is_refused(stage, section, key, value, safe, jobs, reference, tmp_path):
+    """A task retried with changed parameters must not continue the old run's checkpoint."""
+    shutil.copytree(reference[stage][0] / "checkpoints", tmp_path / "out" / "checkpoints")
+
+    def changed(**kw):
+        return dict(jobs[stage], **{section: dict(jobs[stage][section], **kw)})
+
+    name = section.upper()
+    with pytest.raises(CheckpointMismatch, match=rf"^{name}: checkpoint .+ under a different config \({key} changed\)"):
+        run(stage, changed(**{key: value}), tmp_path / "out")
+    run(stage, changed(**{safe: 3}), tmp_path / "out")  # how often to save is no different run
 
 
 def test_checkpoints_go_to_the_pvc_root_on_a_cluster(tmp_path, monkeypatch):

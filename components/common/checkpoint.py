@@ -5,6 +5,12 @@ and size, written last) is there and every listed file has that size: a director
 by a kill (no manifest, a missing or truncated file) is skipped and removed on the next start.
 Final artifacts are written under a temporary name and renamed when complete.
 
+Each checkpoint stores the stage's config (`config.json`); a stage started again on the same
+output refuses a checkpoint written under a different config (`CheckpointMismatch`, one line
+naming the changed fields), so a task retried with changed parameters never mixes two runs. What
+a rerun may change (`RESUME_SAFE`: how long to train, how often to save/log/evaluate, the hard
+limits, the learning rate) is left out of the comparison.
+
 SIGTERM (what Kubernetes sends before evicting a pod) does not kill a training stage: the
 current step finishes, a checkpoint is saved and the process exits with 143 (128 + SIGTERM).
 The HF Trainer stages (SFT, reward, DPO) get all of this through `train_resumable`; PPO uses the
@@ -42,6 +48,10 @@ class Diverged(RuntimeError):
     def __init__(self, stage: str, step: int, problem: str, last_good: Path | None):
         super().__init__(f"{stage} diverged at step {step}: {problem}; last good checkpoint: {last_good or 'none'}")
         self.last_good = last_good
+
+
+class CheckpointMismatch(RuntimeError):
+    """The checkpoint to resume from was written under a different config."""
 
 
 class Preempted(SystemExit):
@@ -169,6 +179,39 @@ def remove_incomplete(root: Path, prefix: str) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
+# --- the config a checkpoint belongs to ---------------------------------------------------------------
+
+CONFIG_FILE = "config.json"
+RESUME_SAFE = frozenset(
+    {"steps", "max_steps", "save_every", "save_steps", "logging_steps", "eval_steps"}
+    | {"kl_limit", "reward_limit", "max_rollbacks", "learning_rate"}
+)
+
+
+def _compared(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in RESUME_SAFE}
+
+
+def write_config(directory: Path, config: dict) -> None:
+    """Store the stage's config (before the manifest, which lists it)."""
+    (Path(directory) / CONFIG_FILE).write_text(json.dumps(config, indent=1, sort_keys=True, default=str))
+
+
+def check_config(path: Path | None, config: dict, stage: str) -> None:
+    """Raise CheckpointMismatch when checkpoint `path` stores a config other than `config` (one written
+    before checkpoints stored their config is taken as it is)."""
+    if path is None or not (Path(path) / CONFIG_FILE).is_file():
+        return
+    stored = _compared(json.loads((Path(path) / CONFIG_FILE).read_text()))
+    current = _compared(json.loads(json.dumps(config, default=str)))
+    changed = sorted(k for k in stored.keys() | current.keys() if stored.get(k) != current.get(k))
+    if changed:
+        raise CheckpointMismatch(
+            f"{stage}: checkpoint {path} was written under a different config ({', '.join(changed)} changed); "
+            "rerun with that config, or use a new output (or delete the checkpoints) to start over"
+        )
+
+
 # --- SIGTERM ---------------------------------------------------------------------------------------
 
 
@@ -227,8 +270,8 @@ def hf_checkpoint_args(save_steps: int) -> dict:
 class HFGuard(TrainerCallback):
     """Saves and stops on SIGTERM, marks saved checkpoints complete, stops on NaN/inf."""
 
-    def __init__(self, stage: str, stop: StopOnSigterm, root: Path, params: list):
-        self.stage, self.stop, self.root, self.params = stage, stop, root, params
+    def __init__(self, stage: str, stop: StopOnSigterm, root: Path, params: list, config: dict):
+        self.stage, self.stop, self.root, self.params, self.config = stage, stop, root, params, config
 
     def diverged(self, step: int, problem: str) -> Diverged:
         return Diverged(self.stage, step, problem, latest_complete(self.root, HF_PREFIX))
@@ -248,19 +291,22 @@ class HFGuard(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
+            write_config(self.root / f"{HF_PREFIX}-{state.global_step}", self.config)
             write_manifest(self.root / f"{HF_PREFIX}-{state.global_step}")
 
 
-def train_resumable(trainer, stage: str) -> None:
-    """`trainer.train()`, resumed from the newest complete checkpoint in its output_dir; exits 143 on SIGTERM."""
+def train_resumable(trainer, stage: str, config: dict) -> None:
+    """`trainer.train()`, resumed from the newest complete checkpoint in its output_dir (written under the
+    same `config`, see `check_config`); exits 143 on SIGTERM."""
     root = Path(trainer.args.output_dir)
     remove_incomplete(root, HF_PREFIX)
     resume = latest_complete(root, HF_PREFIX)
+    check_config(resume, config, stage)
     if resume is not None:
         log.warning("%s: resuming from %s", stage, resume)
     params = [p for p in trainer.model.parameters() if p.requires_grad]
     with StopOnSigterm() as stop:
-        trainer.add_callback(HFGuard(stage, stop, root, params))
+        trainer.add_callback(HFGuard(stage, stop, root, params, config))
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if stop.requested:
         raise Preempted(stage, trainer.state.global_step, latest_complete(root, HF_PREFIX))

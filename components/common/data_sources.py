@@ -6,7 +6,9 @@ Sources, tried in this order:
 - a local file: `.jsonl`/`.json` (JSON Lines or one JSON array), optionally `.gz`; `.parquet`, `.csv`;
 - a local directory: a deeplake 4 dataset (has `_deeplake_log/`), a `datasets` `save_to_disk`
   directory (Dataset or DatasetDict, then `split` picks one), else `datasets.load_dataset(dir)`;
-- an `org/name` id: `datasets.load_dataset(id, split=split)` from the Hugging Face hub.
+- an `org/name` id: `datasets.load_dataset(id, split=split)` from the Hugging Face hub;
+- an `hf://datasets/org/name/path/file.jsonl.gz` URL: one JSON file of a hub dataset (e.g. HH-RLHF's
+  `harmless-base/train.jsonl.gz`), read by `datasets`' json builder.
 
 Row numbers are 1-based: the line number for JSON Lines, the record index otherwise.
 Problems are `DataError`s whose one-line message names the source, the row and the problem.
@@ -25,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 DEEPLAKE_SCHEMES = ("hub://", "al://", "s3://", "gcs://", "gs://", "azure://", "az://")
+HF_FILES = "hf://"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
 # A name ending like a file is a local path, never a hub id (`data/train.csv` mistyped).
@@ -52,9 +55,9 @@ def scan(source: str, split: str = "train", max_rows: int = 0) -> tuple[str, Ite
 
 
 def is_remote(source: str) -> bool:
-    """A deeplake URI, or a hub id that is not a local path: not checked before a run."""
+    """A deeplake URI, a hub file URL, or a hub id that is not a local path: not checked before a run."""
     source = str(source)
-    if source.startswith(DEEPLAKE_SCHEMES):
+    if source.startswith((*DEEPLAKE_SCHEMES, HF_FILES)):
         return True
     if Path(source).exists() or source.lower().endswith(_FILE_SUFFIXES):
         return False
@@ -109,6 +112,8 @@ def _limit(rows, max_rows):
 def _open(source: str, split: str):
     if source.startswith(DEEPLAKE_SCHEMES):
         return "row", _deeplake_rows(source)
+    if source.startswith(HF_FILES):
+        return "row", _hf_rows(source, split, builder="json")
     path = Path(source)
     if path.is_file():
         name = path.name.lower()

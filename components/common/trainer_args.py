@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+import torch
 
 from .checkpoint import checkpoint_root, hf_checkpoint_args
 from .tracking import report_to as tracking_report_to
+
+log = logging.getLogger(__name__)
+
+
+def bf16_supported() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def use_bf16(cfg, stage: str) -> bool:
+    """`cfg.bf16`, falling back to fp32 with a warning where no GPU supports bf16 (on a CPU bf16 autocast
+    is ~30x slower than fp32, and the HF Trainer refuses it)."""
+    if cfg.bf16 and not bf16_supported():
+        log.warning("%s.bf16: this machine has no GPU with bf16 support; training in fp32", stage)
+        return False
+    return cfg.bf16
 
 
 def trainer_args(cfg, output_dir: Path, report_to: str, run_name: str) -> dict:
@@ -21,7 +39,7 @@ def trainer_args(cfg, output_dir: Path, report_to: str, run_name: str) -> dict:
         eval_strategy="steps",
         eval_steps=cfg.eval_steps,
         logging_steps=cfg.logging_steps,
-        bf16=cfg.bf16,
+        bf16=use_bf16(cfg, run_name),
         seed=cfg.seed,
         data_seed=cfg.seed,
         report_to=tracking_report_to(report_to, output_dir),

@@ -13,11 +13,18 @@ class DataConfig(StageConfig):
     """Where the data comes from and how its columns map onto the stages' fields.
 
     Sources: `sample` (built-in, generated), a JSONL file, a Hugging Face dataset saved
-    to disk or a hub id, or a deeplake dataset (local path, `hub://`, `al://`).
+    to disk or a hub id, or a deeplake dataset (local path, `hub://`, `al://`). An empty
+    `sft_dataset` / `prompt_dataset` is derived from the preference pairs (prompt + chosen
+    answer / the prompts), split with them, so the held-out pairs and prompts are the same
+    dialogues. Format: `chat_template` names a model (or tokenizer directory) whose chat
+    template renders every text (see `kfrlhf.data.chat`); empty: `template` and HH text.
+    `max_prompt_chars` keeps the last turns of long HH prompts (0: off).
     """
 
     section: ClassVar[str] = "data"
-    RULES: ClassVar[dict] = dict(max_rows=NON_NEGATIVE, eval_fraction=(lambda v: 0 < v < 1, "> 0 and < 1"))
+    RULES: ClassVar[dict] = dict(
+        max_rows=NON_NEGATIVE, max_prompt_chars=NON_NEGATIVE, eval_fraction=(lambda v: 0 < v < 1, "> 0 and < 1")
+    )
 
     sft_dataset: str = "Open-Orca/OpenOrca"
     preference_dataset: str = "Anthropic/hh-rlhf"
@@ -31,6 +38,8 @@ class DataConfig(StageConfig):
     rejected_column: str = "rejected"
     prompt_column: str = "prompt"
     template: str = "Question: {question}\n\nAnswer: "
+    chat_template: str = ""
+    max_prompt_chars: int = 0
     max_rows: int = 0  # 0 = all rows
     eval_fraction: float = 0.1
     seed: int = 42

@@ -68,3 +68,16 @@ def _common_prompt(a: str, b: str) -> str:
     if cut < 0:
         raise HHFormatError("chosen and rejected share no dialogue prefix ending with '\\n\\nAssistant:'")
     return a[: cut + len(ASSISTANT)]
+
+
+def shorten(prompt: str, max_chars: int) -> str:
+    """The prompt's last turns that fit in `max_chars`, starting at a human turn; at least the last
+    human turn, whose text is cut on the left when it alone is too long."""
+    if len(prompt) <= max_chars:
+        return prompt
+    starts = [m.start() for m in re.finditer(r"(?:^|\n\n)Human:", prompt)]
+    fitting = [s for s in starts if len(prompt) - s <= max_chars]
+    if fitting:
+        return prompt[fitting[0] :]
+    head = "\n\nHuman: "
+    return head + prompt[len(prompt) - max(max_chars - len(head), len(ASSISTANT) + 1) :].lstrip()

@@ -2,7 +2,8 @@
 
 Normalised records:
 - SFT: `{"question", "response", "system_prompt", "text"}`, text = optional system line
-  + `cfg.template.format(question=...)` + response;
+  + `cfg.template.format(question=...)` + response; a source with a `chosen` column and no
+  `question` column gives the chosen side of its pairs (prompt + chosen answer: SFT on HH dialogues);
 - preferences: `{"prompt", "chosen", "rejected"}`, from `chosen`/`rejected` columns plus an
   optional `prompt` column, or parsed from HH-RLHF dialogues (`kfrlhf.data.hh`);
 - prompts: `{"prompt"}`, from a `prompt` column, the prompt of an HH dialogue in the
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator
 from kfrlhf.common.data_sources import DataError, is_remote, read_jsonl, read_rows, scan, write_jsonl
 
 from . import hh
-from .config import DataConfig, check_template
+from .config import ConfigError, DataConfig, check_template
 
 __all__ = [
     "DataError",
@@ -36,7 +37,9 @@ __all__ = [
     "check",
     "preflight",
     "check_held_out",
+    "format_problem",
     "split_train_eval",
+    "sft_from_pairs",
     "KINDS",
 ]
 
@@ -85,13 +88,12 @@ def preflight(cfg: DataConfig) -> None:
     Remote sources (hub ids, deeplake URIs) are left to the data stage: checking them means
     downloading them.
     """
-    sources = [
-        (cfg.sft_dataset, "sft"),
-        (cfg.preference_dataset, "preference"),
-        (cfg.prompt_dataset or cfg.preference_dataset, "prompts"),
-    ]
+    problem = format_problem(cfg)
+    if problem:
+        raise ConfigError(problem)
+    sources = [(cfg.sft_dataset, "sft"), (cfg.preference_dataset, "preference"), (cfg.prompt_dataset, "prompts")]
     for source, kind in sources:
-        if not is_remote(source):
+        if source and not is_remote(source):  # empty: derived from the preference pairs
             check_held_out(source, _load(source, kind, cfg), cfg)
 
 
@@ -104,6 +106,38 @@ def check_held_out(source: str, rows: list, cfg: DataConfig) -> None:
             f"{len(rows)} rows leave {held_out} held out at data.eval_fraction {cfg.eval_fraction}; at least "
             f"{MIN_HELD_OUT} are needed (more rows, a larger data.max_rows or data.eval_fraction)",
         )
+
+
+def format_problem(cfg: DataConfig) -> str | None:
+    """Why SFT texts and PPO/eval prompts would not share one format, or None.
+
+    With `chat_template` the data stage renders all of them alike. Without it, SFT rows from a
+    question/answer source are put into `template`; when the prompts are HH dialogues, the
+    template has to be HH-shaped (`...Human: {question}...Assistant:`). A local source is
+    recognised by its first row, a remote one by an `hh-rlhf` name.
+    """
+    if cfg.chat_template or not cfg.sft_dataset or _is_dialogue_source(cfg.sft_dataset, "sft", cfg):
+        return None
+    if not _is_dialogue_source(cfg.prompt_dataset or cfg.preference_dataset, "prompts", cfg):
+        return None
+    before, _, after = cfg.template.partition("{question}")
+    if before.strip().endswith("Human:") and after.strip() == "Assistant:":
+        return None
+    return (
+        f"one prompt format from SFT to eval: SFT texts are put into data.template {cfg.template!r} but the "
+        "PPO/eval prompts are HH dialogues; set data.template to '\\n\\nHuman: {question}\\n\\nAssistant: ' "
+        "or data.chat_template to the model's name"
+    )
+
+
+def _is_dialogue_source(source: str, kind: str, cfg: DataConfig) -> bool:
+    if source == SAMPLE:
+        return False
+    if is_remote(source):
+        return "hh-rlhf" in source.lower()
+    first = next(_records(source, kind, cfg), None)
+    text = first.get("prompt") or first.get("question", "") if isinstance(first, dict) else ""
+    return "Human:" in text and "Assistant:" in text
 
 
 def split_train_eval(records: list, eval_fraction: float, seed: int) -> tuple[list, list]:
@@ -210,7 +244,19 @@ def _visible(text: str) -> bool:
     return any(not ch.isspace() and unicodedata.category(ch) not in ("Cc", "Cf") for ch in text)
 
 
+def sft_from_pairs(pairs: list[dict], cfg: DataConfig) -> list[dict]:
+    """SFT rows from the chosen side of normalised preference pairs."""
+    return [_chosen_row(p["prompt"], p["chosen"], cfg.template) for p in pairs]
+
+
+def _chosen_row(prompt: str, answer: str, template: str) -> dict:
+    text = prompt + answer if hh.is_dialogue(prompt) else _prompt_text(prompt, "", template) + answer.strip()
+    return {"question": prompt, "response": answer.strip(), "system_prompt": "", "text": text}
+
+
 def _sft(first: dict, cfg: DataConfig, source: str) -> Callable[[dict], dict]:
+    if cfg.question_column not in first and cfg.chosen_column in first:
+        return _sft_from_chosen(first, cfg, source)
     _require(first, source, (cfg.question_column, "question_column"))
     _require(first, source, (cfg.response_column, "response_column"))
 
@@ -219,6 +265,25 @@ def _sft(first: dict, cfg: DataConfig, source: str) -> Callable[[dict], dict]:
         response = _text(row, cfg.response_column).strip()
         text = _prompt_text(question, system, cfg.template) + response
         return {"question": question, "response": response, "system_prompt": system, "text": text}
+
+    return normalise
+
+
+def _sft_from_chosen(first: dict, cfg: DataConfig, source: str) -> Callable[[dict], dict]:
+    """Preference pairs (or chosen dialogues alone) read as SFT rows: prompt + chosen answer."""
+    pair = _preference(first, cfg, source) if cfg.rejected_column in first else None
+
+    def normalise(row: dict) -> dict:
+        if pair is not None:
+            p = pair(row)
+            return _chosen_row(p["prompt"], p["chosen"], cfg.template)
+        text = _text(row, cfg.chosen_column)
+        if not hh.is_dialogue(text):
+            raise _RowProblem(f"column {cfg.chosen_column!r} is not an HH dialogue and there is no rejected column")
+        prompt = hh.prompt_of(text)
+        if not text[len(prompt) :].strip():
+            raise _SkipRow
+        return _chosen_row(prompt, text[len(prompt) :], cfg.template)
 
     return normalise
 

@@ -14,6 +14,7 @@ metrics (DPO eval loss, implicit-reward accuracy and margin, before and after) t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def train_dpo(
         peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout),
     )
     before = _eval(trainer, "_before")
-    train_resumable(trainer, "DPO")
+    train_resumable(trainer, "DPO", dataclasses.asdict(cfg))
     metrics = {**before, **_eval(trainer), **train_loss_ends(trainer, "dpo")}
     save_adapter(trainer.model, tokenizer, output_dir / "adapter")
     atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))

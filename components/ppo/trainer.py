@@ -24,6 +24,7 @@ update (at least) and halves the learning rate, at most `max_rollbacks` times pe
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -44,6 +45,7 @@ from kfrlhf.common.checkpoint import (
     StopOnSigterm,
     atomic_dir,
     atomic_file,
+    check_config,
     checkpoint_root,
     latest_complete,
     remove_after,
@@ -51,6 +53,7 @@ from kfrlhf.common.checkpoint import (
     rng_state,
     save_adapter,
     set_rng_state,
+    write_config,
 )
 from kfrlhf.common.models import lora_config
 from kfrlhf.common.sampling import Rollout, forward, generate, logprobs_from_logits
@@ -100,6 +103,7 @@ def save_checkpoint(
     length_rng: random.Random,
     history: list[dict],
     rollbacks: int,
+    config: dict,
 ) -> Path:
     """Write root/step-N complete or not at all (temp dir, manifest, rename)."""
     with atomic_dir(root / f"{PREFIX}-{step}", manifest=True) as tmp:
@@ -115,6 +119,7 @@ def save_checkpoint(
             "rollbacks": rollbacks,
         }
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
+        write_config(tmp, config)
     return root / f"{PREFIX}-{step}"
 
 
@@ -245,6 +250,7 @@ def run_ppo(
     if ckpts is not None:
         remove_incomplete(ckpts, PREFIX)
         resume = latest_complete(ckpts, PREFIX)
+        check_config(resume, dataclasses.asdict(cfg), "PPO")
         if resume is not None:
             log.warning("PPO: resuming from %s", resume)
             step, history, rollbacks = restore(resume)
@@ -317,7 +323,17 @@ def run_ppo(
             saved = None
             if ckpts is not None and (stop.requested or (cfg.save_every > 0 and step % cfg.save_every == 0)):
                 saved = save_checkpoint(
-                    ckpts, step, policy, value_head, optimizer, kl_ctl, moments, length_rng, history, rollbacks
+                    ckpts,
+                    step,
+                    policy,
+                    value_head,
+                    optimizer,
+                    kl_ctl,
+                    moments,
+                    length_rng,
+                    history,
+                    rollbacks,
+                    dataclasses.asdict(cfg),
                 )
             if stop.requested:
                 raise Preempted("PPO", step, saved)

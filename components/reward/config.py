@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from kfrlhf.common.config import LENGTH, UNIT, TrainerFields
+from kfrlhf.common.config import LENGTH, NON_NEGATIVE, UNIT, TrainerFields
 
 
 @dataclass
@@ -16,10 +16,12 @@ class RewardConfig(TrainerFields):
     the left to fit, the answer only when it alone is too long; no pair is dropped); `min_accuracy` is
     the quality gate (the stage fails below this held-out pair accuracy, so PPO never spends GPU
     hours on a bad reward model).
+    `warm_start_pairs` > 0 fits the head on frozen encoder features of that many training pairs
+    before fine-tuning (`kfrlhf.reward.warm_start`).
     """
 
     section: ClassVar[str] = "reward"
-    RULES: ClassVar[dict] = dict(max_length=LENGTH, min_accuracy=UNIT)
+    RULES: ClassVar[dict] = dict(max_length=LENGTH, min_accuracy=UNIT, warm_start_pairs=NON_NEGATIVE)
 
     model_name: str = "microsoft/deberta-v3-base"
     max_length: int = 512
@@ -28,3 +30,4 @@ class RewardConfig(TrainerFields):
     gradient_accumulation_steps: int = 1
     gradient_checkpointing: bool = False
     min_accuracy: float = 0.55
+    warm_start_pairs: int = 0

@@ -14,6 +14,7 @@ Checkpoints, resume and SIGTERM as in SFT (see `kfrlhf.common.checkpoint`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -27,6 +28,7 @@ from kfrlhf.common.models import RewardScorer, load_reward_model, load_tokenizer
 from kfrlhf.common.trainer_args import trainer_args
 
 from .config import RewardConfig
+from .warm_start import warm_start_head
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,29 @@ def reward_quality(scorer, rows: list[dict]) -> dict:
     return {
         "reward_accuracy": (chosen > rejected).float().mean().item(),
         "reward_length_correlation": torch.corrcoef(torch.stack([scores, lengths]))[0, 1].nan_to_num().item(),
+        **length_baselines(rows, chosen, rejected),
+    }
+
+
+def length_baselines(rows: list[dict], chosen: torch.Tensor, rejected: torch.Tensor) -> dict:
+    """The accuracy's standard error and what answer length alone gets on the same pairs ("longer wins",
+    "shorter wins"; ties count half), with the margin over the better one and its paired standard error."""
+    n = len(rows)
+    correct = (chosen > rejected).double()
+    diff = torch.tensor([float(len(r["chosen"]) - len(r["rejected"])) for r in rows], dtype=torch.double)
+    longer = (diff > 0).double() + 0.5 * (diff == 0).double()
+    best = longer if longer.mean() >= 0.5 else 1 - longer
+    gap = correct - best
+
+    def stderr(x: torch.Tensor) -> float:
+        return (x.std() / n**0.5).item() if n > 1 else float("inf")
+
+    return {
+        "reward_accuracy_stderr": stderr(correct),
+        "reward_longer_wins": longer.mean().item(),
+        "reward_shorter_wins": 1 - longer.mean().item(),
+        "reward_margin_over_length": gap.mean().item(),
+        "reward_margin_over_length_stderr": stderr(gap),
     }
 
 
@@ -63,6 +88,11 @@ def train_reward(
     model = load_reward_model(cfg.model_name)
     model.config.pad_token_id = tokenizer.pad_token_id
     cut_pairs = {}
+    warm = (
+        warm_start_head(model, tokenizer, train_rows[: cfg.warm_start_pairs], cfg.max_length)
+        if cfg.warm_start_pairs
+        else {}
+    )
 
     def pairs(rows, split):
         """Tokenized pairs (TRL then neither appends an EOS nor drops long pairs)."""
@@ -84,7 +114,7 @@ def train_reward(
         eval_dataset=pairs(eval_rows, "eval"),
         processing_class=tokenizer,
     )
-    train_resumable(trainer, "Reward")
+    train_resumable(trainer, "Reward", dataclasses.asdict(cfg))
     model_dir = output_dir / "model"
     with atomic_dir(model_dir) as tmp:
         trainer.save_model(str(tmp))
@@ -94,6 +124,7 @@ def train_reward(
         "reward_eval_pairs": len(eval_rows),
         "reward_truncated_train_pairs": cut_pairs["train"],
         "reward_truncated_eval_pairs": cut_pairs["eval"],
+        **warm,
     }
     atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
     if metrics["reward_accuracy"] < cfg.min_accuracy:

@@ -15,11 +15,12 @@ class SFTConfig(TrainerFields, LoraFields):
     Model: `model_name` (hub id or local directory), `load_in_4bit` (QLoRA: 4-bit NF4, double
     quantisation, bf16 compute). LoRA: r 16, alpha 32, dropout 0.05, `lora_target_modules`
     (empty: all linear layers). Data: `seq_length` tokens per packed block. Training: the
-    shared trainer fields (`kfrlhf.common.config.TrainerFields`) and `warmup_steps`.
+    shared trainer fields (`kfrlhf.common.config.TrainerFields`) and `warmup_steps`; the eval loss is
+    computed on the first `max_eval_rows` held-out rows (0: all).
     """
 
     section: ClassVar[str] = "sft"
-    RULES: ClassVar[dict] = dict(seq_length=LENGTH, warmup_steps=NON_NEGATIVE)
+    RULES: ClassVar[dict] = dict(seq_length=LENGTH, warmup_steps=NON_NEGATIVE, max_eval_rows=NON_NEGATIVE)
 
     model_name: str = "facebook/opt-1.3b"
     load_in_4bit: bool = True
@@ -27,3 +28,4 @@ class SFTConfig(TrainerFields, LoraFields):
     seq_length: int = 1024
     packing: bool = True
     warmup_steps: int = 100
+    max_eval_rows: int = 0

@@ -12,6 +12,7 @@ the same output, training resumes from the newest complete one (see `kfrlhf.comm
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -49,12 +50,12 @@ def train_sft(
         model=model,
         args=args,
         train_dataset=Dataset.from_list([{"text": r["text"]} for r in train_rows]),
-        eval_dataset=Dataset.from_list([{"text": r["text"]} for r in eval_rows]),
+        eval_dataset=Dataset.from_list([{"text": r["text"]} for r in eval_rows[: cfg.max_eval_rows or None]]),
         processing_class=tokenizer,
         peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules or None),
     )
     eval_before = trainer.evaluate()["eval_loss"]
-    train_resumable(trainer, "SFT")
+    train_resumable(trainer, "SFT", dataclasses.asdict(cfg))
     metrics = {
         "sft_eval_loss_before": eval_before,
         "sft_eval_loss": trainer.evaluate()["eval_loss"],
