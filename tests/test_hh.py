@@ -87,3 +87,11 @@ def test_every_real_pair_parses(real_pairs):
     # Real figures of this split: 5 pairs differ before the last assistant turn,
     # 4 chosen replies are empty ("\n\nAssistant: " and nothing after), no rejected one is.
     assert (fallback, empty_chosen, empty_rejected) == (5, 4, 0)
+
+
+def test_shorten_keeps_the_last_turns_that_fit():
+    text = "\n\nHuman: first question\n\nAssistant: first answer\n\nHuman: second?\n\nAssistant:"
+    assert hh.shorten(text, 1000) == text
+    assert hh.shorten(text, 40) == "\n\nHuman: second?\n\nAssistant:"
+    cut = hh.shorten("\n\nHuman: " + "x" * 100 + " tail?\n\nAssistant:", 40)
+    assert cut.startswith("\n\nHuman: ") and cut.endswith(" tail?\n\nAssistant:") and len(cut) <= 40
