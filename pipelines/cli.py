@@ -155,6 +155,7 @@ def cmd_generate(args) -> int:
             print(json.dumps({"prompt": question, "answer": answer}))
     else:
         gen.answer(source, prompts, options, args.seed, 1, stream=True)
+    return 0
 
 
 def cmd_models_prepare(args) -> int:

@@ -26,6 +26,7 @@ from pathlib import Path
 from kfrlhf.common.config import ConfigError
 from kfrlhf.data.loaders import preflight
 from kfrlhf.eval.report import html_report, markdown_report
+from kfrlhf.gate.gate import markdown as gate_markdown
 from kfrlhf.pipelines.console import Console
 from kfrlhf.pipelines.run_config import RunConfig
 
@@ -95,7 +96,8 @@ def run_local(
         report["stage_times_s"] = console.times
         atomic_write_text(output / "report.json", json.dumps(report, indent=2))
         run = {"output": str(output), "config": args, "stage_times_s": console.times}
-        atomic_write_text(output / "report.md", markdown_report(report, cfg.eval.num_samples, run))
+        gate = gate_markdown(report["gate"]) + "\n"  # the gate stage's section, as in the gated report.md
+        atomic_write_text(output / "report.md", gate + markdown_report(report, cfg.eval.num_samples, run))
         atomic_write_text(output / "report.html", html_report(report, cfg.eval.num_samples, run))
         atomic_write_text(output / "config.yaml", _yaml(args))
     return report

@@ -36,7 +36,8 @@ def test_rlhf_run_through_kfp_local(tmp_path, capfd, fake_secrets):
     printed = capfd.readouterr()  # fd level: the tasks' own output too
     assert "win_rate" in printed.out and "reward_after" in printed.out
     # The quiet console: a line per stage; the tasks' output is in the logs.
-    assert [line[:5] for line in printed.out.splitlines() if line.startswith("[")] == [f"[{i}/9]" for i in range(1, 10)]
+    stages = [line[:5] for line in printed.out.splitlines() if line.startswith("[")]
+    assert stages == [f"[{i}/9]" for i in range(1, len(stages) + 1)] and len(stages) >= 8  # promote: if the gate passes
     assert "executor_input" not in printed.out and "executor_input" in (out / "logs" / "sft.log").read_text()
     assert f"report: {out}/report.html" in printed.out
     assert_clean(printed.out + printed.err, fake_secrets, "the run's output")

@@ -99,7 +99,6 @@ def _details(run: dict | None) -> list[tuple[str, str]]:
 
 def markdown_report(report: dict, num_samples: int, run: dict | None = None) -> str:
     lines = ["# RLHF evaluation: tuned vs SFT", "", f"**Verdict:** {verdict(report)}", ""]
-    lines += [f"**{gate_line(report)}**", ""] if gate_line(report) else []
     lines += ["| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(report[k])} |" for k in (*HEADLINE, *LENGTH_KEYS, "kl_bound") if k in report]
     lines += [f"| {k} | {_cell(str(report[k]))} |" for k in LABELS if k in report]
