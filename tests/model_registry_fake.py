@@ -8,6 +8,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from tests.fake_http import reply_json
+
 PREFIX = "/api/model_registry/v1"
 
 
@@ -72,12 +74,7 @@ class _Handler(BaseHTTPRequestHandler):
         record = {"method": method, "path": url.path, "query": parse_qs(url.query), "body": body}
         self.registry.requests.append({**record, "authorization": self.headers.get("Authorization")})
         status, out = self.registry.handle(method, url.path, record["query"], body)
-        data = json.dumps(out).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply_json(self, status, out)
 
     def do_GET(self):  # noqa: N802 (http.server's names)
         self._serve("GET")

@@ -21,6 +21,7 @@ from kfrlhf.serve.config import ServeConfig
 from kfrlhf.serve.generate import read_prompts
 from kfrlhf.serve.inference_service import apply, inference_service
 from kfrlhf.serve.promote import promote
+from tests.fake_http import reply_json
 from tests.model_registry_fake import FakeModelRegistry
 from tests.test_manifests import _strict
 
@@ -138,12 +139,7 @@ class FakeKubernetes(BaseHTTPRequestHandler):
     calls: list = []
 
     def _reply(self, status: int, body: dict):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply_json(self, status, body)
 
     def _body(self) -> dict:
         return json.loads(self.rfile.read(int(self.headers["Content-Length"])))

@@ -19,6 +19,7 @@ import yaml
 from kfrlhf.pipelines import cli_cluster
 from kfrlhf.pipelines.compile import compile_pipeline
 from kfrlhf.pipelines.platform import ClusterSettings
+from tests.fake_http import reply_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,12 +52,7 @@ class FakeKFP(BaseHTTPRequestHandler):
     deployed = _deployed()
 
     def _reply(self, body: dict, status: int = 200) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply_json(self, status, body)
 
     def _record(self) -> dict:
         length = int(self.headers.get("Content-Length") or 0)
