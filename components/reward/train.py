@@ -81,9 +81,7 @@ def train_reward(
     from trl import RewardTrainer
 
     output_dir = Path(output_dir)
-    tokenizer = load_tokenizer(cfg.model_name)
-    if tokenizer.eos_token is None:  # BERT family: TRL's RewardTrainer needs an EOS
-        tokenizer.eos_token = tokenizer.sep_token
+    tokenizer = load_tokenizer(cfg.model_name)  # BERT family: SEP stands in for the EOS TRL appends
     tokenizer.model_max_length = cfg.max_length
     model = load_reward_model(cfg.model_name)
     model.config.pad_token_id = tokenizer.pad_token_id
