@@ -8,7 +8,7 @@ import torch
 
 from kfrlhf.common import models
 from kfrlhf.common.data_sources import read_split
-from kfrlhf.common.sampling import cut_at_stop_strings, generate
+from kfrlhf.common.sampling import answer_ends, generate
 from kfrlhf.data import loaders
 from kfrlhf.data.config import DataConfig
 from kfrlhf.data.prepare import prepare_data
@@ -82,7 +82,8 @@ def test_chat_template_must_exist(hh_file, tiny_lm_dir, tmp_path):
 
 def test_generation_stops_where_a_stop_string_begins(chat_lm_dir):
     """Real sampling, the same seed with and without a stop string: each answer is the free one cut before
-    the stop string's first character, and ends on an EOS."""
+    the stop string's first character; its last token is the one sampled where the stop string begins
+    (kept, not rewritten: PPO scores the token the policy chose)."""
     tok = models.load_tokenizer(chat_lm_dir, padding_side="left")
     model = models.load_pretrained_causal_lm(chat_lm_dir)
     prompts = ["<|im_start|>user\nHow do I take care of tea?<|im_end|>\n<|im_start|>assistant\n"] * 8
@@ -91,23 +92,26 @@ def test_generation_stops_where_a_stop_string_begins(chat_lm_dir):
         cfg = dataclasses.replace(config.load_config("tiny").ppo, stop_strings=stop_strings, max_prompt_length=32)
         torch.manual_seed(0)
         r = generate(model, tok, prompts, 24, cfg)
-        return r, [tok.decode(ids[m.bool()], skip_special_tokens=True) for ids, m in zip(r.response_ids, r.mask)]
+        return r, r.texts
 
-    _, free = sample([])
+    free_r, free = sample([])
     r, cut = sample(["e"])
     assert sum("e" in t for t in free) >= 4  # the untrained model writes the stop string
     for i, (f, c) in enumerate(zip(free, cut)):
         assert f.startswith(c) and "e" not in c and len(c) <= (f.index("e") if "e" in f else len(f))
+        n = int(r.mask[i].sum())
+        assert torch.equal(r.response_ids[i, :n], free_r.response_ids[i, :n])
         if "e" in f:
-            assert r.response_ids[i, int(r.mask[i].sum()) - 1] == tok.eos_token_id
+            assert r.ended[i] and "e" in tok.decode(r.response_ids[i, :n], skip_special_tokens=True)
 
 
 def test_an_hh_reply_ends_at_the_next_turn():
     tok = models.load_tokenizer(models.TINY_CAUSAL)
     ids = tok(" Sure.\n\nHuman: and now?", return_tensors="pt")["input_ids"]
-    cut = cut_at_stop_strings(ids, tok, ["\n\nHuman:"])
-    n = (cut[0] == tok.eos_token_id).nonzero()[0].item()
-    assert tok.decode(cut[0, :n]) == " Sure."
+    mask, ended, texts = answer_ends(ids, tok, ["\n\nHuman:"])
+    n = int(mask[0].sum())
+    assert texts == [" Sure."] and ended.tolist() == [True]
+    assert tok.decode(ids[0, : n - 1]) == " Sure." and "\n" in tok.decode(ids[0, n - 1 : n])
 
 
 def test_format_check_refuses_question_answer_sft_with_hh_prompts(hh_file, tmp_path):

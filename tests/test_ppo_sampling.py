@@ -4,14 +4,18 @@ one scored, positions skip the left padding, and nothing after the first EOS cou
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from kfrlhf.common.sampling import forward, generation_config, logprobs_from_logits, response_mask
+from kfrlhf.common.sampling import answer_ends, forward, generation_config, logprobs_from_logits
 from kfrlhf.ppo.config import PPOConfig
 from tests.word_task import tiny_tokenizer
 
 
 def test_response_mask_stops_after_the_first_eos():
-    ids = torch.tensor([[5, 1, 7, 1], [5, 6, 7, 8], [1, 0, 0, 0]])
-    assert response_mask(ids, eos_token_id=1).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
+    tok = tiny_tokenizer()
+    eos, a, b = tok.eos_token_id, *tok.convert_tokens_to_ids(["cat", "dog"])
+    ids = torch.tensor([[a, eos, b, eos], [a, b, a, b], [eos, a, a, a]])
+    mask, ended, texts = answer_ends(ids, tok, [])
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
+    assert ended.tolist() == [True, False, True] and texts[0] == "cat" and texts[2] == ""
 
 
 def test_sampling_is_the_full_distribution_at_the_temperature():

@@ -104,12 +104,16 @@ def test_length_baselines_and_standard_errors():
 
 
 def test_warm_start_fits_the_head_on_frozen_features():
-    from kfrlhf.common.models import load_reward_model, load_tokenizer
+    """On the scorer's inputs: prompts longer than max_length are cut from the left, so the answers
+    (the only difference between chosen and rejected) stay in what the head is fitted on."""
+    from kfrlhf.common.models import load_reward_model, load_tokenizer, reward_inputs
     from kfrlhf.reward.warm_start import warm_start_head
 
     model, tok = load_reward_model("tiny-deberta"), load_tokenizer("tiny-deberta")
     frozen = {k: v.clone() for k, v in model.state_dict().items() if "classifier" not in k}
-    rows = preference_rows(200)
-    metrics = warm_start_head(model, tok, rows[:150], max_length=64)
+    rows = preference_rows(200)[:150]
+    prompts = [" ".join(["tea"] * 80) + " " + r["prompt"] for r in rows]
+    pairs = [reward_inputs(tok, prompts, [r[side] for r in rows], max_length=64)[0] for side in ("chosen", "rejected")]
+    metrics = warm_start_head(model, tok, *pairs)
     assert metrics["reward_warm_start_pairs"] == 150 and metrics["reward_warm_start_accuracy"] >= 0.9
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in frozen.items())  # only the head moved

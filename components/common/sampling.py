@@ -1,9 +1,10 @@
 """Sampling answers and scoring them token by token: what PPO's rollouts and the eval share.
 
 `generate` samples one response per prompt (left padding, KV cache, a
-`transformers.GenerationConfig` built from the stage's sampling fields) and cuts each response
-after its first EOS or where a stop string (the next HH turn, `\n\nHuman:`) begins: that token
-becomes EOS, so the answer's text ends before the stop string and the policy learns to end its turn;
+`transformers.GenerationConfig` built from the stage's sampling fields) and ends each answer at its
+first EOS or at the token where a stop string (the next HH turn, `\n\nHuman:`) begins: that token is
+kept as sampled (its log-prob is the one the policy gave it, so PPO's ratio and KL stay exact) and is
+the answer's last, the one the reward lands on; the answer's text ends before the stop string;
 `forward` re-runs the model on prompt + response and returns the
 temperature-scaled logits (and values, with a value head) at the positions that predict the
 response tokens, with the same position ids generation used.
@@ -24,8 +25,10 @@ class Rollout:
     input_ids: torch.Tensor  # prompt + response
     attention_mask: torch.Tensor
     prompt_len: int
-    response_ids: torch.Tensor
-    mask: torch.Tensor  # 1 up to and including the first EOS
+    response_ids: torch.Tensor  # as sampled
+    mask: torch.Tensor  # 1 up to and including the answer's last token (first EOS, or where a stop string begins)
+    texts: list[str]  # the answers, ending before any stop string
+    ended: torch.Tensor  # per row: the answer ended (EOS or stop string) within the token budget
     logprobs: torch.Tensor | None = None
     ref_logprobs: torch.Tensor | None = None
     values: torch.Tensor | None = None
@@ -36,15 +39,6 @@ def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Te
     """Log-probability of each token in `tokens` under `logits` (..., vocab)."""
     logp = F.log_softmax(logits.float(), dim=-1)
     return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-
-
-def response_mask(response_ids: torch.Tensor, eos_token_id: int | None) -> torch.Tensor:
-    """1 for tokens up to and including the first EOS (works when pad == eos)."""
-    if eos_token_id is None:
-        return torch.ones_like(response_ids, dtype=torch.float)
-    is_eos = (response_ids == eos_token_id).long()
-    after_eos = (is_eos.cumsum(1) - is_eos) > 0
-    return (~after_eos).float()
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -82,20 +76,27 @@ class StopOnText:
         return torch.tensor([any(s in t for s in self.stop_strings) for t in tails], device=input_ids.device)
 
 
-def cut_at_stop_strings(response_ids: torch.Tensor, tokenizer, stop_strings: list[str]) -> torch.Tensor:
-    """`response_ids` with the token where a stop string begins (before any EOS) replaced by EOS."""
+def answer_ends(response_ids: torch.Tensor, tokenizer, stop_strings: list[str]):
+    """Where each answer ends: its first EOS, or the first token whose text reaches into a stop string.
+
+    Returns the mask (1 up to and including that token; all 1 when the answer runs to the budget), whether
+    each answer ended, and the answers' texts, cut before the stop string."""
     eos = tokenizer.eos_token_id
-    out = response_ids.clone()
-    for row, ids in enumerate(response_ids.tolist()):
-        ids = ids[: ids.index(eos)] if eos in ids else ids
-        text = tokenizer.decode(ids)
+    ends, texts = [], []
+    for ids in response_ids.tolist():
+        end = ids.index(eos) if eos in ids else -1
+        body = ids[:end] if end >= 0 else ids
+        text = tokenizer.decode(body, skip_special_tokens=True)
         starts = [i for i in (text.find(s) for s in stop_strings) if i >= 0]
-        if not starts:
-            continue
-        # The first token whose decoded prefix reaches into the stop string.
-        first = next((j for j in range(len(ids)) if len(tokenizer.decode(ids[: j + 1])) > min(starts)), len(ids) - 1)
-        out[row, first] = eos
-    return out
+        if starts:
+            cut = min(starts)
+            prefix = (len(tokenizer.decode(body[: j + 1], skip_special_tokens=True)) for j in range(len(body)))
+            end, text = next((j for j, n in enumerate(prefix) if n > cut), len(body) - 1), text[:cut]
+        ends.append(end)
+        texts.append(text)
+    ends = torch.tensor(ends, device=response_ids.device)[:, None]
+    positions = torch.arange(response_ids.shape[1], device=response_ids.device)[None]
+    return ((positions <= ends) | (ends < 0)).float(), ends[:, 0] >= 0, texts
 
 
 @torch.no_grad()
@@ -110,12 +111,9 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, cfg) -> 
         **enc, generation_config=generation_config(tokenizer, max_new_tokens, cfg), stopping_criteria=stop
     )
     response_ids = out[:, prompt_len:]
-    if cfg.stop_strings:
-        response_ids = cut_at_stop_strings(response_ids, tokenizer, cfg.stop_strings)
-        out = torch.cat([out[:, :prompt_len], response_ids], dim=1)
-    mask = response_mask(response_ids, tokenizer.eos_token_id)
+    mask, ended, texts = answer_ends(response_ids, tokenizer, cfg.stop_strings)
     attention_mask = torch.cat([enc["attention_mask"], mask.long()], dim=1)
-    return Rollout(out, attention_mask, prompt_len, response_ids, mask)
+    return Rollout(out, attention_mask, prompt_len, response_ids, mask, texts, ended)
 
 
 def forward(model, value_head, input_ids, attention_mask, prompt_len: int, temperature: float):

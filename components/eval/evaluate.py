@@ -90,12 +90,8 @@ def sample(model, tokenizer, prompts: list[str], cfg: EvalConfig) -> list[Rollou
     ]
 
 
-def texts(tokenizer, rollouts: list[Rollout]) -> list[str]:
-    return [
-        tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
-        for r in rollouts
-        for ids, mask in zip(r.response_ids, r.mask)
-    ]
+def texts(rollouts: list[Rollout]) -> list[str]:
+    return [text for r in rollouts for text in r.texts]
 
 
 def lengths(rollouts: list[Rollout]) -> list[float]:
@@ -125,7 +121,7 @@ def evaluate(
     tokenizer = load_tokenizer(sft_dir, padding_side="left")
     sft, tuned = load_pretrained_causal_lm(sft_dir), load_pretrained_causal_lm(tuned_dir)
     sft_rollouts, tuned_rollouts = sample(sft, tokenizer, prompts, cfg), sample(tuned, tokenizer, prompts, cfg)
-    before, after = texts(tokenizer, sft_rollouts), texts(tokenizer, tuned_rollouts)
+    before, after = texts(sft_rollouts), texts(tuned_rollouts)
     t = cfg.temperature
     kl = torch.cat([sequence_logprobs(tuned, r, t) - sequence_logprobs(sft, r, t) for r in tuned_rollouts]).tolist()
     scorer = RewardScorer(reward_dir, batch_size=cfg.batch_size)

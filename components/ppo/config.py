@@ -19,7 +19,7 @@ class PPOConfig(StageConfig, LoraFields, SamplingFields):
     10,000 moved it only x0.88..x1.14 over 200 steps of 32). Advantages: `gamma`, `lam`; clipping:
     `cliprange`, `cliprange_value`; `vf_coef`. Scores: `normalize_reward` (running mean/std of the
     raw scores; see below), `missing_eos_penalty` (subtracted from the score of a response the
-    length sampler cut before its EOS; 0: off; the N+ implementation details use a score of -1).
+    length sampler cut before its end, EOS or stop string; 0: off; the N+ implementation details use a score of -1).
     Sampling: response length uniform in [`min_new_tokens`, `max_new_tokens`] (32..400), and the
     sampling fields (`SamplingFields`: temperature 1, prompts cut to `max_prompt_length` 256).
     `lora_dropout` has no effect here: the policy stays in eval mode (dropout off), so that the

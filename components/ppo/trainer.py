@@ -266,13 +266,10 @@ def run_ppo(
             batch = next(batches)
             n_new = length_rng.randint(cfg.min_new_tokens, cfg.max_new_tokens)
             r = generate(policy, tokenizer, batch, n_new, cfg)
-            lengths = r.mask.sum(1).long().tolist()
-            responses = [tokenizer.decode(ids[:n], skip_special_tokens=True) for ids, n in zip(r.response_ids, lengths)]
-            raw = torch.as_tensor(reward_fn(batch, responses), dtype=torch.float).reshape(-1).to(r.mask.device)
+            raw = torch.as_tensor(reward_fn(batch, r.texts), dtype=torch.float).reshape(-1).to(r.mask.device)
             scores = raw
             if cfg.missing_eos_penalty:
-                has_eos = ((r.response_ids == tokenizer.eos_token_id) & r.mask.bool()).any(1)
-                scores = torch.where(has_eos, raw, raw - cfg.missing_eos_penalty)
+                scores = torch.where(r.ended, raw, raw - cfg.missing_eos_penalty)
             if cfg.normalize_reward:
                 moments.update(scores)
                 scores = moments.normalize(scores).float()

@@ -86,11 +86,6 @@ def train_reward(
     model = load_reward_model(cfg.model_name)
     model.config.pad_token_id = tokenizer.pad_token_id
     cut_pairs = {}
-    warm = (
-        warm_start_head(model, tokenizer, train_rows[: cfg.warm_start_pairs], cfg.max_length)
-        if cfg.warm_start_pairs
-        else {}
-    )
 
     def pairs(rows, split):
         """Tokenized pairs (TRL then neither appends an EOS nor drops long pairs)."""
@@ -102,14 +97,18 @@ def train_reward(
             log.warning(
                 "reward: %d of %d %s pairs cut to %d tokens", cut_pairs[split], len(rows), split, cfg.max_length
             )
-        return Dataset.from_dict({"chosen_ids": chosen, "rejected_ids": rejected})
+        return {"chosen_ids": chosen, "rejected_ids": rejected}
 
+    train_pairs, n = pairs(train_rows, "train"), cfg.warm_start_pairs
+    warm = (
+        warm_start_head(model, tokenizer, train_pairs["chosen_ids"][:n], train_pairs["rejected_ids"][:n]) if n else {}
+    )
     args = TrlRewardConfig(max_length=cfg.max_length, **trainer_args(cfg, output_dir, report_to, "reward"))
     trainer = RewardTrainer(
         model=model,
         args=args,
-        train_dataset=pairs(train_rows, "train"),
-        eval_dataset=pairs(eval_rows, "eval"),
+        train_dataset=Dataset.from_dict(train_pairs),
+        eval_dataset=Dataset.from_dict(pairs(eval_rows, "eval")),
         processing_class=tokenizer,
     )
     train_resumable(trainer, "Reward", dataclasses.asdict(cfg))

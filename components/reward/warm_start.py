@@ -2,7 +2,8 @@
 
 A fresh head on a pretrained encoder spends the first fine-tuning steps finding which direction of
 the features means "preferred", and its random gradients disturb the encoder meanwhile. Here the
-encoder runs once, without gradients, over `warm_start_pairs` training pairs; the head (the last
+encoder runs once, without gradients, over `warm_start_pairs` training pairs (the same input ids
+fine-tuning and the scorer use, `kfrlhf.common.models.reward_inputs`); the head (the last
 linear layer with one output) is fitted to its inputs by L2-regularised logistic regression on
 chosen - rejected features (L-BFGS): the Bradley-Terry loss that fine-tuning then goes on minimising.
 """
@@ -13,15 +14,13 @@ import torch
 
 
 @torch.no_grad()
-def _features(model, head, tokenizer, texts: list[str], max_length: int, batch_size: int) -> torch.Tensor:
-    """The head's input for each text."""
+def _features(model, head, tokenizer, ids: list[list[int]], batch_size: int) -> torch.Tensor:
+    """The head's input for each row of input ids."""
     found: list[torch.Tensor] = []
     hook = head.register_forward_hook(lambda module, args, out: found.append(args[0].detach().float().cpu()))
     try:
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(
-                texts[i : i + batch_size], return_tensors="pt", padding=True, truncation=True, max_length=max_length
-            )
+        for i in range(0, len(ids), batch_size):
+            enc = tokenizer.pad({"input_ids": ids[i : i + batch_size]}, return_tensors="pt")
             model(**enc.to(model.device))
     finally:
         hook.remove()
@@ -29,14 +28,19 @@ def _features(model, head, tokenizer, texts: list[str], max_length: int, batch_s
 
 
 def warm_start_head(
-    model, tokenizer, rows: list[dict], max_length: int, batch_size: int = 32, weight_decay: float = 1e-2
+    model,
+    tokenizer,
+    chosen_ids: list[list[int]],
+    rejected_ids: list[list[int]],
+    batch_size: int = 32,
+    weight_decay: float = 1e-2,
 ) -> dict:
-    """Set the head of sequence classifier `model` from frozen features of `rows`; its training pair accuracy."""
+    """Set the head of sequence classifier `model` from frozen features of the pairs; its training pair accuracy."""
     head = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1][-1]
     was_training = model.training
     model.eval()
-    chosen = _features(model, head, tokenizer, [r["prompt"] + r["chosen"] for r in rows], max_length, batch_size)
-    rejected = _features(model, head, tokenizer, [r["prompt"] + r["rejected"] for r in rows], max_length, batch_size)
+    chosen = _features(model, head, tokenizer, chosen_ids, batch_size)
+    rejected = _features(model, head, tokenizer, rejected_ids, batch_size)
     model.train(was_training)
     diff = chosen - rejected
     w = torch.zeros(diff.shape[1], requires_grad=True)
@@ -52,4 +56,7 @@ def warm_start_head(
     with torch.no_grad():
         head.weight.copy_(w.detach().to(head.weight)[None])
         head.bias.zero_()
-    return {"reward_warm_start_pairs": len(rows), "reward_warm_start_accuracy": ((diff @ w) > 0).float().mean().item()}
+    return {
+        "reward_warm_start_pairs": len(chosen_ids),
+        "reward_warm_start_accuracy": ((diff @ w) > 0).float().mean().item(),
+    }
