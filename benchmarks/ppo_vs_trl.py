@@ -1,13 +1,16 @@
 """Side-by-side benchmark: the project's PPO vs. TRL 1.12's `trl.experimental.ppo.PPOTrainer`.
 
-Both run on the same tiny random OPT policy (word-level tokenizer), the same tiny
-sequence-classification reward model (trained here for a few seconds to score the
-fraction of the word "good"), the same batch/mini-batch sizes, PPO epochs, learning
-rate, fixed KL coefficient, response length and number of steps. TRL runs in its own
-virtualenv (it pins older libraries) through benchmarks/trl_ppo.py, which reads the
-models from a directory written here with save_pretrained.
+Both run on the same policy, the same reward model, the same batch/mini-batch sizes, PPO
+epochs, learning rate, fixed KL coefficient, response length and number of steps. Two setups:
+`--model tiny`, a tiny random OPT policy (word-level tokenizer) and a tiny sequence classifier
+trained here for a few seconds to score the fraction of the word "good"; `--model smollm2`, the
+real SmolLM2-135M-Instruct on HH-RLHF prompts (benchmarks/smollm2_setup.py). TRL runs in its own
+virtualenv (it pins older libraries) through benchmarks/trl_ppo.py, which reads the models from
+directories written with save_pretrained.
 
     python -m benchmarks.ppo_vs_trl --steps 30 --trl-python .venv-trl112/bin/python
+    python -m benchmarks.ppo_vs_trl --model smollm2 --preference-data HH.jsonl.gz --steps 8 \
+        --batch-size 8 --response-length 48 --learning-rate 1e-4 --lora-r 16
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from transformers import OPTForCausalLM
+from transformers import AutoModelForCausalLM
 
+from kfrlhf.common.models import load_tokenizer
 from kfrlhf.ppo.config import PPOConfig
 from kfrlhf.ppo.trainer import run_ppo
 from tests.word_task import PROMPTS, rm_reward_fn, tiny_lm, tiny_tokenizer, train_reward_model
@@ -35,6 +39,21 @@ def reward_gain(rewards: list[float]) -> tuple[float, float, float]:
     return first, last, last - first
 
 
+def tiny_setup(root: Path, seed: int) -> dict:
+    """Write root/policy and root/reward: the word task's tiny OPT and its trained reward model."""
+    tok = tiny_tokenizer()
+    rm = train_reward_model(tok, seed)
+    for name, model in (("policy", tiny_lm(tok, seed)), ("reward", rm)):
+        tok.save_pretrained(root / name)
+        model.save_pretrained(root / name)
+    return {
+        "policy": str(root / "policy"),
+        "prompts": PROMPTS,
+        "reward_fn": rm_reward_fn(rm, tok),
+        "max_prompt_length": 16,
+    }
+
+
 def bench_ppo(
     steps: int = 30,
     batch_size: int = 16,
@@ -47,16 +66,18 @@ def bench_ppo(
     seed: int = 0,
     trl_python: str = ".venv-trl112/bin/python",
     workdir: str | None = None,
+    model: str = "tiny",
+    preference_data: str = "",
 ) -> dict:
     """Run both trainers on the same setup; returns {"ours": {...}, "trl": {...}, "ratio": {...}}."""
     tmp = tempfile.TemporaryDirectory() if workdir is None else None
     root = Path(workdir or tmp.name)
-    tok = tiny_tokenizer()
-    rm = train_reward_model(tok, seed)
-    tok.save_pretrained(root / "policy")
-    tiny_lm(tok, seed).save_pretrained(root / "policy")
-    tok.save_pretrained(root / "reward")
-    rm.save_pretrained(root / "reward")
+    if model == "smollm2":
+        from benchmarks.smollm2_setup import smollm2_setup
+
+        setup = smollm2_setup(root, preference_data)
+    else:
+        setup = tiny_setup(root, seed)
 
     cfg = PPOConfig(
         steps=steps,
@@ -69,21 +90,23 @@ def bench_ppo(
         normalize_reward=False,
         min_new_tokens=response_length,
         max_new_tokens=response_length,
-        max_prompt_length=16,
+        max_prompt_length=setup["max_prompt_length"],
+        **({"stop_strings": setup["stop_strings"]} if "stop_strings" in setup else {}),
         lora_r=lora_r,
         lora_alpha=2 * lora_r,
         lora_dropout=0.0,
         save_every=0,
         seed=seed,
     )
-    model = OPTForCausalLM.from_pretrained(root / "policy").eval()
-    result = run_ppo(cfg, model, tok, PROMPTS, rm_reward_fn(rm, tok))
+    policy = AutoModelForCausalLM.from_pretrained(setup["policy"]).eval()
+    tok = load_tokenizer(setup["policy"], padding_side="left")
+    result = run_ppo(cfg, policy, tok, setup["prompts"], setup["reward_fn"])
     ours = {"samples_per_second": result["samples_per_second"], "rewards": [h["reward"] for h in result["history"]]}
 
     args = {
-        "policy": str(root / "policy"),
+        "policy": setup["policy"],
         "reward": str(root / "reward"),
-        "prompts": PROMPTS,
+        "prompts": setup["prompts"],
         "steps": steps,
         "batch_size": batch_size,
         "mini_batch_size": mini_batch_size,
@@ -103,6 +126,7 @@ def bench_ppo(
         tmp.cleanup()
 
     out = {"setup": {k: v for k, v in args.items() if k not in ("policy", "reward", "prompts", "output_dir")}}
+    out["setup"]["model"] = model
     for name, res in (("ours", ours), ("trl", trl)):
         first, last, gain = reward_gain(res["rewards"])
         out[name] = {
@@ -136,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--response-length", type=int, default=8)
     p.add_argument("--ppo-epochs", type=int, default=2)
     p.add_argument("--learning-rate", type=float, default=3e-3)
+    p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", choices=("tiny", "smollm2"), default="tiny", help="the setup (module docstring)")
+    p.add_argument("--preference-data", default="", help="--model smollm2: an HH-RLHF file (prompts, reward pairs)")
     p.add_argument("--trl-python", default=".venv-trl112/bin/python", help="python of a venv with trl==1.12.0")
     p.add_argument("--json", help="also write the results to this file")
     a = p.parse_args(argv)
@@ -147,8 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         response_length=a.response_length,
         ppo_epochs=a.ppo_epochs,
         learning_rate=a.learning_rate,
+        lora_r=a.lora_r,
         seed=a.seed,
         trl_python=a.trl_python,
+        model=a.model,
+        preference_data=a.preference_data,
     )
     print(json.dumps(res["setup"]))
     print(format_table(res))

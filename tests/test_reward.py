@@ -117,3 +117,31 @@ def test_warm_start_fits_the_head_on_frozen_features():
     metrics = warm_start_head(model, tok, *pairs)
     assert metrics["reward_warm_start_pairs"] == 150 and metrics["reward_warm_start_accuracy"] >= 0.9
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in frozen.items())  # only the head moved
+
+
+def test_warm_start_saves_the_probe_the_eval_takes_as_second_judge(tmp_path, tiny_lm_dir):
+    """The probe is the warm-started head on the encoder as it was before fine-tuning; the eval uses it as its
+    second judge unless `eval.second_judge` names another."""
+    from kfrlhf.common.data_sources import write_jsonl
+    from kfrlhf.common.models import load_reward_model
+    from kfrlhf.eval.evaluate import PROBE_JUDGE, run_eval
+    from kfrlhf.pipelines import run_config as config
+    from kfrlhf.reward.train import train_reward
+
+    cfg = config.load_config("tiny").reward
+    cfg.max_steps, cfg.warm_start_pairs = 20, 100
+    rows = preference_rows(150)
+    train_reward(cfg, rows[:120], rows[120:], tmp_path / "reward")
+    base, probe = load_reward_model("tiny-deberta").state_dict(), load_reward_model(str(tmp_path / "reward" / "probe"))
+    tuned = load_reward_model(str(tmp_path / "reward" / "model")).state_dict()
+    encoder = [k for k in base if "classifier" not in k and "pooler" not in k]
+    assert all(torch.equal(base[k], probe.state_dict()[k]) for k in encoder)
+    assert not all(torch.equal(tuned[k], base[k]) for k in encoder)  # fine-tuning moved the encoder, not the probe's
+
+    prompts = [{"prompt": f"Question: Why do people like {t}?\n\nAnswer: "} for t in ("tea", "maps", "bees")]
+    write_jsonl(prompts, tmp_path / "prompts" / "eval.jsonl")
+    ev = {"num_prompts": 3, "max_new_tokens": 4, "batch_size": 3}
+    args = (str(tiny_lm_dir), str(tiny_lm_dir), str(tmp_path / "reward"), str(tmp_path / "prompts"))
+    assert run_eval(ev, *args, str(tmp_path / "eval"))["second_judge"] == PROBE_JUDGE
+    named = run_eval(dict(ev, second_judge=str(tmp_path / "reward" / "model")), *args, str(tmp_path / "eval2"))
+    assert named["second_judge"] == str(tmp_path / "reward" / "model")

@@ -4,7 +4,9 @@ Both models answer the same prompts (same sampling seed, `temperature`); the rew
 optimised scores every answer (`win_rate_judge` says so). Reported: mean reward before (SFT) and
 after (tuned), the mean per-prompt gain with its paired standard error, the win rate (share of
 prompts where the tuned answer scores higher, ties count half), with `second_judge` the win rate
-by that other sequence classifier beside it, how reward follows answer length (see `summarize`),
+by that other sequence classifier beside it (by default the reward stage's frozen-encoder probe when
+it saved one: a model PPO never optimised against, though it shares the reward model's base),
+how reward follows answer length (see `summarize`),
 and KL(tuned || SFT) estimated on the tuned model's own samples as the mean over prompts of
 sum_t [log p_tuned - log p_sft], both at the sampling temperature: the KL of the distributions
 that were sampled. Writes `report.json`, `report.md` and `report.html` (sample table, reward
@@ -30,6 +32,7 @@ from .config import EvalConfig
 from .report import html_report, markdown_report
 
 JUDGE = "the reward model PPO optimised"
+PROBE_JUDGE = "the reward stage's frozen-encoder probe (its warm-started head, never fine-tuned)"
 
 
 def win_rate(before: list[float], after: list[float]) -> float:
@@ -114,8 +117,10 @@ def evaluate(
     prompts: list[str],
     output_dir: str | Path,
     upstream: dict | None = None,
+    probe_dir: str | None = None,
 ) -> dict:
-    """`upstream`: metrics of earlier stages (SFT eval loss, reward accuracy) to carry into the report."""
+    """`upstream`: metrics of earlier stages (SFT eval loss, reward accuracy) to carry into the report;
+    `probe_dir`: the reward stage's frozen-encoder probe, the second judge unless `cfg.second_judge` names one."""
     output_dir = Path(output_dir)
     prompts = prompts[: cfg.num_prompts]
     tokenizer = load_tokenizer(sft_dir, padding_side="left")
@@ -133,9 +138,9 @@ def evaluate(
         "kl_estimator": "k1 on the tuned model's samples, both models at the sampling temperature",
         "kl_temperature": t,
     }
-    if cfg.second_judge:
-        judge = RewardScorer(cfg.second_judge, batch_size=cfg.batch_size)
-        report["second_judge"] = cfg.second_judge
+    if cfg.second_judge or probe_dir:
+        judge = RewardScorer(cfg.second_judge or probe_dir, batch_size=cfg.batch_size)
+        report["second_judge"] = cfg.second_judge or PROBE_JUDGE
         report["win_rate_second_judge"] = win_rate(judge(prompts, before).tolist(), judge(prompts, after).tolist())
     report["kl_bound"] = cfg.kl_bound
     report["kl_within_bound"] = math.isfinite(report["kl"]) and report["kl"] <= cfg.kl_bound
@@ -162,4 +167,8 @@ def run_eval(
     """The stage on directories (what the KFP component calls); `reward_model` is the reward stage's output."""
     cfg = from_dict(EvalConfig, eval, "eval")
     prompts = [r["prompt"] for r in read_split(prompt_data, "eval")]
-    return evaluate(cfg, sft_model, tuned_model, str(Path(reward_model) / "model"), prompts, output_dir, upstream)
+    probe = Path(reward_model) / "probe"  # written by the reward stage when it warm-starts its head
+    probe_dir = str(probe) if probe.is_dir() else None
+    return evaluate(
+        cfg, sft_model, tuned_model, str(Path(reward_model) / "model"), prompts, output_dir, upstream, probe_dir
+    )

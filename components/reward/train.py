@@ -7,6 +7,8 @@ texts with their SEP token. The quality gate is the pair
 accuracy on held-out pairs (the share of pairs where chosen scores above rejected): below
 `min_accuracy` the stage fails rather than let PPO spend GPU hours on noise. `metrics.json`
 also carries the correlation of score and answer length, a reward-hacking warning sign.
+With `warm_start_pairs` the head is first fitted on frozen features (`warm_start.py`); that
+probe is saved beside the model (`probe/`) and is the eval's second judge by default.
 Checkpoints, resume and SIGTERM as in SFT (see `kfrlhf.common.checkpoint`).
 
     rlhf run --set reward.max_steps=500
@@ -31,6 +33,7 @@ from .config import RewardConfig
 from .warm_start import warm_start_head
 
 log = logging.getLogger(__name__)
+PROBE = "probe"  # the warm-started head on the frozen encoder, saved before fine-tuning
 
 
 class RewardGateError(RuntimeError):
@@ -103,6 +106,10 @@ def train_reward(
     warm = (
         warm_start_head(model, tokenizer, train_pairs["chosen_ids"][:n], train_pairs["rejected_ids"][:n]) if n else {}
     )
+    if warm:  # the eval's default second judge: a model PPO never optimised against
+        with atomic_dir(output_dir / PROBE) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
     args = TrlRewardConfig(max_length=cfg.max_length, **trainer_args(cfg, output_dir, report_to, "reward"))
     trainer = RewardTrainer(
         model=model,
