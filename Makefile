@@ -44,9 +44,14 @@ $(TRL112)/.installed:
 	$(TRL112)/bin/python -m pip install -q trl==1.12.0 peft==0.21.2
 	touch $@
 
+# The real-model side: SmolLM2-135M-Instruct on HH-RLHF prompts (a local copy of the preference data).
+HH ?= ../shared/data/hh-rlhf/harmless-base-test.jsonl.gz
+
 bench: install $(TRL112)/.installed
 	mkdir -p runs
 	$(BIN)/python -m benchmarks.ppo_vs_trl --steps 30 --trl-python $(TRL112)/bin/python --json runs/bench.json
+	$(BIN)/python -m benchmarks.ppo_vs_trl --model smollm2 --preference-data $(HH) --steps 10 --batch-size 8 \
+	  --response-length 48 --learning-rate 1e-4 --lora-r 16 --trl-python $(TRL112)/bin/python --json runs/bench-smollm2.json
 
 # Regenerate the committed compiled pipelines, their kustomize copy and the overlays' version names
 # (tests check drift).

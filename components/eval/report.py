@@ -47,17 +47,17 @@ def verdict(report: dict) -> str:
         text = f"Caution: KL {kl:.2f} exceeds the bound {bound:g}; the tuned model drifted far from SFT."
     elif z >= 2:
         text = (
-            f"The tuned model beats SFT: reward {gain:+.2f} ± {se:.2f} ({z:.1f} standard errors), "
+            f"The tuned model beats SFT: reward {gain:+.3g} ± {se:.2g} ({z:.1f} standard errors), "
             f"win rate {report.get('win_rate', 0):.0%}, KL {kl:.2f}"
             + (f" within the bound {bound:g}." if bound is not None else ".")
         )
     else:
-        text = f"No clear gain: reward {gain:+.2f} ± {se:.2f} ({z:.1f} standard errors)."
+        text = f"No clear gain: reward {gain:+.3g} ± {se:.2g} ({z:.1f} standard errors)."
     corr = report.get("reward_length_correlation")
     if corr is not None and abs(corr) >= LENGTH_BIAS:
         text += f" Caution: the reward correlates {corr:.2f} with answer length, so part of the gain may be length."
         if "length_controlled_gain" in report:
-            text += f" Length-controlled gain: {report['length_controlled_gain']:+.2f}."
+            text += f" Length-controlled gain: {report['length_controlled_gain']:+.3g}."
     return text
 
 
