@@ -145,3 +145,26 @@ def test_warm_start_saves_the_probe_the_eval_takes_as_second_judge(tmp_path, tin
     assert run_eval(ev, *args, str(tmp_path / "eval"))["second_judge"] == PROBE_JUDGE
     named = run_eval(dict(ev, second_judge=str(tmp_path / "reward" / "model")), *args, str(tmp_path / "eval2"))
     assert named["second_judge"] == str(tmp_path / "reward" / "model")
+
+
+def test_warm_start_of_a_decoder_classifier_pools_the_last_token():
+    """A decoder classifier's head sees every position: the probe is fitted at the position transformers pools."""
+    from transformers import OPTForSequenceClassification
+
+    from kfrlhf.common.models import load_tokenizer, reward_inputs
+    from kfrlhf.reward.warm_start import warm_start_head
+    from tests.word_task import tiny_config
+
+    tok = load_tokenizer("tiny-opt")
+    torch.manual_seed(0)
+    model = OPTForSequenceClassification(tiny_config(tok, num_labels=1))
+    rows = preference_rows(150)
+    pairs = [
+        reward_inputs(tok, [r["prompt"] for r in rows], [r[s] for r in rows], 64)[0] for s in ("chosen", "rejected")
+    ]
+    metrics = warm_start_head(model, tok, *pairs)
+    assert metrics["reward_warm_start_accuracy"] >= 0.85
+    chosen = tok.pad({"input_ids": pairs[0][:20]}, return_tensors="pt")
+    rejected = tok.pad({"input_ids": pairs[1][:20]}, return_tensors="pt")
+    with torch.no_grad():
+        assert (model(**chosen).logits > model(**rejected).logits).float().mean() >= 0.8

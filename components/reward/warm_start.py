@@ -15,16 +15,24 @@ import torch
 
 @torch.no_grad()
 def _features(model, head, tokenizer, ids: list[list[int]], batch_size: int) -> torch.Tensor:
-    """The head's input for each row of input ids."""
+    """The head's input for each row of input ids; for a decoder classifier, which scores every position,
+    at the last position that is not padding (the one transformers pools)."""
     found: list[torch.Tensor] = []
     hook = head.register_forward_hook(lambda module, args, out: found.append(args[0].detach().float().cpu()))
+    rows = []
     try:
         for i in range(0, len(ids), batch_size):
             enc = tokenizer.pad({"input_ids": ids[i : i + batch_size]}, return_tensors="pt")
             model(**enc.to(model.device))
+            feats = found.pop()
+            if feats.dim() == 3:
+                non_pad = (enc["input_ids"] != model.config.pad_token_id).cpu()
+                last = (torch.arange(non_pad.shape[1]) * non_pad).argmax(-1)
+                feats = feats[torch.arange(len(feats)), last]
+            rows.append(feats)
     finally:
         hook.remove()
-    return torch.cat(found)
+    return torch.cat(rows)
 
 
 def warm_start_head(
@@ -55,7 +63,8 @@ def warm_start_head(
     opt.step(loss)
     with torch.no_grad():
         head.weight.copy_(w.detach().to(head.weight)[None])
-        head.bias.zero_()
+        if head.bias is not None:  # decoder classifiers have none
+            head.bias.zero_()
     return {
         "reward_warm_start_pairs": len(chosen_ids),
         "reward_warm_start_accuracy": ((diff @ w) > 0).float().mean().item(),
