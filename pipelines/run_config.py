@@ -19,6 +19,7 @@ from kfrlhf.eval.config import EvalConfig
 from kfrlhf.gate.config import GateConfig
 from kfrlhf.ppo.config import PPOConfig
 from kfrlhf.reward.config import RewardConfig
+from kfrlhf.rlaif.config import RLAIFConfig
 from kfrlhf.serve.config import ServeConfig
 from kfrlhf.sft.config import SFTConfig
 
@@ -28,10 +29,11 @@ REPORT_TO = ("wandb", "tensorboard", "none")
 
 @dataclass
 class RunConfig:
-    """Everything one run needs, one section per stage (`ppo` or `dpo`: the pipeline picks one)."""
+    """Everything one run needs, one section per stage (`ppo` or `dpo`, `rlaif`: the pipeline picks its own)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    rlaif: RLAIFConfig = field(default_factory=RLAIFConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)

@@ -1,4 +1,4 @@
-"""Sampling answers and scoring them token by token: what PPO's rollouts and the eval share.
+"""Sampling answers and scoring them token by token: what PPO's rollouts, the eval and RLAIF's pairs share.
 
 `generate` samples one response per prompt (left padding, KV cache, a
 `transformers.GenerationConfig` built from the stage's sampling fields) and cuts each response
@@ -6,7 +6,7 @@ after its first EOS or where a stop string (the next HH turn, `\n\nHuman:`) begi
 becomes EOS, so the answer's text ends before the stop string and the policy learns to end its turn;
 `forward` re-runs the model on prompt + response and returns the
 temperature-scaled logits (and values, with a value head) at the positions that predict the
-response tokens, with the same position ids generation used.
+response tokens, with the same position ids generation used; `response_texts` decodes the answers.
 """
 
 from __future__ import annotations
@@ -116,6 +116,15 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, cfg) -> 
     mask = response_mask(response_ids, tokenizer.eos_token_id)
     attention_mask = torch.cat([enc["attention_mask"], mask.long()], dim=1)
     return Rollout(out, attention_mask, prompt_len, response_ids, mask)
+
+
+def response_texts(tokenizer, rollouts: list[Rollout]) -> list[str]:
+    """The answers' texts, up to their first EOS, special tokens dropped (what the reward model scores)."""
+    return [
+        tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
+        for r in rollouts
+        for ids, mask in zip(r.response_ids, r.mask)
+    ]
 
 
 def forward(model, value_head, input_ids, attention_mask, prompt_len: int, temperature: float):
