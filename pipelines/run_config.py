@@ -48,7 +48,7 @@ class RunConfig:
             raise ConfigError(f"report_to must be wandb, tensorboard or none, not {self.report_to!r}")
         # The reward model reads prompt + response cut to reward.max_length, the prompt from the left
         # (`kfrlhf.common.models.reward_inputs`); a response budget beyond it would lose the response's end.
-        for section in ("ppo", "eval"):
+        for section in ("ppo", "eval", "rlaif"):
             if getattr(self, section).max_new_tokens > self.reward.max_length:
                 raise ConfigError(
                     f"{section}.max_new_tokens ({getattr(self, section).max_new_tokens}) exceeds reward.max_length "

@@ -9,7 +9,7 @@ import torch
 
 from kfrlhf.common.config import ConfigError
 from kfrlhf.common.data_sources import read_split, write_jsonl
-from kfrlhf.common.models import TINY_CAUSAL, load_causal_lm, load_tokenizer
+from kfrlhf.common.models import TINY_CAUSAL, load_causal_lm
 from kfrlhf.pipelines.cli import main
 from kfrlhf.rlaif.constitution import DEFAULT, load_constitution
 from kfrlhf.rlaif.judge import LMJudge, judge_both_orders
@@ -35,10 +35,13 @@ def test_both_orders_keep_only_consistent_verdicts():
     judged = judge_both_orders(polite_judge, prompts, a, b)
     # fair: 2.5 / -1.5 and -1.5 / 2.5 agree; biased: 5 / 1 both say A; equal answers: 0.5 / 0.5; against: -5 / -1.
     assert judged["verdicts"] == [0, 1, None, None, None]
-    assert judged["first_preferred"] == pytest.approx(5 / 10)
+    assert judged["first_preferred"] == pytest.approx(6 / 10)
     rows, judgements, counts = label_pairs(polite_judge, [f"Q{i}" for i in range(5)], prompts, a, b)
-    assert rows == [{"prompt": "Q0", "chosen": POLITE, "rejected": RUDE}, {"prompt": "Q1", "chosen": POLITE, "rejected": RUDE}]
-    assert counts == {"pairs": 5, "kept": 2, "first_preferred": 0.5}
+    assert rows == [
+        {"prompt": "Q0", "chosen": POLITE, "rejected": RUDE},
+        {"prompt": "Q1", "chosen": POLITE, "rejected": RUDE},
+    ]
+    assert counts == {"pairs": 5, "kept": 2, "first_preferred": 0.6}
     assert [j["verdict"] for j in judgements] == judged["verdicts"] and judgements[2]["scores"] == [5.0, 1.0]
 
 
@@ -73,7 +76,9 @@ def test_lm_judge_scores_are_the_models_letter_log_odds(tiny_lm_dir):
         ids, id_a, id_b = judge.encode(judge.render(*row))
         with torch.no_grad():
             logp = model(torch.tensor([ids])).logits[0, -1].log_softmax(-1)
-        assert batched[i].item() == pytest.approx((logp[id_a] - logp[id_b]).item(), abs=1e-4)  # left padding is invisible
+        assert batched[i].item() == pytest.approx(
+            (logp[id_a] - logp[id_b]).item(), abs=1e-4
+        )  # left padding is invisible
     assert id_a != id_b and judge.tokenizer.decode([id_a]).strip() == "A"
     for letter in "AB":
         judged = judge_both_orders(_constant_judge(letter), prompts, a, b)
@@ -84,7 +89,9 @@ def test_run_rlaif_labels_the_sft_models_own_answers(tiny_lm_dir, tmp_path):
     """On a real (tiny) policy's sampled answers, the labelled set is exactly the judge's consistent verdicts."""
     prompts = tmp_path / "prompts"
     for split, n in (("train", 12), ("eval", 4)):
-        write_jsonl([{"prompt": TEMPLATE.format(question=f"What about tea {i}?")} for i in range(n)], prompts / f"{split}.jsonl")
+        write_jsonl(
+            [{"prompt": TEMPLATE.format(question=f"What about tea {i}?")} for i in range(n)], prompts / f"{split}.jsonl"
+        )
     longer = lambda p, f, s: torch.tensor([float(len(x) - len(y)) for x, y in zip(f, s)])  # noqa: E731
     cfg = {"num_prompts": 12, "num_eval_prompts": 4, "max_new_tokens": 6, "batch_size": 4, "min_pairs": 1}
     metrics = run_rlaif(cfg, str(tiny_lm_dir), str(prompts), str(tmp_path / "out"), judge=longer)
@@ -92,7 +99,10 @@ def test_run_rlaif_labels_the_sft_models_own_answers(tiny_lm_dir, tmp_path):
     assert len(judgements) == 16 and len({(j["a"], j["b"]) for j in judgements}) > 1
     for split in ("train", "eval"):
         expected = [
-            {"prompt": j["prompt"], **dict(zip(("chosen", "rejected"), sorted((j["a"], j["b"]), key=len, reverse=True)))}
+            {
+                "prompt": j["prompt"],
+                **dict(zip(("chosen", "rejected"), sorted((j["a"], j["b"]), key=len, reverse=True))),
+            }
             for j in judgements
             if j["split"] == split and len(j["a"]) != len(j["b"])
         ]
@@ -120,3 +130,31 @@ def test_default_constitution_and_bad_files(tmp_path):
         assert str(path) in str(err.value) and message in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="missing.yaml cannot be read"):
         load_constitution(tmp_path / "missing.yaml")
+
+
+def test_rlaif_run_through_kfp_local(tmp_path, capfd):
+    """The real pipeline on the tiny preset, shortened; the judge is the built-in tiny (untrained) LM, so the
+    reward gate is open: this checks the wiring (pairs -> judge -> reward -> PPO -> eval), not the learning."""
+    out = tmp_path / "run"
+    args = ["run", "--pipeline", "rlaif", "--output", str(out), "--report-to", "none"]
+    judging = ["rlaif.judge_model=tiny-opt", "rlaif.num_prompts=16", "rlaif.num_eval_prompts=8", "rlaif.min_pairs=1"]
+    for item in FAST + judging + ["reward.min_accuracy=0", "gate.min_win_rate=1.0"]:
+        args += ["--set", item]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["pipeline"] == "rlaif" and report["rlaif_pairs"] == 24
+    assert report["rlaif_kept_pairs"] + report["rlaif_dropped_pairs"] == 24
+    assert report["rlaif_agreement_rate"] == pytest.approx(report["rlaif_kept_pairs"] / 24)
+    assert report["reward_eval_pairs"] == report["rlaif_eval_pairs"]  # the reward model read the judge's pairs
+    for key in ("reward_before", "reward_after", "kl", "win_rate"):
+        assert math.isfinite(report[key]), key
+    printed = capfd.readouterr().out
+    assert [line[:6] for line in printed.splitlines() if line.startswith("[")][:4] == [
+        "[1/10]",
+        "[2/10]",
+        "[3/10]",
+        "[4/10]",
+    ]
+    assert "rlaif_agreement_rate" in printed and "rlaif_agreement_rate" in (out / "report.md").read_text()
+    (judgements,) = (out / "pipeline_root").rglob("judgements.jsonl")
+    assert len(judgements.read_text().splitlines()) == 24

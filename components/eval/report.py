@@ -102,7 +102,8 @@ def _details(run: dict | None) -> list[tuple[str, str]]:
 def markdown_report(report: dict, num_samples: int, run: dict | None = None) -> str:
     lines = ["# RLHF evaluation: tuned vs SFT", "", f"**Verdict:** {verdict(report)}", ""]
     lines += ["| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(report[k])} |" for k in (*HEADLINE, *LENGTH_KEYS, *JUDGING_KEYS, "kl_bound") if k in report]
+    numbers = (*HEADLINE, *LENGTH_KEYS, *JUDGING_KEYS, "kl_bound")
+    lines += [f"| {k} | {_fmt(report[k])} |" for k in numbers if k in report]
     lines += [f"| {k} | {_cell(str(report[k]))} |" for k in LABELS if k in report]
     lines += [f"| prompts | {report['num_prompts']} |", ""]
     if run:

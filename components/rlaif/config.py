@@ -14,7 +14,8 @@ class RLAIFConfig(StageConfig, SamplingFields):
     follows the constitution, in both orders; consistent verdicts become the reward model's pairs.
 
     Judge: `judge_model` (a causal LM's path or hub id, or a packaged name such as
-    `smollm2-135m-instruct`; an instruct model with a chat template), `constitution` (a YAML list of
+    `smollm2-135m-instruct`; an instruct model with a chat template; `sample-lexicon`: the tiny preset's
+    stand-in for the sample data, not a language model), `constitution` (a YAML list of
     principles; empty: the default shipped with the package, `kfrlhf/rlaif/constitution.yaml`),
     `judge_batch_size`. Pairs: `num_prompts` training prompts and `num_eval_prompts` held-out prompts
     (the reward model's held-out pairs), each answered twice with `max_new_tokens`, `batch_size`

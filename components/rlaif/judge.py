@@ -8,20 +8,25 @@ as (a, b) and as (b, a); a verdict is kept only when both orders prefer the same
 cancels the judge's position bias (a judge that always says "A" keeps nothing).
 
 A `Judge` is any callable (prompts, firsts, seconds) -> scores; the labelling needs no more.
+`make_judge` builds the configured one: an `LMJudge`, or for `sample-lexicon` the tiny preset's
+`LexiconJudge` (not a language model; README "RLAIF" says why).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import torch
 
+from kfrlhf.common import sample_data
 from kfrlhf.common.models import load_causal_lm, load_tokenizer
 from kfrlhf.common.sampling import position_ids
 
 Judge = Callable[[list[str], list[str], list[str]], torch.Tensor]
 
 QUESTION = "Which answer better follows the principles? Reply with one letter: A or B."
+SAMPLE_LEXICON = "sample-lexicon"
 
 
 def judge_text(principles: list[str], prompt: str, first: str, second: str) -> str:
@@ -72,6 +77,30 @@ class LMJudge:
             rows = torch.arange(len(ids), device=logp.device)
             scores.append((logp[rows, list(la)] - logp[rows, list(lb)]).cpu())
         return torch.cat(scores) if scores else torch.zeros(0)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+class LexiconJudge:
+    """The tiny preset's judge, a stand-in for an instruct model on the built-in sample data: +1 for each word
+    only its polite answers use, -1 for each word only its rude ones use, tips aside (`common.sample_data`); the
+    score of (A, B) is A's minus B's. It reads no constitution, and two answers of one style tie in both orders."""
+
+    def __init__(self):
+        polite, rude, tips = (set(_words(" ".join(t))) for t in (sample_data.POLITE, sample_data.RUDE, sample_data.TIPS))
+        self.weights = {w: 1.0 for w in polite - rude - tips} | {w: -1.0 for w in rude - polite - tips}
+
+    def score(self, text: str) -> float:
+        return sum(self.weights.get(w, 0.0) for w in _words(text))
+
+    def __call__(self, prompts: list[str], firsts: list[str], seconds: list[str]) -> torch.Tensor:
+        return torch.tensor([self.score(a) - self.score(b) for a, b in zip(firsts, seconds)])
+
+
+def make_judge(model_name: str, principles: list[str], batch_size: int) -> Judge:
+    return LexiconJudge() if model_name == SAMPLE_LEXICON else LMJudge(model_name, principles, batch_size)
 
 
 def judge_both_orders(judge: Judge, prompts: list[str], a: list[str], b: list[str]) -> dict:

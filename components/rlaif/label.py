@@ -29,7 +29,7 @@ from kfrlhf.common.sampling import generate, response_texts
 
 from .config import RLAIFConfig
 from .constitution import load_constitution
-from .judge import Judge, LMJudge, judge_both_orders
+from .judge import Judge, judge_both_orders, make_judge
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def run_rlaif(rlaif: dict, sft_model: str, prompt_data: str, output_dir: str, ju
     prompts = {s: [r["prompt"] for r in read_split(prompt_data, s)][:n] for s, n in splits.items()}
     answers = {s: sample_pairs(policy, tokenizer, p, cfg) for s, p in prompts.items()}
     del policy  # the judge may be the larger model
-    judge = judge or LMJudge(cfg.judge_model, principles, cfg.judge_batch_size)
+    judge = judge or make_judge(cfg.judge_model, principles, cfg.judge_batch_size)
     counts, judgements = {}, []
     for split, ps in prompts.items():
         questions = [question_text(tokenizer, p) for p in ps]
