@@ -89,7 +89,8 @@ class LexiconJudge:
     score of (A, B) is A's minus B's. It reads no constitution, and two answers of one style tie in both orders."""
 
     def __init__(self):
-        polite, rude, tips = (set(_words(" ".join(t))) for t in (sample_data.POLITE, sample_data.RUDE, sample_data.TIPS))
+        texts = (sample_data.POLITE, sample_data.RUDE, sample_data.TIPS)
+        polite, rude, tips = (set(_words(" ".join(t))) for t in texts)
         self.weights = {w: 1.0 for w in polite - rude - tips} | {w: -1.0 for w in rude - polite - tips}
 
     def score(self, text: str) -> float:
