@@ -12,7 +12,7 @@ from kfrlhf.common.data_sources import read_split, write_jsonl
 from kfrlhf.common.models import TINY_CAUSAL, load_causal_lm
 from kfrlhf.pipelines.cli import main
 from kfrlhf.rlaif.constitution import DEFAULT, load_constitution
-from kfrlhf.rlaif.judge import LMJudge, judge_both_orders
+from kfrlhf.rlaif.judge import LexiconJudge, LMJudge, judge_both_orders
 from kfrlhf.rlaif.label import label_pairs, run_rlaif
 from tests.conftest import TEMPLATE
 from tests.test_pipeline import FAST
@@ -50,6 +50,8 @@ def test_the_labels_follow_the_judge_not_the_data():
     rude_judge = lambda p, f, s: -polite_judge(["fair"] * len(p), f, s) + 1.0  # noqa: E731
     rows, _, counts = label_pairs(rude_judge, ["Q0", "Q1"], ["x", "x"], [POLITE, RUDE], [RUDE, POLITE])
     assert [r["chosen"] for r in rows] == [RUDE, RUDE] and counts["kept"] == 2
+    rows, _, counts = label_pairs(LexiconJudge(), ["Q0", "Q1"], ["x", "x"], [POLITE, RUDE], [RUDE, RUDE])
+    assert rows == [{"prompt": "Q0", "chosen": POLITE, "rejected": RUDE}] and counts["kept"] == 1  # a tie is dropped
     always_a = lambda p, f, s: torch.full((len(p),), 4.0)  # noqa: E731
     rows, _, counts = label_pairs(always_a, ["Q0", "Q1"], ["x", "x"], [POLITE, RUDE], [RUDE, POLITE])
     assert rows == [] and counts == {"pairs": 2, "kept": 0, "first_preferred": 1.0}
@@ -133,28 +135,26 @@ def test_default_constitution_and_bad_files(tmp_path):
 
 
 def test_rlaif_run_through_kfp_local(tmp_path, capfd):
-    """The real pipeline on the tiny preset, shortened; the judge is the built-in tiny (untrained) LM, so the
-    reward gate is open: this checks the wiring (pairs -> judge -> reward -> PPO -> eval), not the learning."""
+    """The real pipeline on the tiny preset (its lexicon judge), shortened; SFT long enough to answer in the
+    sample styles, so that some pairs differ in style and survive the judging."""
     out = tmp_path / "run"
     args = ["run", "--pipeline", "rlaif", "--output", str(out), "--report-to", "none"]
-    judging = ["rlaif.judge_model=tiny-opt", "rlaif.num_prompts=16", "rlaif.num_eval_prompts=8", "rlaif.min_pairs=1"]
-    for item in FAST + judging + ["reward.min_accuracy=0", "gate.min_win_rate=1.0"]:
+    shorter = ["sft.max_steps=200", "sft.eval_steps=200", "rlaif.num_prompts=16", "rlaif.num_eval_prompts=16"]
+    for item in FAST + shorter + ["rlaif.min_pairs=1", "reward.min_accuracy=0", "gate.min_win_rate=1.0"]:
         args += ["--set", item]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["pipeline"] == "rlaif" and report["rlaif_pairs"] == 24
-    assert report["rlaif_kept_pairs"] + report["rlaif_dropped_pairs"] == 24
-    assert report["rlaif_agreement_rate"] == pytest.approx(report["rlaif_kept_pairs"] / 24)
+    assert report["pipeline"] == "rlaif" and report["rlaif_pairs"] == 32
+    assert report["rlaif_kept_pairs"] + report["rlaif_dropped_pairs"] == 32
+    assert report["rlaif_agreement_rate"] == pytest.approx(report["rlaif_kept_pairs"] / 32)
     assert report["reward_eval_pairs"] == report["rlaif_eval_pairs"]  # the reward model read the judge's pairs
     for key in ("reward_before", "reward_after", "kl", "win_rate"):
         assert math.isfinite(report[key]), key
     printed = capfd.readouterr().out
-    assert [line[:6] for line in printed.splitlines() if line.startswith("[")][:4] == [
-        "[1/10]",
-        "[2/10]",
-        "[3/10]",
-        "[4/10]",
-    ]
+    stages = [line[:6] for line in printed.splitlines() if line.startswith("[")]
+    assert stages[:4] == ["[1/10]", "[2/10]", "[3/10]", "[4/10]"]
     assert "rlaif_agreement_rate" in printed and "rlaif_agreement_rate" in (out / "report.md").read_text()
     (judgements,) = (out / "pipeline_root").rglob("judgements.jsonl")
-    assert len(judgements.read_text().splitlines()) == 24
+    rows = [json.loads(line) for line in judgements.read_text().splitlines()]
+    judge = LexiconJudge()
+    assert [r["verdict"] is None for r in rows] == [judge.score(r["a"]) == judge.score(r["b"]) for r in rows]
