@@ -113,4 +113,5 @@ def judge_both_orders(judge: Judge, prompts: list[str], a: list[str], b: list[st
     ]
     n = len(verdicts)
     first = ((forward > 0).sum() + (backward > 0).sum()).item() / (2 * n) if n else 0.0
-    return {"verdicts": verdicts, "scores": list(zip(forward.tolist(), backward.tolist())), "first_preferred": first}
+    scores = [[f, s] for f, s in zip(forward.tolist(), backward.tolist())]
+    return {"verdicts": verdicts, "scores": scores, "first_preferred": first}
