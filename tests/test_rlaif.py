@@ -158,3 +158,12 @@ def test_rlaif_run_through_kfp_local(tmp_path, capfd):
     rows = [json.loads(line) for line in judgements.read_text().splitlines()]
     judge = LexiconJudge()
     assert [r["verdict"] is None for r in rows] == [judge.score(r["a"]) == judge.score(r["b"]) for r in rows]
+
+
+def test_a_bad_constitution_fails_before_the_run(tmp_path, capsys):
+    bad = tmp_path / "principles.yaml"
+    bad.write_text("- Be kind.\n- 3\n")
+    args = ["run", "--pipeline", "rlaif", "--output", str(tmp_path / "x"), "--set", f"rlaif.constitution={bad}"]
+    assert main(args) == 2
+    assert f"rlaif.constitution: {bad} entry 2 must be a non-empty string, got 3" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
