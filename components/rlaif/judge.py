@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 
 from kfrlhf.common import sample_data
-from kfrlhf.common.models import load_causal_lm, load_tokenizer
+from kfrlhf.common.models import device, load_causal_lm, load_tokenizer
 from kfrlhf.common.sampling import position_ids
 
 Judge = Callable[[list[str], list[str], list[str]], torch.Tensor]
@@ -42,8 +42,6 @@ class LMJudge:
     """A causal LM as judge; with a chat template the question is a user turn and the verdict its reply."""
 
     def __init__(self, model_name: str, principles: list[str], batch_size: int = 8, model=None):
-        from kfrlhf.common.models import device
-
         self.principles, self.batch_size = principles, batch_size
         self.tokenizer = load_tokenizer(model_name, padding_side="left")
         self.model = (model or load_causal_lm(model_name)).to(device()).eval()
