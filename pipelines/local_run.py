@@ -1,4 +1,4 @@
-"""`rlhf run`: a real KFP pipeline (RLHF by default, or DPO) on this machine through `kfp.local` (SubprocessRunner).
+"""`rlhf run`: a real KFP pipeline (RLHF by default, DPO or RLAIF) here through `kfp.local` (SubprocessRunner).
 
 Each task runs as a subprocess of this Python (`use_venv=False`: the project is installed
 here, as it is in the stage images), passing artifacts through `OUTPUT/pipeline_root`; its output goes
@@ -29,6 +29,7 @@ from kfrlhf.eval.report import html_report, markdown_report
 from kfrlhf.gate.gate import markdown as gate_markdown
 from kfrlhf.pipelines.console import Console
 from kfrlhf.pipelines.run_config import RunConfig
+from kfrlhf.rlaif.constitution import load_constitution
 
 # What a full disk looks like from inside a stage (torch.save says only "iostream error").
 DISK_FULL = ("No space left on device", "[Errno 28]", "iostream error", "PytorchStreamWriter failed")
@@ -52,6 +53,8 @@ def run_local(
     # Bad config or data fails here, before any model loads and before OUTPUT exists.
     check_precision(cfg, pipeline)
     preflight(cfg.data)
+    if pipeline == "rlaif":
+        load_constitution(cfg.rlaif.constitution)
     check_model_limits(cfg)
 
     from kfp import local

@@ -4,9 +4,9 @@ Parameters are one dict per stage, keyed by the fields of that stage's config da
 (`kfrlhf.<stage>.config`, gathered in `kfrlhf.pipelines.run_config`), with the tutorial-scale
 defaults; `rlhf run` passes the tiny preset.
 `configure(task, stage)` (see platform.py) adds images, GPUs and the rest for a cluster;
-the local runner builds the pipeline without it. The SFT/reward head and the eval, gate and
-promotion tail are shared with the DPO pipeline (pipelines/dpo.py). (No `from __future__ import annotations`:
-KFP reads the parameter annotations at decoration time.)
+the local runner builds the pipeline without it. The SFT/reward head, PPO and the eval, gate and
+promotion tail are shared with the DPO and RLAIF pipelines (pipelines/dpo.py, pipelines/rlaif.py).
+(No `from __future__ import annotations`: KFP reads the parameter annotations at decoration time.)
 """
 
 from kfp import dsl
@@ -36,19 +36,43 @@ def stage_hook(configure):
     return stage
 
 
-def sft_and_reward(stage, data: dict, sft: dict, reward: dict, report_to: str) -> dict:
-    """data -> SFT -> merge, and the reward model: the tasks, by stage name."""
+def sft_stages(stage, data: dict, sft: dict, report_to: str) -> dict:
+    """data -> SFT -> merge: the tasks, by stage name."""
     prep = stage(prepare_data(data=data), "data")
     sft_task = stage(sft_component(sft=sft, report_to=report_to, sft_data=prep.outputs["sft_data"]), "sft")
     sft_model = stage(merge(adapter=sft_task.outputs["adapter"]), "merge_sft")
-    reward_task = stage(
-        reward_component(reward=reward, report_to=report_to, preference_data=prep.outputs["preference_data"]), "reward"
+    return {"data": prep, "sft": sft_task, "merge_sft": sft_model}
+
+
+def reward_stage(stage, reward: dict, report_to: str, preference_data):
+    """The reward model, trained on `preference_data` (the data stage's pairs, or RLAIF's)."""
+    return stage(reward_component(reward=reward, report_to=report_to, preference_data=preference_data), "reward")
+
+
+def sft_and_reward(stage, data: dict, sft: dict, reward: dict, report_to: str) -> dict:
+    """data -> SFT -> merge, and the reward model on the data's pairs: the tasks, by stage name."""
+    tasks = sft_stages(stage, data, sft, report_to)
+    tasks["reward"] = reward_stage(stage, reward, report_to, tasks["data"].outputs["preference_data"])
+    return tasks
+
+
+def ppo_stage(stage, ppo: dict, report_to: str, tasks: dict):
+    """PPO on the merged SFT model against the reward model, on the data's prompts."""
+    return stage(
+        ppo_component(
+            ppo=ppo,
+            report_to=report_to,
+            sft_model=tasks["merge_sft"].outputs["model"],
+            reward_model=tasks["reward"].outputs["reward_model"],
+            prompt_data=tasks["data"].outputs["prompt_data"],
+        ),
+        "ppo",
     )
-    return {"data": prep, "sft": sft_task, "merge_sft": sft_model, "reward": reward_task}
 
 
-def merge_and_evaluate(stage, eval: dict, tasks: dict, adapter, merge_name: str):
-    """Merge the tuned adapter onto the SFT model; compare tuned and SFT, scored by the reward model."""
+def merge_and_evaluate(stage, eval: dict, tasks: dict, adapter, merge_name: str, extra_metrics=None):
+    """Merge the tuned adapter onto the SFT model; compare tuned and SFT, scored by the reward model.
+    `extra_metrics`: another stage's metrics for the report (RLAIF's judging)."""
     sft_model, reward_task = tasks["merge_sft"].outputs["model"], tasks["reward"]
     tuned = stage(merge_onto(adapter=adapter, base_model=sft_model), merge_name)
     return stage(
@@ -60,6 +84,7 @@ def merge_and_evaluate(stage, eval: dict, tasks: dict, adapter, merge_name: str)
             prompt_data=tasks["data"].outputs["prompt_data"],
             sft_metrics=tasks["sft"].outputs["metrics"],
             reward_metrics=reward_task.outputs["metrics"],
+            **({"extra_metrics": extra_metrics} if extra_metrics is not None else {}),
         ),
         "eval",
     )
@@ -91,16 +116,7 @@ def build_rlhf_pipeline(configure=None):
         report_to: str = defaults["report_to"],
     ) -> Dataset:
         tasks = sft_and_reward(stage, data, sft, reward, report_to)
-        ppo_task = stage(
-            ppo_component(
-                ppo=ppo,
-                report_to=report_to,
-                sft_model=tasks["merge_sft"].outputs["model"],
-                reward_model=tasks["reward"].outputs["reward_model"],
-                prompt_data=tasks["data"].outputs["prompt_data"],
-            ),
-            "ppo",
-        )
+        ppo_task = ppo_stage(stage, ppo, report_to, tasks)
         eval_task = merge_and_evaluate(stage, eval, tasks, ppo_task.outputs["adapter"], "merge_ppo")
         return gate_and_promote(stage, gate, serve, eval_task)
 

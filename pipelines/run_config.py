@@ -19,6 +19,7 @@ from kfrlhf.eval.config import EvalConfig
 from kfrlhf.gate.config import GateConfig
 from kfrlhf.ppo.config import PPOConfig
 from kfrlhf.reward.config import RewardConfig
+from kfrlhf.rlaif.config import RLAIFConfig
 from kfrlhf.serve.config import ServeConfig
 from kfrlhf.sft.config import SFTConfig
 
@@ -28,10 +29,11 @@ REPORT_TO = ("wandb", "tensorboard", "none")
 
 @dataclass
 class RunConfig:
-    """Everything one run needs, one section per stage (`ppo` or `dpo`: the pipeline picks one)."""
+    """Everything one run needs, one section per stage (`ppo` or `dpo`, `rlaif`: the pipeline picks its own)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    rlaif: RLAIFConfig = field(default_factory=RLAIFConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
@@ -46,7 +48,7 @@ class RunConfig:
             raise ConfigError(f"report_to must be wandb, tensorboard or none, not {self.report_to!r}")
         # The reward model reads prompt + response cut to reward.max_length, the prompt from the left
         # (`kfrlhf.common.models.reward_inputs`); a response budget beyond it would lose the response's end.
-        for section in ("ppo", "eval"):
+        for section in ("ppo", "eval", "rlaif"):
             if getattr(self, section).max_new_tokens > self.reward.max_length:
                 raise ConfigError(
                     f"{section}.max_new_tokens ({getattr(self, section).max_new_tokens}) exceeds reward.max_length "

@@ -6,13 +6,14 @@ resource default in `platform.py`; `tests/test_layout.py` checks that they all a
 list (and the README's build loop). A task is one step of a pipeline: it runs one stage.
 """
 
-STAGES = ("data", "sft", "merge", "reward", "ppo", "dpo", "eval", "gate", "serve")
+STAGES = ("data", "sft", "merge", "rlaif", "reward", "ppo", "dpo", "eval", "gate", "serve")
 
 # Task name -> (the stage it runs, its display name in the KFP UI).
 TASKS = {
     "data": ("data", "Prepare data"),
     "sft": ("sft", "Supervised fine-tuning (QLoRA)"),
     "merge_sft": ("merge", "Merge SFT adapter"),
+    "rlaif": ("rlaif", "Label answer pairs (AI judge)"),
     "reward": ("reward", "Train reward model"),
     "ppo": ("ppo", "PPO"),
     "merge_ppo": ("merge", "Merge PPO adapter"),

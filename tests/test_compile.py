@@ -22,7 +22,11 @@ COMMITTED = ROOT / "pipelines" / "compiled"
 COMMITTED_MANIFESTS = ROOT / "manifests" / "base" / "pipelines"
 REGENERATE = "rlhf compile --output pipelines/compiled --manifests manifests/base/pipelines"
 # Pipeline -> the stages that run on a GPU, each with an image of its own.
-GPU_STAGES = {"rlhf": ("sft", "merge", "reward", "ppo", "eval"), "dpo": ("sft", "merge", "reward", "dpo", "eval")}
+GPU_STAGES = {
+    "rlhf": ("sft", "merge", "reward", "ppo", "eval"),
+    "dpo": ("sft", "merge", "reward", "dpo", "eval"),
+    "rlaif": ("sft", "merge", "rlaif", "reward", "ppo", "eval"),
+}
 
 
 @pytest.fixture(scope="module")

@@ -131,7 +131,7 @@ def test_pipeline_versions_reference_their_pipeline(built):
 
 def test_gpu_cluster_overlay_sets_node_pool(built):
     versions = [o for o in built["gpu-cluster"] if o["kind"] == "PipelineVersion"]
-    assert {v["spec"]["pipelineName"] for v in versions} >= {"rlhf", "dpo"}
+    assert {v["spec"]["pipelineName"] for v in versions} >= {"rlhf", "dpo", "rlaif"}
     for version in versions:
         executors = version["spec"]["pipelineSpec"]["deploymentSpec"]["executors"]
         k8s = version["spec"]["platformSpec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]

@@ -221,10 +221,13 @@ def test_each_pipeline_gets_only_the_sections_it_declares():
 
     root = ROOT / "pipelines" / "compiled"
     arguments = pipeline_arguments()
-    declared = {n: _declared(next(yaml.safe_load_all((root / f"{n}.yaml").read_text()))) for n in ("rlhf", "dpo")}
-    assert "dpo" not in _taken(arguments, declared["rlhf"])
+    names = ("rlhf", "dpo", "rlaif")
+    declared = {n: _declared(next(yaml.safe_load_all((root / f"{n}.yaml").read_text()))) for n in names}
+    assert not {"dpo", "rlaif"} & set(_taken(arguments, declared["rlhf"]))
     dpo = _taken(arguments, declared["dpo"])
-    assert "ppo" not in dpo and dpo["dpo"] == arguments["dpo"]
+    assert "ppo" not in dpo and "rlaif" not in dpo and dpo["dpo"] == arguments["dpo"]
+    rlaif = _taken(arguments, declared["rlaif"])
+    assert "dpo" not in rlaif and rlaif["rlaif"] == arguments["rlaif"] and rlaif["ppo"] == arguments["ppo"]
 
 
 def test_ci_workflow_passes_params_as_a_file():

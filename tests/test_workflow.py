@@ -37,6 +37,7 @@ EXECUTOR_STAGES = {
     "exec-sft": "sft",
     "exec-merge": "merge",
     "exec-merge-onto": "merge",
+    "exec-rlaif-label": "rlaif",
     "exec-reward": "reward",
     "exec-ppo": "ppo",
     "exec-dpo-train": "dpo",
@@ -195,15 +196,15 @@ def workflows(tmp_path_factory) -> dict[str, tuple[dict, str | None]]:
 
 
 def test_every_pipeline_and_overlay_compiles(workflows):
-    assert {p.stem for p in COMPILED} == {"rlhf", "dpo"}
-    assert {f"{o}/{p}" for o in OVERLAYS for p in ("rlhf", "dpo")} <= set(workflows)
+    assert {p.stem for p in COMPILED} == {"rlhf", "dpo", "rlaif"}
+    assert {f"{o}/{p}" for o in OVERLAYS for p in ("rlhf", "dpo", "rlaif")} <= set(workflows)
 
 
 def test_stage_pods(workflows):
     s = ClusterSettings()
     for key, (wf, overlay) in workflows.items():
         pods = stage_pods(wf)
-        assert set(pods) <= set(EXECUTOR_STAGES) and len(pods) == 9, key
+        assert set(pods) <= set(EXECUTOR_STAGES) and len(pods) == (10 if key.endswith("rlaif") else 9), key
         for label, pod in pods.items():
             stage, where = EXECUTOR_STAGES[label], f"{key}: {label}"
             res, cfg, container = s.resources[stage], pod["k8s"], pod["container"]
@@ -254,7 +255,7 @@ def test_backend_requests_no_ephemeral_storage(workflows):
 def test_sigterm_at_hour_5_is_retried_with_the_retry_component(workflows, component_defaults):
     for key, (wf, _) in workflows.items():
         for label, pod in stage_pods(wf).items():
-            if EXECUTOR_STAGES[label] not in ("sft", "reward", "ppo", "dpo"):  # the 24 h training stages
+            if EXECUTOR_STAGES[label] not in ("sft", "rlaif", "reward", "ppo", "dpo"):  # the 24 h GPU stages
                 continue
             strategy = _merge_defaults(pod["retry"], component_defaults)
             where = f"{key}: {label}"

@@ -1,4 +1,4 @@
-"""Sampling answers and scoring them token by token: what PPO's rollouts and the eval share.
+"""Sampling answers and scoring them token by token: what PPO's rollouts, the eval and RLAIF's pairs share.
 
 `generate` samples one response per prompt (left padding, KV cache, a
 `transformers.GenerationConfig` built from the stage's sampling fields) and ends each answer at its
@@ -7,7 +7,7 @@ kept as sampled (its log-prob is the one the policy gave it, so PPO's ratio and 
 the answer's last, the one the reward lands on; the answer's text ends before the stop string;
 `forward` re-runs the model on prompt + response and returns the
 temperature-scaled logits (and values, with a value head) at the positions that predict the
-response tokens, with the same position ids generation used.
+response tokens, with the same position ids generation used; `response_texts` decodes the answers.
 """
 
 from __future__ import annotations
@@ -114,6 +114,11 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, cfg) -> 
     mask, ended, texts = answer_ends(response_ids, tokenizer, cfg.stop_strings)
     attention_mask = torch.cat([enc["attention_mask"], mask.long()], dim=1)
     return Rollout(out, attention_mask, prompt_len, response_ids, mask, texts, ended)
+
+
+def response_texts(rollouts: list[Rollout]) -> list[str]:
+    """The answers' texts of a list of rollouts, in order (what the reward model scores)."""
+    return [text for r in rollouts for text in r.texts]
 
 
 def forward(model, value_head, input_ids, attention_mask, prompt_len: int, temperature: float):

@@ -22,6 +22,7 @@ def evaluate(
     metrics: Output[Metrics],
     summary: Output[Markdown],
     plots: Output[HTML],
+    extra_metrics: Input[Metrics] = None,
 ):
     import shutil
 
@@ -29,7 +30,8 @@ def evaluate(
 
     # The models' URIs: what promotion registers and serves, and what `rlhf generate` finds in a run.
     models = {"sft": sft_model.uri, "tuned": tuned_model.uri, "reward": reward_model.uri}
-    upstream = {**sft_metrics.metadata, **reward_metrics.metadata, "models": models}
+    extra = extra_metrics.metadata if extra_metrics is not None else {}  # e.g. RLAIF's judging
+    upstream = {**sft_metrics.metadata, **reward_metrics.metadata, **extra, "models": models}
     result = run_eval(
         eval, sft_model.path, tuned_model.path, reward_model.path, prompt_data.path, report.path, upstream
     )

@@ -26,7 +26,7 @@ from kfrlhf.common.checkpoint import atomic_dir
 from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import read_split
 from kfrlhf.common.models import RewardScorer, load_pretrained_causal_lm, load_tokenizer
-from kfrlhf.common.sampling import Rollout, forward, generate, logprobs_from_logits
+from kfrlhf.common.sampling import Rollout, forward, generate, logprobs_from_logits, response_texts
 
 from .config import EvalConfig
 from .report import html_report, markdown_report
@@ -93,10 +93,6 @@ def sample(model, tokenizer, prompts: list[str], cfg: EvalConfig) -> list[Rollou
     ]
 
 
-def texts(rollouts: list[Rollout]) -> list[str]:
-    return [text for r in rollouts for text in r.texts]
-
-
 def lengths(rollouts: list[Rollout]) -> list[float]:
     """Answer lengths in tokens (up to and including EOS)."""
     return [n for r in rollouts for n in r.mask.sum(1).tolist()]
@@ -126,7 +122,7 @@ def evaluate(
     tokenizer = load_tokenizer(sft_dir, padding_side="left")
     sft, tuned = load_pretrained_causal_lm(sft_dir), load_pretrained_causal_lm(tuned_dir)
     sft_rollouts, tuned_rollouts = sample(sft, tokenizer, prompts, cfg), sample(tuned, tokenizer, prompts, cfg)
-    before, after = texts(sft_rollouts), texts(tuned_rollouts)
+    before, after = response_texts(sft_rollouts), response_texts(tuned_rollouts)
     t = cfg.temperature
     kl = torch.cat([sequence_logprobs(tuned, r, t) - sequence_logprobs(sft, r, t) for r in tuned_rollouts]).tolist()
     scorer = RewardScorer(reward_dir, batch_size=cfg.batch_size)

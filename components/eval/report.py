@@ -4,8 +4,8 @@ Both open with a verdict line, then the headline metrics, the reward histograms 
 answer length (inline SVG with labelled axes), KL against its bound, the run's details when the
 runner passes them (`run`: output, config, seconds per stage) and the sample table. Optional keys
 (`reward_length_correlation`, `reward_length_correlation_eval`, `length_controlled_gain`,
-`win_rate_second_judge`, `kl_temperature`, and the text rows `win_rate_judge`, `second_judge`, `kl_estimator`)
-are shown when the report has them.
+`win_rate_second_judge`, `kl_temperature`, RLAIF's judging counts, and the text rows `win_rate_judge`,
+`second_judge`, `kl_estimator`) are shown when the report has them.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ LENGTH_KEYS = (
     "win_rate_second_judge",
     "kl_temperature",
 )
+# RLAIF's judging (pipelines/rlaif.py), when the report has it.
+JUDGING_KEYS = ("rlaif_agreement_rate", "rlaif_kept_pairs", "rlaif_dropped_pairs", "rlaif_first_preferred")
 # Text rows: who judged the win rates, how the KL was estimated.
 LABELS = ("win_rate_judge", "second_judge", "kl_estimator")
 LENGTH_BIAS = 0.5  # |correlation of reward with length| above this earns a caution in the verdict
@@ -100,7 +102,8 @@ def _details(run: dict | None) -> list[tuple[str, str]]:
 def markdown_report(report: dict, num_samples: int, run: dict | None = None) -> str:
     lines = ["# RLHF evaluation: tuned vs SFT", "", f"**Verdict:** {verdict(report)}", ""]
     lines += ["| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(report[k])} |" for k in (*HEADLINE, *LENGTH_KEYS, "kl_bound") if k in report]
+    numbers = (*HEADLINE, *LENGTH_KEYS, *JUDGING_KEYS, "kl_bound")
+    lines += [f"| {k} | {_fmt(report[k])} |" for k in numbers if k in report]
     lines += [f"| {k} | {_cell(str(report[k]))} |" for k in LABELS if k in report]
     lines += [f"| prompts | {report['num_prompts']} |", ""]
     if run:
@@ -211,7 +214,7 @@ def html_report(report: dict, num_samples: int, run: dict | None = None) -> str:
     samples = report["samples"]
     metrics = "".join(
         f"<tr><td>{k}</td><td>{html.escape(_fmt(report[k]))}</td></tr>"
-        for k in (*HEADLINE, *LENGTH_KEYS, *LABELS)
+        for k in (*HEADLINE, *LENGTH_KEYS, *JUDGING_KEYS, *LABELS)
         if k in report
     )
     rows = "".join(

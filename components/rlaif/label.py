@@ -1,0 +1,108 @@
+"""RLAIF labelling: AI-judged preference pairs from the SFT model's own answers.
+
+Algorithm: the merged SFT model answers every prompt twice (the shared sampling code, the stage's
+seed and temperature); the judge (`judge.LMJudge`, prompted with the constitution) compares the two
+answers in both orders, and a pair is kept only when both orders prefer the same answer (chosen)
+over the other (rejected). Inconsistent pairs (the judge's position bias outweighs its preference,
+or the two answers are the same) are dropped and counted. Training pairs come from the training
+prompts, held-out pairs from the held-out prompts, so the reward stage reads the result exactly as
+it reads the data stage's preference pairs. Writes `train.jsonl` / `eval.jsonl` ({prompt, chosen,
+rejected}), `judgements.jsonl` (every pair, both scores and the verdict) and `metrics.json`
+(pairs, kept, dropped, agreement rate, the share of judgements that chose position A).
+
+    rlhf run --pipeline rlaif --set rlaif.judge_model=smollm2-135m-instruct
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from kfrlhf.common.checkpoint import atomic_write_text
+from kfrlhf.common.config import from_dict
+from kfrlhf.common.data_sources import read_split, write_jsonl
+from kfrlhf.common.models import load_pretrained_causal_lm, load_tokenizer
+from kfrlhf.common.sampling import generate, response_texts
+
+from .config import RLAIFConfig
+from .constitution import load_constitution
+from .judge import Judge, judge_both_orders, make_judge
+
+log = logging.getLogger(__name__)
+
+
+class TooFewPairs(RuntimeError):
+    """The judge's consistent verdicts leave too few pairs to train a reward model on."""
+
+
+@torch.no_grad()
+def sample_pairs(model, tokenizer, prompts: list[str], cfg: RLAIFConfig) -> tuple[list[str], list[str]]:
+    """Two sampled answers per prompt."""
+    torch.manual_seed(cfg.seed)
+    twice = [p for p in prompts for _ in range(2)]
+    step = 2 * cfg.batch_size
+    batches = [twice[i : i + step] for i in range(0, len(twice), step)]
+    rollouts = [generate(model, tokenizer, batch, cfg.max_new_tokens, cfg) for batch in batches]
+    answers = response_texts(rollouts)
+    return answers[0::2], answers[1::2]
+
+
+def label_pairs(judge: Judge, prompts: list[str], questions: list[str], a: list[str], b: list[str]):
+    """The preference rows the judge's consistent verdicts give, every judgement, and the judging's counts."""
+    judged = judge_both_orders(judge, questions, a, b)
+    rows, judgements = [], []
+    for prompt, x, y, verdict, scores in zip(prompts, a, b, judged["verdicts"], judged["scores"]):
+        judgements.append({"prompt": prompt, "a": x, "b": y, "scores": scores, "verdict": verdict})
+        if verdict is not None:
+            chosen, rejected = (x, y) if verdict == 0 else (y, x)
+            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    counts = {"pairs": len(prompts), "kept": len(rows), "first_preferred": judged["first_preferred"]}
+    return rows, judgements, counts
+
+
+def question_text(tokenizer, prompt: str) -> str:
+    """The prompt as the judge reads it: the policy's chat markup (special tokens) dropped."""
+    return tokenizer.decode(tokenizer(prompt, add_special_tokens=False)["input_ids"], skip_special_tokens=True)
+
+
+def run_rlaif(rlaif: dict, sft_model: str, prompt_data: str, output_dir: str, judge: Judge | None = None) -> dict:
+    """The stage on directories (what the KFP component calls); `judge` replaces the configured judge model."""
+    cfg = from_dict(RLAIFConfig, rlaif, "rlaif")
+    principles = load_constitution(cfg.constitution)  # a bad file fails before any model loads
+    out = Path(output_dir)
+    tokenizer = load_tokenizer(sft_model, padding_side="left")
+    policy = load_pretrained_causal_lm(sft_model)
+    splits = {"train": cfg.num_prompts, "eval": cfg.num_eval_prompts}
+    prompts = {s: [r["prompt"] for r in read_split(prompt_data, s)][:n] for s, n in splits.items()}
+    answers = {s: sample_pairs(policy, tokenizer, p, cfg) for s, p in prompts.items()}
+    del policy  # the judge may be the larger model
+    judge = judge or make_judge(cfg.judge_model, principles, cfg.judge_batch_size)
+    counts, judgements = {}, []
+    for split, ps in prompts.items():
+        questions = [question_text(tokenizer, p) for p in ps]
+        rows, judged, counts[split] = label_pairs(judge, ps, questions, *answers[split])
+        write_jsonl(rows, out / f"{split}.jsonl")
+        judgements += [dict(j, split=split) for j in judged]
+    write_jsonl(judgements, out / "judgements.jsonl")
+    pairs, kept = (sum(c[k] for c in counts.values()) for k in ("pairs", "kept"))
+    metrics = {
+        "rlaif_pairs": pairs,
+        "rlaif_kept_pairs": kept,
+        "rlaif_dropped_pairs": pairs - kept,
+        "rlaif_agreement_rate": kept / pairs,
+        "rlaif_train_pairs": counts["train"]["kept"],
+        "rlaif_eval_pairs": counts["eval"]["kept"],
+        "rlaif_first_preferred": sum(c["first_preferred"] * c["pairs"] for c in counts.values()) / pairs,
+    }
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    log.info("rlaif: %s", metrics)
+    if metrics["rlaif_train_pairs"] < cfg.min_pairs or not metrics["rlaif_eval_pairs"]:
+        raise TooFewPairs(
+            f"the judge {cfg.judge_model!r} agreed with itself on {kept} of {pairs} pairs "
+            f"({metrics['rlaif_train_pairs']} training, {metrics['rlaif_eval_pairs']} held out; rlaif.min_pairs "
+            f"{cfg.min_pairs}): a reward model would learn noise (judgements in {out / 'judgements.jsonl'})"
+        )
+    return metrics
