@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kfrlhf.common import distributed
 from kfrlhf.common.checkpoint import atomic_write_text, release_checkpoints
 from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import read_split
@@ -30,10 +31,13 @@ def run_ppo_stage(
     tokenizer = load_tokenizer(sft_model, padding_side="left")
     prompts = [r["prompt"] for r in read_split(prompt_data, "train")]
     scorer = RewardScorer(str(Path(reward_model) / "model"))
-    with step_tracker(report_to, output_dir, "ppo", ppo) as tracker:
+    main = distributed.is_main()  # under data parallelism rank 0 reports and writes
+    with step_tracker(report_to if main else "none", output_dir, "ppo", ppo) as tracker:
         log_fn = (lambda step, values: tracker.log(values, step=step)) if tracker else None
         result = run_ppo(cfg, model, tokenizer, prompts, scorer, output_dir=output_dir, log_fn=log_fn)
     metrics = {k: v for k, v in result.items() if k != "history"}
+    if not main:
+        return metrics
     atomic_write_text(Path(output_dir) / "metrics.json", json.dumps(metrics, indent=2))
     atomic_write_text(Path(output_dir) / "history.json", json.dumps(result["history"], indent=1))
     release_checkpoints(Path(output_dir))

@@ -1,4 +1,5 @@
-"""The reward stage's KFP component (a thin wrapper around `kfrlhf.reward.train.run_reward`)."""
+"""The reward stage's KFP component (a thin wrapper around `kfrlhf.reward.train.run_reward`, started on the
+processes `reward.distributed` asks for by `kfrlhf.common.launcher`)."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -9,7 +10,9 @@ from kfrlhf.common.component import stage_component
 def reward(
     reward: dict, report_to: str, preference_data: Input[Dataset], reward_model: Output[Model], metrics: Output[Metrics]
 ):
-    from kfrlhf.reward.train import run_reward
+    from kfrlhf.common.launcher import run_stage
 
-    for name, value in run_reward(reward, preference_data.path, reward_model.path, report_to).items():
+    kwargs = dict(reward=reward, preference_data=preference_data.path, output_dir=reward_model.path)
+    target, inputs = "kfrlhf.reward.train:run_reward", ("preference_data",)
+    for name, value in run_stage(target, "reward", dict(kwargs, report_to=report_to), inputs=inputs).items():
         metrics.log_metric(name, value)

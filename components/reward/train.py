@@ -17,10 +17,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import torch
 
+from kfrlhf.common import distributed
 from kfrlhf.common.checkpoint import atomic_dir, atomic_write_text, release_checkpoints, train_resumable
 from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import read_split
@@ -114,9 +116,14 @@ def train_reward(
     )
     train_resumable(trainer, "Reward", dataclasses.asdict(cfg))
     model_dir = output_dir / "model"
+    staging = output_dir / ".model.staging"
+    trainer.save_model(str(staging))  # on every rank (ZeRO-3 and FSDP gather the weights); rank 0 writes
+    if not distributed.is_main():
+        return {}
     with atomic_dir(model_dir) as tmp:
-        trainer.save_model(str(tmp))
+        shutil.copytree(staging, tmp, dirs_exist_ok=True)
         tokenizer.save_pretrained(tmp)
+    shutil.rmtree(staging)
     metrics = {
         **reward_quality(RewardScorer(str(model_dir)), eval_rows),
         "reward_eval_pairs": len(eval_rows),
@@ -138,5 +145,6 @@ def run_reward(reward: dict, preference_data: str, output_dir: str, report_to: s
     cfg = from_dict(RewardConfig, reward, "reward")
     rows = {split: read_split(preference_data, split) for split in ("train", "eval")}
     metrics = train_reward(cfg, rows["train"], rows["eval"], output_dir, report_to)
-    release_checkpoints(Path(output_dir))
+    if distributed.is_main():
+        release_checkpoints(Path(output_dir))
     return metrics

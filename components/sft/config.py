@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from kfrlhf.common.config import LENGTH, NON_NEGATIVE, LoraFields, TrainerFields
+from kfrlhf.common.distributed import DistributedFields
 
 
 @dataclass
-class SFTConfig(TrainerFields, LoraFields):
+class SFTConfig(TrainerFields, LoraFields, DistributedFields):
     """Supervised fine-tuning with (Q)LoRA through TRL's SFTTrainer.
 
     Model: `model_name` (hub id or local directory), `load_in_4bit` (QLoRA: 4-bit NF4, double
