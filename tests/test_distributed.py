@@ -23,11 +23,11 @@ import torch
 from kfrlhf.common import models
 from kfrlhf.common.data_sources import write_jsonl
 from kfrlhf.common.launcher import call, run_stage
+from kfrlhf.pipelines import run_config as config
 from kfrlhf.ppo import losses as L
 from kfrlhf.ppo.config import PPOConfig
 from kfrlhf.ppo.rollout import RunningMoments
 from kfrlhf.ppo.trainer import divergence
-from kfrlhf.pipelines import run_config as config
 from tests import distributed_jobs as jobs
 from tests.conftest import preference_rows, sft_rows
 
@@ -76,6 +76,7 @@ def stage_jobs(inputs: dict, out: Path, ppo_steps: int) -> dict[str, list]:
             ppo=ppo, sft_model=inputs["lm"], reward_model=str(root / "reward"), prompt_data=str(root / "prompts")
         ),
     }
+    kwargs["dpo"]["preference_data"] = str(root / "pairs")
     return {name: [TARGETS[name], {**kw, "output_dir": str(out / name)}] for name, kw in kwargs.items()}
 
 
