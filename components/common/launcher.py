@@ -65,10 +65,17 @@ def launch_command(
     ]
 
 
-def run_stage(target: str, section: str, kwargs: dict, inputs: tuple[str, ...] = (), output: str = "output_dir"):
-    """`target(**kwargs)` on the processes `kwargs[section].distributed` asks for; rank 0's result.
+def entry_point(function) -> str:
+    """ "module:function", what a launched process imports."""
+    return function if isinstance(function, str) else f"{function.__module__}:{function.__qualname__}"
 
-    `inputs` and `output` name the path arguments a TrainJob must find on shared storage."""
+
+def run_stage(function, section: str, kwargs: dict, inputs: tuple[str, ...] = (), output: str = "output_dir"):
+    """`function(**kwargs)` on the processes `kwargs[section].distributed` asks for; rank 0's result.
+
+    `function`: the stage's entry point (or its "module:function"); `inputs` and `output` name the
+    path arguments a TrainJob must find on shared storage."""
+    target = entry_point(function)
     dist = stage_distributed(section, kwargs)
     if distributed.world_size() > 1 or dist.world_size() == 1:
         return call(target, kwargs)

@@ -48,27 +48,34 @@ def node_command(section: str, target: str, args_file: Path, result_file: Path) 
     return ["python", "-m", "kfrlhf.common.launcher", "node", section, target, str(args_file), str(result_file)]
 
 
+def workdir_of(template: NodeTemplate, output_dir: str) -> Path:
+    """The job's directory on the shared PVC, named after the output artifact (the same for a retry)."""
+    return Path(template.mount_path) / "trainjobs" / hashlib.sha256(output_dir.encode()).hexdigest()[:16]
+
+
+def build_trainjob(
+    target: str, section: str, dist: DistributedConfig, template: NodeTemplate, workdir: Path, name: str, namespace: str
+) -> dict:
+    """The TrainJob whose nodes run `target` on the arguments in `workdir`/args.json."""
+    command = node_command(section, target, workdir / "args.json", workdir / "result.json")
+    processes = dist.processes(template.gpus)
+    labels = {"kubeflow-rlhf/stage": section}
+    return trainjob_manifest(name, namespace, template, dist.nodes, processes, command, dist.runtime, labels)
+
+
 def run_trainjob(target: str, section: str, kwargs: dict, dist: DistributedConfig, inputs, output: str) -> dict:
     """Run `target(**kwargs)` as a TrainJob of `dist.nodes` nodes; rank 0's result."""
     template = NodeTemplate.from_env()
-    workdir = Path(template.mount_path) / "trainjobs" / hashlib.sha256(kwargs[output].encode()).hexdigest()[:16]
+    workdir = workdir_of(template, kwargs[output])
     staged = dict(kwargs)
     for name in inputs:
         staged[name] = str(copy(Path(kwargs[name]), workdir / "inputs" / name))
     staged[output] = str(workdir / "output")
-    args_file, result_file = workdir / "args.json", workdir / "result.json"
-    args_file.write_text(json.dumps(staged))
+    result_file = workdir / "result.json"
+    (workdir / "args.json").write_text(json.dumps(staged))
     result_file.unlink(missing_ok=True)
-    manifest = trainjob_manifest(
-        job_name(section, kwargs[output]),
-        current_namespace(),
-        template,
-        dist.nodes,
-        dist.processes(template.gpus),
-        node_command(section, target, args_file, result_file),
-        dist.runtime,
-        labels={"kubeflow-rlhf/stage": section},
-    )
+    name = job_name(section, kwargs[output])
+    manifest = build_trainjob(target, section, dist, template, workdir, name, current_namespace())
     TrainJobWatch(manifest, dist.cleanup, timeout=template.timeout_seconds or None).run()
     copy(workdir / "output", Path(kwargs[output]))
     result = json.loads(result_file.read_text())

@@ -19,8 +19,9 @@ def dpo_train(
     metrics: Output[Metrics],
 ):
     from kfrlhf.common.launcher import run_stage
+    from kfrlhf.dpo.train import run_dpo
 
     paths = dict(sft_model=sft_model.path, preference_data=preference_data.path, output_dir=adapter.path)
-    target, inputs = "kfrlhf.dpo.train:run_dpo", ("sft_model", "preference_data")
+    target, inputs = run_dpo, ("sft_model", "preference_data")
     for name, value in run_stage(target, "dpo", dict(dpo=dpo, report_to=report_to, **paths), inputs=inputs).items():
         metrics.log_metric(name, value)

@@ -17,10 +17,11 @@ def ppo(
     metrics: Output[Metrics],
 ):
     from kfrlhf.common.launcher import run_stage
+    from kfrlhf.ppo.stage import run_ppo_stage
 
     inputs = dict(sft_model=sft_model.path, reward_model=reward_model.path, prompt_data=prompt_data.path)
     kwargs = dict(ppo=ppo, output_dir=adapter.path, report_to=report_to, **inputs)
-    result = run_stage("kfrlhf.ppo.stage:run_ppo_stage", "ppo", kwargs, inputs=tuple(inputs))
+    result = run_stage(run_ppo_stage, "ppo", kwargs, inputs=tuple(inputs))
     for name, value in result.items():
         if isinstance(value, (int, float)):
             metrics.log_metric(name, value)

@@ -11,8 +11,9 @@ def reward(
     reward: dict, report_to: str, preference_data: Input[Dataset], reward_model: Output[Model], metrics: Output[Metrics]
 ):
     from kfrlhf.common.launcher import run_stage
+    from kfrlhf.reward.train import run_reward
 
     kwargs = dict(reward=reward, preference_data=preference_data.path, output_dir=reward_model.path)
-    target, inputs = "kfrlhf.reward.train:run_reward", ("preference_data",)
+    target, inputs = run_reward, ("preference_data",)
     for name, value in run_stage(target, "reward", dict(kwargs, report_to=report_to), inputs=inputs).items():
         metrics.log_metric(name, value)

@@ -9,7 +9,8 @@ from kfrlhf.common.component import stage_component
 @stage_component
 def sft(sft: dict, report_to: str, sft_data: Input[Dataset], adapter: Output[Model], metrics: Output[Metrics]):
     from kfrlhf.common.launcher import run_stage
+    from kfrlhf.sft.train import run_sft
 
     kwargs = dict(sft=sft, sft_data=sft_data.path, output_dir=adapter.path, report_to=report_to)
-    for name, value in run_stage("kfrlhf.sft.train:run_sft", "sft", kwargs, inputs=("sft_data",)).items():
+    for name, value in run_stage(run_sft, "sft", kwargs, inputs=("sft_data",)).items():
         metrics.log_metric(name, value)
