@@ -22,6 +22,6 @@ def dpo_train(
     from kfrlhf.dpo.train import run_dpo
 
     paths = dict(sft_model=sft_model.path, preference_data=preference_data.path, output_dir=adapter.path)
-    target, inputs = run_dpo, ("sft_model", "preference_data")
-    for name, value in run_stage(target, "dpo", dict(dpo=dpo, report_to=report_to, **paths), inputs=inputs).items():
+    kwargs, inputs = dict(dpo=dpo, report_to=report_to, **paths), ("sft_model", "preference_data")
+    for name, value in run_stage(run_dpo, "dpo", kwargs, inputs=inputs).items():
         metrics.log_metric(name, value)

@@ -14,6 +14,6 @@ def reward(
     from kfrlhf.reward.train import run_reward
 
     kwargs = dict(reward=reward, preference_data=preference_data.path, output_dir=reward_model.path)
-    target, inputs = run_reward, ("preference_data",)
-    for name, value in run_stage(target, "reward", dict(kwargs, report_to=report_to), inputs=inputs).items():
+    kwargs["report_to"] = report_to
+    for name, value in run_stage(run_reward, "reward", kwargs, inputs=("preference_data",)).items():
         metrics.log_metric(name, value)
