@@ -50,10 +50,12 @@ def train_dpo(
 ) -> dict:
     """`sft_model`: the merged SFT model's directory; rows: {prompt, chosen, rejected}, prompts in model format."""
     from datasets import Dataset
+    from transformers import set_seed
     from trl import DPOConfig as TrlDPOConfig
     from trl import DPOTrainer
 
     output_dir = Path(output_dir)
+    set_seed(cfg.seed)  # the adapter's initial weights too: every process, and every rerun, starts alike
     tokenizer = load_tokenizer(sft_model)
 
     def pairs(rows):

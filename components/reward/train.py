@@ -79,10 +79,12 @@ def train_reward(
     cfg: RewardConfig, train_rows: list[dict], eval_rows: list[dict], output_dir: str | Path, report_to: str = "none"
 ) -> dict:
     from datasets import Dataset
+    from transformers import set_seed
     from trl import RewardConfig as TrlRewardConfig
     from trl import RewardTrainer
 
     output_dir = Path(output_dir)
+    set_seed(cfg.seed)  # the fresh head's initial weights too: every process, and every rerun, starts alike
     tokenizer = load_tokenizer(cfg.model_name)  # BERT family: SEP stands in for the EOS TRL appends
     tokenizer.model_max_length = cfg.max_length
     model = load_reward_model(cfg.model_name)

@@ -31,10 +31,12 @@ def train_sft(
 ) -> dict:
     from datasets import Dataset
     from peft import prepare_model_for_kbit_training
+    from transformers import set_seed
     from trl import SFTConfig as TrlSFTConfig
     from trl import SFTTrainer
 
     output_dir = Path(output_dir)
+    set_seed(cfg.seed)  # the adapter's initial weights too: every process, and every rerun, starts alike
     tokenizer = load_tokenizer(cfg.model_name)
     model = load_causal_lm(cfg.model_name, load_in_4bit=cfg.load_in_4bit)
     if cfg.load_in_4bit:
