@@ -19,6 +19,12 @@ one and, seeded, reproduces the uninterrupted run. The prompt position is the st
 `kl_limit` (`reward_limit`), stops the run before anything of that step is saved; with
 `max_rollbacks`, the run first goes back to the newest checkpoint that predates the last
 update (at least) and halves the learning rate, at most `max_rollbacks` times per run.
+
+Data parallelism (launched by `kfrlhf.common.launcher`, `ppo.distributed`): each rank samples and
+scores its `batch_size / N` prompts of the step; the reward moments, mean KL, whitening statistics,
+divergence checks, SIGTERM and logged metrics are all-reduced, the gradients averaged (each rank's
+loss weighted by its share of the mini-batch's tokens), so every rank holds the same weights; rank 0
+writes the checkpoints (`state.py`) and the outputs, every rank resumes.
 """
 
 from __future__ import annotations
@@ -74,7 +80,13 @@ class PPODivergence(Diverged):
 
 def make_policy(cfg: PPOConfig, model):
     """Wrap `model` with a fresh LoRA adapter (in place) and build a value head for it."""
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     policy = get_peft_model(model, lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout))
+    if cfg.gradient_checkpointing:  # the update runs in training mode (ppo_update): keep it dropout-free
+        for module in policy.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
     hidden = policy.get_output_embeddings().weight.shape[1]  # width of the last hidden state
     value_head = torch.nn.Linear(hidden, 1).to(next(model.parameters()).device)
     torch.nn.init.zeros_(value_head.weight)  # values start at 0: no random baseline in the first steps
@@ -91,6 +103,9 @@ def ppo_update(cfg: PPOConfig, policy, value_head, optimizer, params, r: Rollout
     names = ("policy_loss", "value_loss", "clip_fraction", "value_clip_fraction", "approx_kl")
     stats: dict[str, list[float]] = {k: [] for k in names}
     n, world = len(r.input_ids), distributed.world_size()
+    # transformers checkpoints activations only in training mode; every dropout is off (make_policy), so
+    # training mode computes what eval mode does. Generation stays in eval mode, with its KV cache.
+    policy.train(cfg.gradient_checkpointing)
     for _ in range(cfg.ppo_epochs):
         for idx in torch.randperm(n).split(cfg.mini_batch_size // world):
             logits, values = forward(
@@ -114,6 +129,7 @@ def ppo_update(cfg: PPOConfig, policy, value_head, optimizer, params, r: Rollout
             optimizer.step()
             for k, v in zip(names, (pg_loss, vf_loss, clipfrac, vf_clipfrac, approx_kl)):
                 stats[k].append(v.item())
+    policy.eval()
     return distributed.all_reduce_mean({k: float(np.mean(v)) for k, v in stats.items()})
 
 
