@@ -68,7 +68,7 @@ def probe() -> dict:
 
 
 def one_update() -> dict:
-    """One PPO update (one epoch, one mini-batch of all rows) on this rank's rows of a seeded rollout."""
+    """One PPO update (one epoch, one mini-batch of all rows, plain SGD) on this rank's rows of a seeded rollout."""
     cfg = probe_cfg()
     tok = tiny_tokenizer()
     tok.padding_side = "left"
@@ -83,7 +83,9 @@ def one_update() -> dict:
         setattr(r, name, share(getattr(r, name)))
     advantages, returns = share(advantages), share(returns)
     params = [p for p in policy.parameters() if p.requires_grad] + list(value_head.parameters())
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=1e-5)
+    # SGD, not AdamW: Adam's first step turns every gradient element into +-lr, so float noise in a
+    # near-zero element flips it; what is compared here is the averaged gradient.
+    optimizer = torch.optim.SGD(params, lr=cfg.learning_rate)
     start = torch.cat([p.detach().reshape(-1) for p in params])
     ppo_update(cfg, policy, value_head, optimizer, params, r, advantages, returns)
     weights = torch.cat([p.detach().reshape(-1) for p in params])

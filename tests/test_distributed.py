@@ -6,9 +6,10 @@ Tolerances. SFT, reward, DPO: relative 1e-3 on the eval metrics (each process ta
 global batch in the order one process would; DDP averages the gradients, so the update is the same
 up to float summation order, which Adam amplifies a little over the steps). PPO samples its own
 responses on each rank, so whole runs differ by sampling; what must agree is checked directly:
-the all-reduced reward moments, mean KL, whitening and divergence verdict (1e-9) and one update
-on a fixed rollout split across the ranks (1e-5), with every rank holding the same weights after
-it. PPO through the stage: outputs written once, a checkpoint resumed by both ranks.
+the all-reduced reward moments (1e-9), mean KL (relative 1e-6: float32 inputs), whitening (1e-6)
+and divergence verdict, and one SGD update on a fixed rollout split across the ranks (1e-5), with
+every rank holding the same weights after it. PPO through the stage: outputs written once, a
+checkpoint resumed by both ranks.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def test_ppo_statistics_are_all_reduced(two):
     moments.update(data["scores"])
     moments.update(data["scores"] * 2)
     assert probe["moments"] == pytest.approx([moments.mean, moments.var, moments.count], abs=1e-9)
-    assert probe["mean_kl"] == pytest.approx((data["kl"] * data["mask"]).sum(1).mean().item(), abs=1e-9)
+    assert probe["mean_kl"] == pytest.approx((data["kl"] * data["mask"]).sum(1).mean().item(), rel=1e-6)
     whitened = L.masked_whiten(data["advantages"], data["mask"])
     rank_rows = torch.cat([whitened[0::2], whitened[1::2]])  # the gathered order: rank 0's rows, then rank 1's
     torch.testing.assert_close(torch.tensor(probe["whitened_rows"]), rank_rows, atol=1e-6, rtol=0)

@@ -17,8 +17,8 @@ def _run(checkpointing: bool) -> tuple[list[dict], int]:
     tok = tiny_tokenizer()
     tok.padding_side = "left"
     model = tiny_lm(tok)
-    calls = []
-    model.model.decoder.layers[0].register_forward_hook(lambda *args: calls.append(1))
+    calls = []  # a module inside a layer: the checkpointed layer's forward reruns it in the backward pass
+    model.model.decoder.layers[0].fc1.register_forward_hook(lambda *args: calls.append(1))
     cfg = small_cfg(steps=2, batch_size=4, mini_batch_size=2, gradient_checkpointing=checkpointing)
     return run_ppo(cfg, model, tok, PROMPTS, target_fraction)["history"], len(calls)
 
@@ -26,7 +26,6 @@ def _run(checkpointing: bool) -> tuple[list[dict], int]:
 def test_gradient_checkpointing_recomputes_and_changes_nothing():
     plain, plain_calls = _run(False)
     checkpointed, checkpointed_calls = _run(True)
-    # Each mini-batch's layer forward runs once more, in the backward pass.
     assert checkpointed_calls == plain_calls + 2 * 2 * 2  # steps x mini-batches x epochs
     for a, b in zip(plain, checkpointed):
         for key in KEYS:

@@ -56,6 +56,7 @@ def trainer_args(cfg, output_dir: Path, report_to: str, run_name: str) -> dict:
         seed=cfg.seed,
         data_seed=cfg.seed,
         report_to=tracking_report_to(report_to if distributed.is_main() else "none", output_dir),
+        use_cpu=not torch.cuda.is_available(),  # on CPUs accelerate sets up gloo data parallelism only with it
         run_name=run_name,
         **hf_checkpoint_args(cfg.save_steps),
     )
