@@ -2,9 +2,13 @@
 `kfrlhf.common.launcher.run_stage` through `accelerate launch` (the path GPUs take), reach what
 1 process reaches.
 
-Tolerances. SFT, reward, DPO: relative 1e-3 on the eval metrics (each process takes half of every
+Tolerances. Reward, DPO: relative 1e-3 on the eval metrics (each process takes half of every
 global batch in the order one process would; DDP averages the gradients, so the update is the same
-up to float summation order, which Adam amplifies a little over the steps). PPO samples its own
+up to float summation order, which Adam amplifies a little over the steps). SFT: relative 2e-2: its
+losses are token means per batch, and packed blocks hold different numbers of tokens, so the mean
+of two half-batches' means is not the whole batch's mean (the eval loss before training, on the same
+weights, already differs by 0.6%). The models are dropout-free copies of the tiny ones: dropout
+masks are drawn per process. PPO samples its own
 responses on each rank, so whole runs differ by sampling; what must agree is checked directly:
 the all-reduced reward moments (1e-9), mean KL (relative 1e-6: float32 inputs), whitening (1e-6)
 and divergence verdict, and one SGD update on a fixed rollout split across the ranks (1e-5), with
@@ -32,7 +36,7 @@ from kfrlhf.ppo.trainer import divergence
 from tests import distributed_jobs as jobs
 from tests.conftest import preference_rows, sft_rows
 
-REL = 1e-3
+REL = {"sft": 2e-2, "reward": 1e-3, "dpo": 1e-3}
 TARGETS = {
     "sft": "kfrlhf.sft.train:run_sft",
     "reward": "kfrlhf.reward.train:run_reward",
@@ -58,7 +62,13 @@ def inputs(tmp_path_factory, tiny_lm_dir) -> dict:
     reward = root / "reward" / "model"  # untrained: PPO needs a fixed scorer only
     models.load_reward_model(models.TINY_ENCODER).save_pretrained(reward)
     models.load_tokenizer(models.TINY_ENCODER).save_pretrained(reward)
-    return {"root": root, "lm": str(tiny_lm_dir)}
+    lm, encoder = models.load_causal_lm(models.TINY_CAUSAL), models.load_reward_model(models.TINY_ENCODER)
+    lm.config.dropout = 0.0
+    encoder.config.hidden_dropout_prob = encoder.config.attention_probs_dropout_prob = 0.0
+    for name, model, tokenizer in (("lm", lm, models.TINY_CAUSAL), ("encoder", encoder, models.TINY_ENCODER)):
+        model.save_pretrained(root / name)
+        models.load_tokenizer(tokenizer).save_pretrained(root / name)
+    return {"root": root, "lm": str(root / "lm"), "encoder": str(root / "encoder")}
 
 
 def stage_jobs(inputs: dict, out: Path, ppo_steps: int) -> dict[str, list]:
@@ -66,8 +76,14 @@ def stage_jobs(inputs: dict, out: Path, ppo_steps: int) -> dict[str, list]:
     ppo = _section("ppo", steps=ppo_steps, save_every=2, batch_size=4, mini_batch_size=2, ppo_epochs=1)
     ppo.update(min_new_tokens=4, max_new_tokens=6, max_prompt_length=24)
     kwargs = {
-        "sft": dict(sft=_section("sft", seq_length=32, lora_dropout=0.0, **trainer), sft_data=str(root / "sft")),
-        "reward": dict(reward=_section("reward", min_accuracy=0.0, **trainer), preference_data=str(root / "pairs")),
+        "sft": dict(
+            sft=_section("sft", model_name=inputs["lm"], seq_length=32, lora_dropout=0.0, **trainer),
+            sft_data=str(root / "sft"),
+        ),
+        "reward": dict(
+            reward=_section("reward", model_name=inputs["encoder"], min_accuracy=0.0, **trainer),
+            preference_data=str(root / "pairs"),
+        ),
         "dpo": dict(
             dpo=_section("dpo", lora_dropout=0.0, **trainer),
             sft_model=inputs["lm"],
@@ -108,7 +124,7 @@ def one(inputs, tmp_path_factory) -> dict:
 )
 def test_trainer_stages_on_two_processes_match_one(two, one, stage, keys):
     for key in keys:
-        assert two[stage][key] == pytest.approx(one[stage][key], rel=REL), key
+        assert two[stage][key] == pytest.approx(one[stage][key], rel=REL[stage]), key
     assert (two["out"] / stage / "metrics.json").is_file()
 
 
