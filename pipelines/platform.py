@@ -5,6 +5,12 @@
 GPUs, GPU node pool (node selector, tolerations), secrets as env vars, the model-cache PVC,
 retries with backoff, caching, timeout, pod labels and a non-root security context.
 The local runner (`kfp.local`) builds the same pipeline without the hook.
+
+Training stages (DISTRIBUTED_STAGES) also get `RLHF_TRAINJOB_TEMPLATE`: the same settings as the
+node template of the TrainJob they create when their config asks for `distributed.nodes` > 1
+(`kfrlhf.common.trainjob`). A stage compiled with `nodes` > 1 (`rlhf compile --nodes ppo=4`) is a
+launcher pod: no GPUs of its own (its `gpus` are the GPUs per node), and the pipeline's default
+`<stage>.distributed.nodes` is set to match (`kfrlhf.pipelines.compile`).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import dataclass, field
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
+from kfrlhf.common.trainjob import TEMPLATE_ENV, NodeTemplate
 from kfrlhf.pipelines.images import DEFAULT_REGISTRY, DEFAULT_TAG, image_for, image_repository
 from kfrlhf.pipelines.stages import DISPLAY_NAMES, stage_of
 
@@ -29,6 +36,12 @@ class StageResources:
     gpus: int = 1
     gpu_type: str = "nvidia.com/gpu"
     timeout_seconds: int = 24 * 3600
+    nodes: int = 1  # > 1: the task launches a TrainJob of this many nodes with `gpus` GPUs each
+
+
+# The stages with a `distributed` config section; what their TrainJob launcher pod asks for.
+DISTRIBUTED_STAGES = ("sft", "reward", "ppo", "dpo")
+LAUNCHER = dict(cpu_request="500m", cpu_limit="2", memory_request="2Gi", memory_limit="8Gi")
 
 
 def _default_resources() -> dict[str, StageResources]:
@@ -98,16 +111,51 @@ def retry_window(settings: ClusterSettings, res: StageResources) -> int:
     return (settings.retries + 1) * (res.timeout_seconds or 7 * 24 * 3600) + int(backoffs)
 
 
+def task_env(settings: ClusterSettings) -> dict[str, str]:
+    """The env every task gets (and every TrainJob node)."""
+    # Model and dataset downloads land on the PVC, shared by all stages and runs; checkpoints on the
+    # PVC survive a preempted pod, and the retry resumes from them (kfrlhf.common.checkpoint).
+    root = settings.cache_mount_path
+    return {"HF_HOME": f"{root}/huggingface", "RLHF_CHECKPOINT_ROOT": f"{root}/checkpoints"}
+
+
+def node_template(settings: ClusterSettings, stage: str) -> NodeTemplate:
+    """What each node of `stage`'s TrainJob gets: the stage's own image, resources and pod settings."""
+    res = settings.resources[stage_of(stage)]
+    return NodeTemplate(
+        image=stage_image(settings, stage),
+        cpu_request=res.cpu_request,
+        cpu_limit=res.cpu_limit,
+        memory_request=res.memory_request,
+        memory_limit=res.memory_limit,
+        gpus=res.gpus,
+        gpu_type=res.gpu_type,
+        node_selector=dict(settings.node_selector),
+        tolerations=[dict(t) for t in settings.tolerations],
+        secret_env={k: dict(v) for k, v in settings.secret_env.items()},
+        env=task_env(settings),
+        pvc=settings.cache_pvc,
+        mount_path=settings.cache_mount_path,
+        run_as_user=settings.run_as_user,
+        run_as_group=settings.run_as_group,
+        labels=dict(settings.pod_labels),
+        timeout_seconds=res.timeout_seconds,
+    )
+
+
 def make_configure(settings: ClusterSettings):
     """The `configure(task, stage)` hook that applies `settings` to one pipeline task."""
 
     def configure(task: PipelineTask, stage: str) -> PipelineTask:
         res = settings.resources[stage_of(stage)]
+        pod = StageResources(**{**vars(res), **LAUNCHER, "gpus": 0}) if res.nodes > 1 else res
         task.set_container_image(stage_image(settings, stage))
         task.set_display_name(settings.display_names.get(stage, stage))
-        task.set_cpu_request(res.cpu_request).set_cpu_limit(res.cpu_limit)
-        task.set_memory_request(res.memory_request).set_memory_limit(res.memory_limit)
-        if res.gpus:
+        task.set_cpu_request(pod.cpu_request).set_cpu_limit(pod.cpu_limit)
+        task.set_memory_request(pod.memory_request).set_memory_limit(pod.memory_limit)
+        if stage_of(stage) in DISTRIBUTED_STAGES:
+            task.set_env_variable(TEMPLATE_ENV, node_template(settings, stage).to_env())
+        if pod.gpus:
             task.set_accelerator_type(res.gpu_type).set_accelerator_limit(res.gpus)
             for key, value in settings.node_selector.items():
                 kubernetes.add_node_selector(task, key, value)
@@ -116,10 +164,8 @@ def make_configure(settings: ClusterSettings):
         for secret, key_to_env in settings.secret_env.items():
             kubernetes.use_secret_as_env(task, secret, key_to_env, optional=True)
         kubernetes.mount_pvc(task, settings.cache_pvc, settings.cache_mount_path)
-        # Model and dataset downloads land on the PVC, shared by all stages and runs.
-        task.set_env_variable("HF_HOME", f"{settings.cache_mount_path}/huggingface")
-        # Checkpoints on the PVC survive a preempted pod; the retry resumes from them (kfrlhf.common.checkpoint).
-        task.set_env_variable("RLHF_CHECKPOINT_ROOT", f"{settings.cache_mount_path}/checkpoints")
+        for name, value in task_env(settings).items():
+            task.set_env_variable(name, value)
         # Which failures Argo retries is the cluster's retry policy: see manifests/components/argo-retry.
         task.set_retry(
             settings.retries,

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
+from . import distributed
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "COMPLETE"
@@ -184,7 +186,7 @@ def remove_incomplete(root: Path, prefix: str) -> None:
 CONFIG_FILE = "config.json"
 RESUME_SAFE = frozenset(
     {"steps", "max_steps", "save_every", "save_steps", "logging_steps", "eval_steps"}
-    | {"kl_limit", "reward_limit", "max_rollbacks", "learning_rate"}
+    | {"kl_limit", "reward_limit", "max_rollbacks", "learning_rate", "distributed"}
 )
 
 
@@ -272,12 +274,14 @@ class HFGuard(TrainerCallback):
 
     def __init__(self, stage: str, stop: StopOnSigterm, root: Path, params: list, config: dict):
         self.stage, self.stop, self.root, self.params, self.config = stage, stop, root, params, config
+        self.stopping = False  # a SIGTERM seen by any rank: they all save and stop at the same step
 
     def diverged(self, step: int, problem: str) -> Diverged:
         return Diverged(self.stage, step, problem, latest_complete(self.root, HF_PREFIX))
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.stop.requested:
+        self.stopping = distributed.any_process(self.stop.requested)
+        if self.stopping:
             control.should_save = control.should_training_stop = True
         # Never save a diverged step: a NaN/inf loss leaves non-finite weights behind.
         if control.should_save and not all(torch.isfinite(p).all() for p in self.params):
@@ -299,14 +303,17 @@ def train_resumable(trainer, stage: str, config: dict) -> None:
     """`trainer.train()`, resumed from the newest complete checkpoint in its output_dir (written under the
     same `config`, see `check_config`); exits 143 on SIGTERM."""
     root = Path(trainer.args.output_dir)
-    remove_incomplete(root, HF_PREFIX)
+    if distributed.is_main():
+        remove_incomplete(root, HF_PREFIX)
+    distributed.barrier()
     resume = latest_complete(root, HF_PREFIX)
     check_config(resume, config, stage)
     if resume is not None:
         log.warning("%s: resuming from %s", stage, resume)
     params = [p for p in trainer.model.parameters() if p.requires_grad]
     with StopOnSigterm() as stop:
-        trainer.add_callback(HFGuard(stage, stop, root, params, config))
+        guard = HFGuard(stage, stop, root, params, config)
+        trainer.add_callback(guard)
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if stop.requested:
+    if guard.stopping:
         raise Preempted(stage, trainer.state.global_step, latest_complete(root, HF_PREFIX))

@@ -175,7 +175,14 @@ def from_dict(cls, values: dict | None, where: str = ""):
     for key, value in values.items():
         path = f"{where}.{key}" if where else key
         if dataclasses.is_dataclass(hints[key]):
-            kwargs[key] = from_dict(hints[key], value, path)
+            try:
+                kwargs[key] = from_dict(hints[key], value, path)
+            except ConfigError as err:  # a nested section's own messages name it from the top: ppo.distributed.nodes
+                section = getattr(hints[key], "section", "")
+                message = str(err)
+                raise ConfigError(
+                    f"{path}{message[len(section) :]}" if section and message.startswith(section + ".") else message
+                ) from None
         else:
             kwargs[key] = _coerce(value, hints[key], path)
     return cls(**kwargs)

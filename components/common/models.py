@@ -167,9 +167,10 @@ def model_limits(name: str) -> tuple[int, set[str]] | None:
     return positions or 10**9, {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n and not any(m.children())}
 
 
-def load_pretrained_causal_lm(path: str):
-    """A saved (merged) causal LM in eval mode on this machine's device."""
-    return AutoModelForCausalLM.from_pretrained(path, **LOAD_KWARGS).to(device()).eval()
+def load_pretrained_causal_lm(path: str, dtype=None):
+    """A saved (merged) causal LM in eval mode on this machine's device (in `dtype`, default as saved)."""
+    kwargs = dict(LOAD_KWARGS, dtype=dtype) if dtype is not None else LOAD_KWARGS
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device()).eval()
 
 
 def lora_config(r: int, alpha: int, dropout: float, target_modules: list[str] | None = None, task_type="CAUSAL_LM"):

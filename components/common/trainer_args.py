@@ -7,7 +7,9 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .checkpoint import checkpoint_root, hf_checkpoint_args
+from .config import ConfigError
 from .tracking import report_to as tracking_report_to
 
 log = logging.getLogger(__name__)
@@ -26,13 +28,24 @@ def use_bf16(cfg, stage: str) -> bool:
     return cfg.bf16
 
 
+def per_process_batch(batch_size: int, stage: str) -> int:
+    """`batch_size` is the global batch: each of the launched processes takes its share."""
+    world = distributed.world_size()
+    if batch_size % world:
+        raise ConfigError(f"{stage}.batch_size ({batch_size}) must be divisible by the {world} processes")
+    return batch_size // world
+
+
 def trainer_args(cfg, output_dir: Path, report_to: str, run_name: str) -> dict:
-    """Keyword arguments for TRL's SFTConfig / RewardConfig / DPOConfig; `cfg` is our config of that stage."""
+    """Keyword arguments for TRL's SFTConfig / RewardConfig / DPOConfig; `cfg` is our config of that stage.
+    Under data parallelism the global batch (`batch_size`) is split across the processes, and only
+    rank 0 reports to the tracker."""
+    batch = per_process_batch(cfg.batch_size, run_name)
     return dict(
         output_dir=str(checkpoint_root(output_dir)),
         max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=batch,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         gradient_checkpointing=cfg.gradient_checkpointing,
         learning_rate=cfg.learning_rate,
@@ -42,7 +55,8 @@ def trainer_args(cfg, output_dir: Path, report_to: str, run_name: str) -> dict:
         bf16=use_bf16(cfg, run_name),
         seed=cfg.seed,
         data_seed=cfg.seed,
-        report_to=tracking_report_to(report_to, output_dir),
+        report_to=tracking_report_to(report_to if distributed.is_main() else "none", output_dir),
+        use_cpu=not torch.cuda.is_available(),  # on CPUs accelerate sets up gloo data parallelism only with it
         run_name=run_name,
         **hf_checkpoint_args(cfg.save_steps),
     )

@@ -1,4 +1,5 @@
-"""The DPO stage's KFP component (a thin wrapper around `kfrlhf.dpo.train.run_dpo`).
+"""The DPO stage's KFP component (a thin wrapper around `kfrlhf.dpo.train.run_dpo`, started on the
+processes `dpo.distributed` asks for by `kfrlhf.common.launcher`).
 
 Named `dpo_train`: the DPO pipeline is called `dpo`, and kfp's loader confuses the two names.
 """
@@ -17,7 +18,10 @@ def dpo_train(
     adapter: Output[Model],
     metrics: Output[Metrics],
 ):
+    from kfrlhf.common.launcher import run_stage
     from kfrlhf.dpo.train import run_dpo
 
-    for name, value in run_dpo(dpo, sft_model.path, preference_data.path, adapter.path, report_to).items():
+    paths = dict(sft_model=sft_model.path, preference_data=preference_data.path, output_dir=adapter.path)
+    kwargs, inputs = dict(dpo=dpo, report_to=report_to, **paths), ("sft_model", "preference_data")
+    for name, value in run_stage(run_dpo, "dpo", kwargs, inputs=inputs).items():
         metrics.log_metric(name, value)

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from kfrlhf.common.config import LENGTH, POSITIVE, LoraFields, TrainerFields
+from kfrlhf.common.distributed import DistributedFields
 
 
 @dataclass
-class DPOConfig(TrainerFields, LoraFields):
+class DPOConfig(TrainerFields, LoraFields, DistributedFields):
     """DPO, the alternative to reward model + PPO: a LoRA adapter on the SFT model trained with TRL's
     DPOTrainer on chosen/rejected pairs; the reference is the SFT model (the adapter disabled).
 

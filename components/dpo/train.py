@@ -18,6 +18,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from kfrlhf.common import distributed
 from kfrlhf.common.checkpoint import atomic_write_text, release_checkpoints, save_adapter, train_resumable
 from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import read_split
@@ -49,10 +50,12 @@ def train_dpo(
 ) -> dict:
     """`sft_model`: the merged SFT model's directory; rows: {prompt, chosen, rejected}, prompts in model format."""
     from datasets import Dataset
+    from transformers import set_seed
     from trl import DPOConfig as TrlDPOConfig
     from trl import DPOTrainer
 
     output_dir = Path(output_dir)
+    set_seed(cfg.seed)  # the adapter's initial weights too: every process, and every rerun, starts alike
     tokenizer = load_tokenizer(sft_model)
 
     def pairs(rows):
@@ -78,6 +81,8 @@ def train_dpo(
     before = _eval(trainer, "_before")
     train_resumable(trainer, "DPO", dataclasses.asdict(cfg))
     metrics = {**before, **_eval(trainer), **train_loss_ends(trainer, "dpo")}
+    if not distributed.is_main():  # rank 0 writes the outputs
+        return metrics
     save_adapter(trainer.model, tokenizer, output_dir / "adapter")
     atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
@@ -88,5 +93,6 @@ def run_dpo(dpo: dict, sft_model: str, preference_data: str, output_dir: str, re
     cfg = from_dict(DPOConfig, dpo, "dpo")
     rows = {split: read_split(preference_data, split) for split in ("train", "eval")}
     metrics = train_dpo(cfg, sft_model, rows["train"], rows["eval"], output_dir, report_to)
-    release_checkpoints(Path(output_dir))
+    if distributed.is_main():
+        release_checkpoints(Path(output_dir))
     return metrics

@@ -1,4 +1,5 @@
-"""The PPO stage's KFP component (a thin wrapper around `kfrlhf.ppo.stage.run_ppo_stage`)."""
+"""The PPO stage's KFP component (a thin wrapper around `kfrlhf.ppo.stage.run_ppo_stage`, started on the
+processes `ppo.distributed` asks for by `kfrlhf.common.launcher`)."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -15,9 +16,12 @@ def ppo(
     adapter: Output[Model],
     metrics: Output[Metrics],
 ):
+    from kfrlhf.common.launcher import run_stage
     from kfrlhf.ppo.stage import run_ppo_stage
 
-    result = run_ppo_stage(ppo, sft_model.path, reward_model.path, prompt_data.path, adapter.path, report_to)
+    inputs = dict(sft_model=sft_model.path, reward_model=reward_model.path, prompt_data=prompt_data.path)
+    kwargs = dict(ppo=ppo, output_dir=adapter.path, report_to=report_to, **inputs)
+    result = run_stage(run_ppo_stage, "ppo", kwargs, inputs=tuple(inputs))
     for name, value in result.items():
         if isinstance(value, (int, float)):
             metrics.log_metric(name, value)

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from kfrlhf.common.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, LoraFields, SamplingFields, StageConfig
+from kfrlhf.common.distributed import DistributedFields
 
 
 @dataclass
-class PPOConfig(StageConfig, LoraFields, SamplingFields):
+class PPOConfig(StageConfig, LoraFields, SamplingFields, DistributedFields):
     """The project's own PPO (`kfrlhf.ppo.trainer`; choices: components/ppo/README.md): LoRA, value head, KL.
 
     Optimisation: `learning_rate` (1.41e-5), `steps`, `batch_size` (32) rollouts per step split
@@ -76,12 +77,22 @@ class PPOConfig(StageConfig, LoraFields, SamplingFields):
     kl_limit: float = 0.0  # hard stop when the mean KL exceeds it; 0 = off
     reward_limit: float = 0.0  # hard stop when the mean raw reward exceeds it (reward hacking); 0 = off
     max_rollbacks: int = 0  # on divergence: back to an earlier checkpoint at half the learning rate, at most N times
+    # Memory, for large policies (README "Scale-out"): bf16 weights (fp32 where no GPU supports bf16; the
+    # adapter and value head stay fp32), a 4-bit NF4 base (QLoRA), activation checkpointing in the update.
+    bf16: bool = False
+    load_in_4bit: bool = False
+    gradient_checkpointing: bool = False
     seed: int = 42
 
     def check(self) -> None:
         if self.batch_size % self.mini_batch_size:
             raise ConfigError(
                 f"ppo.batch_size ({self.batch_size}) must be divisible by ppo.mini_batch_size ({self.mini_batch_size})"
+            )
+        if self.distributed.strategy != "ddp":
+            raise ConfigError(
+                "ppo.distributed.strategy must be ddp: the PPO loop averages the gradients of its LoRA adapter and "
+                "value head itself; a policy too big for one GPU trains with ppo.load_in_4bit"
             )
         if not 0 < self.min_new_tokens <= self.max_new_tokens:
             raise ConfigError("ppo.min_new_tokens must be > 0 and <= ppo.max_new_tokens")

@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import torch
 
+from kfrlhf.common.distributed import all_reduce_sum
 from kfrlhf.common.sampling import Rollout, forward, logprobs_from_logits
 
 from .losses import entropy_from_logits
 
 
 class RunningMoments:
-    """Running mean/std of all values seen so far (Chan et al.'s parallel update)."""
+    """Running mean/std of all values seen so far, on every rank (Chan et al.'s parallel update)."""
 
     def __init__(self):
         self.mean, self.var, self.count = 0.0, 1.0, 0
 
     def update(self, x: torch.Tensor) -> None:
+        """Add `x`; under data parallelism the values of every rank (one all-reduce of count, sum, sum of squares)."""
         x = x.double()
-        n, mean, var = x.numel(), x.mean().item(), x.var(unbiased=False).item()
+        n, sums, squares = all_reduce_sum(torch.stack([torch.tensor(x.numel()).double(), x.sum(), (x**2).sum()]))
+        n, mean = int(n.item()), (sums / n).item()
+        var = max((squares / n).item() - mean**2, 0.0)
         total = self.count + n
         delta = mean - self.mean
         m2 = self.var * self.count + var * n + delta**2 * self.count * n / total

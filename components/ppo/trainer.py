@@ -19,13 +19,18 @@ one and, seeded, reproduces the uninterrupted run. The prompt position is the st
 `kl_limit` (`reward_limit`), stops the run before anything of that step is saved; with
 `max_rollbacks`, the run first goes back to the newest checkpoint that predates the last
 update (at least) and halves the learning rate, at most `max_rollbacks` times per run.
+
+Data parallelism (launched by `kfrlhf.common.launcher`, `ppo.distributed`): each rank samples and
+scores its `batch_size / N` prompts of the step; the reward moments, mean KL, whitening statistics,
+divergence checks, SIGTERM and logged metrics are all-reduced, the gradients averaged (each rank's
+loss weighted by its share of the mini-batch's tokens), so every rank holds the same weights; rank 0
+writes the checkpoints (`state.py`) and the outputs, every rank resumes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import random
@@ -34,26 +39,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from peft import get_peft_model, set_peft_model_state_dict
-from safetensors.torch import load_file, save_file
+from peft import get_peft_model
 from tqdm.auto import tqdm
 from transformers import set_seed
 
+from kfrlhf.common import distributed
 from kfrlhf.common.checkpoint import (
     Diverged,
     Preempted,
     StopOnSigterm,
-    atomic_dir,
     atomic_file,
     check_config,
     checkpoint_root,
     latest_complete,
     remove_after,
     remove_incomplete,
-    rng_state,
     save_adapter,
-    set_rng_state,
-    write_config,
 )
 from kfrlhf.common.models import lora_config
 from kfrlhf.common.sampling import Rollout, forward, generate, logprobs_from_logits
@@ -62,12 +63,11 @@ from . import losses as L
 from .config import PPOConfig
 from .kl import AdaptiveKLController, FixedKLController
 from .rollout import RunningMoments, score
+from .state import PREFIX, VALUE_HEAD, load_checkpoint, save_checkpoint, save_value_head
 
 log = logging.getLogger(__name__)
 
 MAX_GRAD_NORM = 1.0
-VALUE_HEAD = "value_head.safetensors"
-PREFIX = "step"  # checkpoints/step-N
 ROLLBACK_LR_FACTOR = 0.5
 
 
@@ -80,7 +80,13 @@ class PPODivergence(Diverged):
 
 def make_policy(cfg: PPOConfig, model):
     """Wrap `model` with a fresh LoRA adapter (in place) and build a value head for it."""
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     policy = get_peft_model(model, lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout))
+    if cfg.gradient_checkpointing:  # the update runs in training mode (ppo_update): keep it dropout-free
+        for module in policy.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
     hidden = policy.get_output_embeddings().weight.shape[1]  # width of the last hidden state
     value_head = torch.nn.Linear(hidden, 1).to(next(model.parameters()).device)
     torch.nn.init.zeros_(value_head.weight)  # values start at 0: no random baseline in the first steps
@@ -88,64 +94,20 @@ def make_policy(cfg: PPOConfig, model):
     return policy, value_head
 
 
-def save_value_head(value_head, path: Path) -> None:
-    save_file({k: v.contiguous() for k, v in value_head.state_dict().items()}, str(path))
-
-
-def save_checkpoint(
-    root: Path,
-    step: int,
-    policy,
-    value_head,
-    optimizer,
-    kl_ctl,
-    moments: RunningMoments,
-    length_rng: random.Random,
-    history: list[dict],
-    rollbacks: int,
-    config: dict,
-) -> Path:
-    """Write root/step-N complete or not at all (temp dir, manifest, rename)."""
-    with atomic_dir(root / f"{PREFIX}-{step}", manifest=True) as tmp:
-        policy.save_pretrained(str(tmp / "adapter"))
-        save_value_head(value_head, tmp / VALUE_HEAD)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(dict(rng_state(), length=length_rng.getstate()), tmp / "rng.pt")
-        state = {
-            "step": step,
-            "kl_coef": kl_ctl.value,
-            "reward_moments": moments.state_dict(),
-            "history": history,
-            "rollbacks": rollbacks,
-        }
-        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
-        write_config(tmp, config)
-    return root / f"{PREFIX}-{step}"
-
-
-def load_checkpoint(
-    path: Path, policy, value_head, optimizer, kl_ctl, moments: RunningMoments, length_rng: random.Random
-) -> dict:
-    """Restore everything `save_checkpoint` wrote; returns its trainer_state.json (step, history, rollbacks)."""
-    set_peft_model_state_dict(policy, load_file(str(path / "adapter" / "adapter_model.safetensors")))
-    value_head.load_state_dict(load_file(str(path / VALUE_HEAD)))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    rng = torch.load(path / "rng.pt", weights_only=True)
-    set_rng_state(rng)
-    length_rng.setstate(rng["length"])
-    state = json.loads((path / "trainer_state.json").read_text())
-    kl_ctl.value = state["kl_coef"]
-    moments.load_state_dict(state["reward_moments"])
-    return state
-
-
 def ppo_update(cfg: PPOConfig, policy, value_head, optimizer, params, r: Rollout, advantages, returns) -> dict:
-    """`ppo_epochs` passes of clipped policy + value loss over shuffled mini-batches."""
+    """`ppo_epochs` passes of clipped policy + value loss over shuffled mini-batches.
+
+    Under data parallelism each rank takes its share of every mini-batch from its own rollout; a
+    rank's loss is weighted by its share of the mini-batch's tokens, so the averaged gradient is that
+    of the masked mean over the whole mini-batch (as in one process)."""
     names = ("policy_loss", "value_loss", "clip_fraction", "value_clip_fraction", "approx_kl")
     stats: dict[str, list[float]] = {k: [] for k in names}
-    n = len(r.input_ids)
+    n, world = len(r.input_ids), distributed.world_size()
+    # transformers checkpoints activations only in training mode; every dropout is off (make_policy), so
+    # training mode computes what eval mode does. Generation stays in eval mode, with its KV cache.
+    policy.train(cfg.gradient_checkpointing)
     for _ in range(cfg.ppo_epochs):
-        for idx in torch.randperm(n).split(cfg.mini_batch_size):
+        for idx in torch.randperm(n).split(cfg.mini_batch_size // world):
             logits, values = forward(
                 policy, value_head, r.input_ids[idx], r.attention_mask[idx], r.prompt_len, cfg.temperature
             )
@@ -156,23 +118,30 @@ def ppo_update(cfg: PPOConfig, policy, value_head, optimizer, params, r: Rollout
             )
             vf_loss, vf_clipfrac = L.value_loss(values, r.values[idx], returns[idx], mask, cfg.cliprange_value)
             loss = pg_loss + cfg.vf_coef * vf_loss
-            if not torch.isfinite(loss):
+            tokens = mask.sum().clamp(min=1)
+            all_tokens, not_finite = distributed.all_reduce_sum(torch.stack([tokens, (~torch.isfinite(loss)).float()]))
+            if not_finite:
                 raise FloatingPointError(f"loss is {loss.item()} (policy {pg_loss.item()}, value {vf_loss.item()})")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * (tokens.double() * world / all_tokens).float() if world > 1 else loss).backward()
+            distributed.average_gradients(params)
             torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
             optimizer.step()
             for k, v in zip(names, (pg_loss, vf_loss, clipfrac, vf_clipfrac, approx_kl)):
                 stats[k].append(v.item())
-    return {k: float(np.mean(v)) for k, v in stats.items()}
+    policy.eval()
+    return distributed.all_reduce_mean({k: float(np.mean(v)) for k, v in stats.items()})
 
 
 def divergence(cfg: PPOConfig, raw_rewards: torch.Tensor, mean_kl: float) -> str | None:
-    """Why this step's rollout must not be trained on, or None."""
-    bad = (~torch.isfinite(raw_rewards)).sum().item()
+    """Why this step's rollout (all ranks') must not be trained on, or None."""
+    finite = torch.isfinite(raw_rewards)
+    bad, n, total = distributed.all_reduce_sum(
+        torch.stack([(~finite).sum().float(), torch.tensor(float(raw_rewards.numel())), raw_rewards[finite].sum()])
+    ).tolist()
     if bad:
-        return f"reward is NaN/inf for {bad} of {raw_rewards.numel()} responses"
-    mean_reward = raw_rewards.mean().item()
+        return f"reward is NaN/inf for {bad:.0f} of {n:.0f} responses"
+    mean_reward = total / n
     if cfg.reward_limit > 0 and mean_reward > cfg.reward_limit:
         return f"mean reward {mean_reward:.4g} > reward_limit {cfg.reward_limit}"
     if not math.isfinite(mean_kl):
@@ -190,6 +159,21 @@ def left_padding(tokenizer):
         yield
     finally:
         tokenizer.padding_side = side
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`losses.masked_whiten` with the mean and (unbiased) variance over every rank's masked positions."""
+    n, total = distributed.all_reduce_sum(torch.stack([mask.sum(), (x * mask).sum()])).tolist()
+    mean = total / n
+    (squares,) = distributed.all_reduce_sum(((x - mean) ** 2 * mask).sum().reshape(1)).tolist()
+    var = squares / n * n / max(n - 1, 1)
+    return (x - mean) * torch.rsqrt(torch.tensor(var + 1e-8, dtype=x.dtype)) * mask
+
+
+def global_mean_kl(kl: torch.Tensor) -> float:
+    """The sequence-level KL (the quantity target_kl refers to), averaged over every rank's responses."""
+    total, n = distributed.all_reduce_sum(torch.stack([kl.sum(), torch.tensor(float(len(kl)))])).tolist()
+    return total / n
 
 
 def prompt_batches(prompts: list[str], batch_size: int, seed: int, skip: int = 0):
@@ -221,14 +205,20 @@ def run_ppo(
         raise ValueError("run_ppo needs at least one prompt")
     if cfg.batch_size % cfg.mini_batch_size:
         raise ValueError(f"batch_size ({cfg.batch_size}) must be divisible by mini_batch_size ({cfg.mini_batch_size})")
+    world, rank, main = distributed.world_size(), distributed.rank(), distributed.is_main()
+    if cfg.mini_batch_size % world:
+        raise ValueError(f"mini_batch_size ({cfg.mini_batch_size}) must be divisible by the {world} processes")
     set_seed(cfg.seed)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
     policy, value_head = make_policy(cfg, model)
+    params = [p for p in policy.parameters() if p.requires_grad] + list(value_head.parameters())
+    distributed.broadcast_parameters(params)  # one start on every rank
+    if rank:
+        set_seed(cfg.seed + rank)  # each rank samples its own responses
     # Dropout stays off (eval mode) so that the first PPO epoch starts at ratio 1 exactly.
     policy.eval()
-    params = [p for p in policy.parameters() if p.requires_grad] + list(value_head.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=1e-5)
     if cfg.adaptive_kl:
         kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.horizon)
@@ -240,7 +230,7 @@ def run_ppo(
 
     def restore(path: Path, rollbacks: int | None = None) -> tuple[int, list[dict], int]:
         """Load `path`; the learning rate is the config's (a rerun may lower it), halved per rollback."""
-        state = load_checkpoint(path, policy, value_head, optimizer, kl_ctl, moments, length_rng)
+        state = load_checkpoint(path, policy, value_head, optimizer, kl_ctl, moments, length_rng, cfg.seed)
         rollbacks = state["rollbacks"] if rollbacks is None else rollbacks
         for group in optimizer.param_groups:
             group["lr"] = cfg.learning_rate * ROLLBACK_LR_FACTOR**rollbacks
@@ -248,7 +238,9 @@ def run_ppo(
 
     step, history, rollbacks = 0, [], 0
     if ckpts is not None:
-        remove_incomplete(ckpts, PREFIX)
+        if main:
+            remove_incomplete(ckpts, PREFIX)
+        distributed.barrier()
         resume = latest_complete(ckpts, PREFIX)
         check_config(resume, dataclasses.asdict(cfg), "PPO")
         if resume is not None:
@@ -259,11 +251,12 @@ def run_ppo(
     start = time.perf_counter()
 
     with StopOnSigterm() as stop, left_padding(tokenizer):
-        bar = tqdm(desc="ppo", unit="step", initial=step, total=cfg.steps)
+        bar = tqdm(desc="ppo", unit="step", initial=step, total=cfg.steps, disable=not main)
         while step < cfg.steps:
             step += 1
             t0 = time.perf_counter()
-            batch = next(batches)
+            share = cfg.batch_size // world
+            batch = next(batches)[rank * share : (rank + 1) * share]  # this rank's prompts of the step
             n_new = length_rng.randint(cfg.min_new_tokens, cfg.max_new_tokens)
             r = generate(policy, tokenizer, batch, n_new, cfg)
             raw = torch.as_tensor(reward_fn(batch, r.texts), dtype=torch.float).reshape(-1).to(r.mask.device)
@@ -276,9 +269,9 @@ def run_ppo(
             score(policy, value_head, r, cfg.temperature, cfg.mini_batch_size)
 
             rewards, kl = L.kl_penalty_rewards(scores, r.logprobs, r.ref_logprobs, r.mask, kl_ctl.value)
-            mean_kl = kl.sum(1).mean().item()  # sequence-level KL, the quantity target_kl refers to
+            mean_kl = global_mean_kl(kl.sum(1))
             advantages, returns = L.gae(rewards, r.values, r.mask, cfg.gamma, cfg.lam)
-            advantages = L.masked_whiten(advantages, r.mask)
+            advantages = whiten(advantages, r.mask)
             problem = divergence(cfg, raw, mean_kl)
             if not problem:
                 try:
@@ -294,7 +287,9 @@ def run_ppo(
                 rollbacks += 1
                 log.warning("%s; rollback %d of %d to %s", diverged, rollbacks, cfg.max_rollbacks, target)
                 step, history, _ = restore(target, rollbacks)
-                remove_after(ckpts, PREFIX, step)
+                if main:
+                    remove_after(ckpts, PREFIX, step)
+                distributed.barrier()
                 batches = prompt_batches(prompts, cfg.batch_size, cfg.seed, skip=step)
                 bar.n = step
                 continue
@@ -302,23 +297,20 @@ def run_ppo(
             kl_coef = kl_ctl.value
             kl_ctl.update(mean_kl, cfg.batch_size)
             elapsed = time.perf_counter() - t0
-            metrics = {
-                "step": step,
+            local = {
                 "reward": raw.mean().item(),
-                "kl": mean_kl,
-                "kl_coef": kl_coef,
                 "entropy": L.masked_mean(r.entropy, r.mask).item(),
-                **stats,
                 "response_length": r.mask.sum(1).mean().item(),
-                "tokens_per_second": r.mask.sum().item() / elapsed,
+                "tokens_per_second": r.mask.sum().item() * world / elapsed,
             }
+            metrics = {"step": step, "kl": mean_kl, "kl_coef": kl_coef, **distributed.all_reduce_mean(local), **stats}
             history.append(metrics)
             bar.update()
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{mean_kl:.3f}")
             if log_fn is not None:
                 log_fn(step, metrics)
-            saved = None
-            if ckpts is not None and (stop.requested or (cfg.save_every > 0 and step % cfg.save_every == 0)):
+            saved, stopping = None, distributed.any_process(stop.requested)
+            if ckpts is not None and (stopping or (cfg.save_every > 0 and step % cfg.save_every == 0)):
                 saved = save_checkpoint(
                     ckpts,
                     step,
@@ -332,12 +324,12 @@ def run_ppo(
                     rollbacks,
                     dataclasses.asdict(cfg),
                 )
-            if stop.requested:
+            if stopping:
                 raise Preempted("PPO", step, saved)
         bar.close()
 
     total = time.perf_counter() - start
-    if out is not None:
+    if out is not None and main:
         save_adapter(policy, tokenizer, out / "adapter")
         with atomic_file(out / VALUE_HEAD) as tmp:
             save_value_head(value_head, tmp)

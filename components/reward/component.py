@@ -1,4 +1,5 @@
-"""The reward stage's KFP component (a thin wrapper around `kfrlhf.reward.train.run_reward`)."""
+"""The reward stage's KFP component (a thin wrapper around `kfrlhf.reward.train.run_reward`, started on the
+processes `reward.distributed` asks for by `kfrlhf.common.launcher`)."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -9,7 +10,10 @@ from kfrlhf.common.component import stage_component
 def reward(
     reward: dict, report_to: str, preference_data: Input[Dataset], reward_model: Output[Model], metrics: Output[Metrics]
 ):
+    from kfrlhf.common.launcher import run_stage
     from kfrlhf.reward.train import run_reward
 
-    for name, value in run_reward(reward, preference_data.path, reward_model.path, report_to).items():
+    kwargs = dict(reward=reward, preference_data=preference_data.path, output_dir=reward_model.path)
+    kwargs["report_to"] = report_to
+    for name, value in run_stage(run_reward, "reward", kwargs, inputs=("preference_data",)).items():
         metrics.log_metric(name, value)

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from kfrlhf.common.config import LENGTH, NON_NEGATIVE, UNIT, TrainerFields
+from kfrlhf.common.distributed import DistributedFields
 
 
 @dataclass
-class RewardConfig(TrainerFields):
+class RewardConfig(TrainerFields, DistributedFields):
     """Reward model: a sequence classifier with one output, trained on chosen/rejected pairs.
 
     `max_length` tokens of prompt + answer (the rule PPO and eval score by too: the prompt is cut from

@@ -19,10 +19,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import torch
 
+from kfrlhf.common import distributed
 from kfrlhf.common.checkpoint import atomic_dir, atomic_write_text, release_checkpoints, train_resumable
 from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import read_split
@@ -80,10 +82,12 @@ def train_reward(
     cfg: RewardConfig, train_rows: list[dict], eval_rows: list[dict], output_dir: str | Path, report_to: str = "none"
 ) -> dict:
     from datasets import Dataset
+    from transformers import set_seed
     from trl import RewardConfig as TrlRewardConfig
     from trl import RewardTrainer
 
     output_dir = Path(output_dir)
+    set_seed(cfg.seed)  # the fresh head's initial weights too: every process, and every rerun, starts alike
     tokenizer = load_tokenizer(cfg.model_name)  # BERT family: SEP stands in for the EOS TRL appends
     tokenizer.model_max_length = cfg.max_length
     model = load_reward_model(cfg.model_name)
@@ -106,7 +110,7 @@ def train_reward(
     warm = (
         warm_start_head(model, tokenizer, train_pairs["chosen_ids"][:n], train_pairs["rejected_ids"][:n]) if n else {}
     )
-    if warm:  # the eval's default second judge: a model PPO never optimised against
+    if warm and distributed.is_main():  # the eval's default second judge: a model PPO never optimised against
         with atomic_dir(output_dir / PROBE) as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
@@ -120,9 +124,14 @@ def train_reward(
     )
     train_resumable(trainer, "Reward", dataclasses.asdict(cfg))
     model_dir = output_dir / "model"
+    staging = output_dir / ".model.staging"
+    trainer.save_model(str(staging))  # on every rank (ZeRO-3 and FSDP gather the weights); rank 0 writes
+    if not distributed.is_main():
+        return {}
     with atomic_dir(model_dir) as tmp:
-        trainer.save_model(str(tmp))
+        shutil.copytree(staging, tmp, dirs_exist_ok=True)
         tokenizer.save_pretrained(tmp)
+    shutil.rmtree(staging)
     metrics = {
         **reward_quality(RewardScorer(str(model_dir)), eval_rows),
         "reward_eval_pairs": len(eval_rows),
@@ -144,5 +153,6 @@ def run_reward(reward: dict, preference_data: str, output_dir: str, report_to: s
     cfg = from_dict(RewardConfig, reward, "reward")
     rows = {split: read_split(preference_data, split) for split in ("train", "eval")}
     metrics = train_reward(cfg, rows["train"], rows["eval"], output_dir, report_to)
-    release_checkpoints(Path(output_dir))
+    if distributed.is_main():
+        release_checkpoints(Path(output_dir))
     return metrics

@@ -1,4 +1,5 @@
-"""The SFT stage's KFP component (a thin wrapper around `kfrlhf.sft.train.run_sft`)."""
+"""The SFT stage's KFP component (a thin wrapper around `kfrlhf.sft.train.run_sft`, started on the
+processes `sft.distributed` asks for by `kfrlhf.common.launcher`)."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -7,7 +8,9 @@ from kfrlhf.common.component import stage_component
 
 @stage_component
 def sft(sft: dict, report_to: str, sft_data: Input[Dataset], adapter: Output[Model], metrics: Output[Metrics]):
+    from kfrlhf.common.launcher import run_stage
     from kfrlhf.sft.train import run_sft
 
-    for name, value in run_sft(sft, sft_data.path, adapter.path, report_to).items():
+    kwargs = dict(sft=sft, sft_data=sft_data.path, output_dir=adapter.path, report_to=report_to)
+    for name, value in run_stage(run_sft, "sft", kwargs, inputs=("sft_data",)).items():
         metrics.log_metric(name, value)

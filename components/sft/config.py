@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from kfrlhf.common.config import LENGTH, NON_NEGATIVE, LoraFields, TrainerFields
+from kfrlhf.common.config import LENGTH, NON_NEGATIVE, ConfigError, LoraFields, TrainerFields
+from kfrlhf.common.distributed import DistributedFields
 
 
 @dataclass
-class SFTConfig(TrainerFields, LoraFields):
+class SFTConfig(TrainerFields, LoraFields, DistributedFields):
     """Supervised fine-tuning with (Q)LoRA through TRL's SFTTrainer.
 
     Model: `model_name` (hub id or local directory), `load_in_4bit` (QLoRA: 4-bit NF4, double
@@ -29,3 +30,10 @@ class SFTConfig(TrainerFields, LoraFields):
     packing: bool = True
     warmup_steps: int = 100
     max_eval_rows: int = 0
+
+    def check(self) -> None:
+        if self.load_in_4bit and self.distributed.strategy in ("fsdp", "deepspeed-zero3"):
+            raise ConfigError(
+                f"sft.load_in_4bit cannot be sharded with sft.distributed.strategy {self.distributed.strategy} "
+                "(a sharded 4-bit base needs bf16 quant storage, not wired): use ddp, or load_in_4bit false"
+            )

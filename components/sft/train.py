@@ -16,6 +16,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from kfrlhf.common import distributed
 from kfrlhf.common.checkpoint import atomic_write_text, release_checkpoints, save_adapter, train_resumable
 from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import read_split
@@ -30,10 +31,12 @@ def train_sft(
 ) -> dict:
     from datasets import Dataset
     from peft import prepare_model_for_kbit_training
+    from transformers import set_seed
     from trl import SFTConfig as TrlSFTConfig
     from trl import SFTTrainer
 
     output_dir = Path(output_dir)
+    set_seed(cfg.seed)  # the adapter's initial weights too: every process, and every rerun, starts alike
     tokenizer = load_tokenizer(cfg.model_name)
     model = load_causal_lm(cfg.model_name, load_in_4bit=cfg.load_in_4bit)
     if cfg.load_in_4bit:
@@ -61,6 +64,8 @@ def train_sft(
         "sft_eval_loss": trainer.evaluate()["eval_loss"],
         **train_loss_ends(trainer, "sft"),
     }
+    if not distributed.is_main():  # rank 0 writes the outputs
+        return metrics
     # Merge reads the base model's name from the adapter config.
     trainer.model.peft_config["default"].base_model_name_or_path = cfg.model_name
     save_adapter(trainer.model, tokenizer, output_dir / "adapter")
@@ -72,5 +77,6 @@ def run_sft(sft: dict, sft_data: str, output_dir: str, report_to: str = "none") 
     """The stage on directories (what the KFP component calls): config values, the SFT dataset, the output."""
     cfg = from_dict(SFTConfig, sft, "sft")
     metrics = train_sft(cfg, read_split(sft_data, "train"), read_split(sft_data, "eval"), output_dir, report_to)
-    release_checkpoints(Path(output_dir))
+    if distributed.is_main():
+        release_checkpoints(Path(output_dir))
     return metrics

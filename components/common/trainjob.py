@@ -1,0 +1,137 @@
+"""The Kubeflow Trainer TrainJob (`trainer.kubeflow.org/v1alpha1`) a multi-node stage runs as.
+
+The compiled pipeline hands each training task a `NodeTemplate` (env `RLHF_TRAINJOB_TEMPLATE`, JSON,
+written by `kfrlhf.pipelines.platform`): what every node's pod of the job gets. It is the task's own
+settings: its image, its resources as the resources per node, the GPU node pool (node selector,
+tolerations), the same secrets as env vars, the shared PVC (the model cache, which also holds the
+job's inputs, outputs and checkpoints) with the same env, and the non-root security context.
+`trainjob_manifest` builds the TrainJob on the `torch-distributed` ClusterTrainingRuntime: the
+trainer (image, command, numNodes, numProcPerNode, resourcesPerNode, env) and one runtime patch for
+what the trainer fields cannot say (node selector, tolerations, volumes, security context).
+`rlhf render-trainjob` prints it; tests validate it against the CRD.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+TEMPLATE_ENV = "RLHF_TRAINJOB_TEMPLATE"
+API_GROUP, API_VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
+NODE = "node"  # the torch-distributed runtime's replicated job and container
+MANAGER = "kubeflow-rlhf"
+CACHE_VOLUME = "model-cache"
+
+
+@dataclass
+class NodeTemplate:
+    """What each node of a stage's TrainJob gets (the stage's own pod settings)."""
+
+    image: str
+    cpu_request: str = "4"
+    cpu_limit: str = "8"
+    memory_request: str = "32Gi"
+    memory_limit: str = "64Gi"
+    gpus: int = 1
+    gpu_type: str = "nvidia.com/gpu"
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict] = field(default_factory=list)
+    secret_env: dict[str, dict[str, str]] = field(default_factory=dict)  # secret -> {key: env var}
+    env: dict[str, str] = field(default_factory=dict)
+    pvc: str = "rlhf-model-cache"
+    mount_path: str = "/cache"
+    run_as_user: int = 1000
+    run_as_group: int = 1000
+    labels: dict[str, str] = field(default_factory=dict)
+    timeout_seconds: int = 0
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_env(cls) -> NodeTemplate:
+        raw = os.environ.get(TEMPLATE_ENV)
+        if not raw:
+            raise RuntimeError(
+                f"distributed.nodes > 1 needs a cluster: this task has no {TEMPLATE_ENV} "
+                "(compile the pipeline with `rlhf compile`; kfp.local runs one node)"
+            )
+        return cls(**json.loads(raw))
+
+
+def _toleration(t: dict) -> dict:
+    """kfp-kubernetes' keyword form (toleration_seconds) in the Kubernetes form."""
+    names = {"toleration_seconds": "tolerationSeconds"}
+    return {names.get(k, k): v for k, v in t.items() if v is not None}
+
+
+def _env(template: NodeTemplate) -> list[dict]:
+    plain = [{"name": k, "value": v} for k, v in sorted(template.env.items())]
+    secret = [
+        {"name": env, "valueFrom": {"secretKeyRef": {"name": name, "key": key, "optional": True}}}
+        for name, keys in sorted(template.secret_env.items())
+        for key, env in sorted(keys.items())
+    ]
+    return plain + secret
+
+
+def trainjob_manifest(
+    name: str,
+    namespace: str,
+    template: NodeTemplate,
+    nodes: int,
+    processes_per_node: int,
+    command: list[str],
+    runtime: str = "torch-distributed",
+    labels: dict[str, str] | None = None,
+) -> dict:
+    """The TrainJob of `nodes` nodes with `processes_per_node` processes each, running `command` on each node."""
+    resources = {"cpu": template.cpu_request, "memory": template.memory_request}
+    limits = {"cpu": template.cpu_limit, "memory": template.memory_limit}
+    if template.gpus:
+        resources[template.gpu_type] = limits[template.gpu_type] = str(template.gpus)
+    pod = {
+        "volumes": [{"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": template.pvc}}],
+        "securityContext": {
+            "runAsUser": template.run_as_user,
+            "runAsGroup": template.run_as_group,
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": NODE,
+                "volumeMounts": [{"name": CACHE_VOLUME, "mountPath": template.mount_path}],
+                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            }
+        ],
+    }
+    if template.gpus:
+        pod["nodeSelector"] = dict(template.node_selector)
+        pod["tolerations"] = [_toleration(t) for t in template.tolerations]
+    spec = {
+        "runtimeRef": {"name": runtime, "kind": "ClusterTrainingRuntime", "apiGroup": API_GROUP},
+        "trainer": {
+            "image": template.image,
+            "command": list(command),
+            "numNodes": nodes,
+            "numProcPerNode": processes_per_node,
+            "resourcesPerNode": {"requests": resources, "limits": limits},
+            "env": _env(template),
+        },
+        "runtimePatches": [
+            {
+                "manager": MANAGER,
+                "trainingRuntimeSpec": {
+                    "template": {
+                        "spec": {"replicatedJobs": [{"name": NODE, "template": {"spec": {"template": {"spec": pod}}}}]}
+                    }
+                },
+            }
+        ],
+    }
+    if template.timeout_seconds:
+        spec["activeDeadlineSeconds"] = template.timeout_seconds
+    metadata = {"name": name, "namespace": namespace, "labels": {**template.labels, **(labels or {})}}
+    return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "TrainJob", "metadata": metadata, "spec": spec}

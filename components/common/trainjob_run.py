@@ -1,0 +1,191 @@
+"""A multi-node stage as a TrainJob: stage the inputs on shared storage, create the job, stream its
+logs, wait, fail with the job's reason, clean up, bring the outputs back.
+
+The KFP task pod only launches: its input artifacts are copied to `<pvc>/trainjobs/<key>/inputs`,
+the stage writes `<pvc>/trainjobs/<key>/output` (its checkpoints stay under RLHF_CHECKPOINT_ROOT on
+the same PVC, so a retried task resumes), and the output is copied back into the task's artifact.
+`<key>` comes from the output artifact's path: a retry of the task reuses the same directory.
+
+`TrainJobWatch.run` fails the task, instead of hanging, when the TrainJob reports Failed (with its
+reason and message), when any of its pods fails (a worker that dies is noticed even before the
+JobSet controller gives up), when a pod that was running vanishes and no replacement appears
+within `vanish_grace` seconds, when the TrainJob itself is deleted, or at the timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .distributed import DistributedConfig
+from .trainjob import API_GROUP, API_VERSION, PLURAL, NodeTemplate, trainjob_manifest
+
+JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"  # the JobSet, named after the TrainJob, labels its pods
+NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class TrainJobFailed(RuntimeError):
+    """The TrainJob failed, lost a pod, vanished or ran out of time."""
+
+
+def current_namespace() -> str:
+    return NAMESPACE_FILE.read_text().strip() if NAMESPACE_FILE.exists() else os.environ.get("POD_NAMESPACE", "default")
+
+
+def job_name(section: str, output_dir: str) -> str:
+    """`rlhf-<stage>-<hash>`: one per output artifact and task attempt (the pod name differs per retry)."""
+    key = hashlib.sha256(f"{output_dir}\0{os.environ.get('HOSTNAME', '')}".encode()).hexdigest()[:10]
+    return f"rlhf-{section}-{key}"
+
+
+def node_command(section: str, target: str, args_file: Path, result_file: Path) -> list[str]:
+    return ["python", "-m", "kfrlhf.common.launcher", "node", section, target, str(args_file), str(result_file)]
+
+
+def workdir_of(template: NodeTemplate, output_dir: str) -> Path:
+    """The job's directory on the shared PVC, named after the output artifact (the same for a retry)."""
+    return Path(template.mount_path) / "trainjobs" / hashlib.sha256(output_dir.encode()).hexdigest()[:16]
+
+
+def build_trainjob(
+    target: str, section: str, dist: DistributedConfig, template: NodeTemplate, workdir: Path, name: str, namespace: str
+) -> dict:
+    """The TrainJob whose nodes run `target` on the arguments in `workdir`/args.json."""
+    command = node_command(section, target, workdir / "args.json", workdir / "result.json")
+    processes = dist.processes(template.gpus)
+    labels = {"kubeflow-rlhf/stage": section}
+    return trainjob_manifest(name, namespace, template, dist.nodes, processes, command, dist.runtime, labels)
+
+
+def run_trainjob(target: str, section: str, kwargs: dict, dist: DistributedConfig, inputs, output: str) -> dict:
+    """Run `target(**kwargs)` as a TrainJob of `dist.nodes` nodes; rank 0's result."""
+    template = NodeTemplate.from_env()
+    workdir = workdir_of(template, kwargs[output])
+    staged = dict(kwargs)
+    for name in inputs:
+        staged[name] = str(copy(Path(kwargs[name]), workdir / "inputs" / name))
+    staged[output] = str(workdir / "output")
+    result_file = workdir / "result.json"
+    (workdir / "args.json").write_text(json.dumps(staged))
+    result_file.unlink(missing_ok=True)
+    name = job_name(section, kwargs[output])
+    manifest = build_trainjob(target, section, dist, template, workdir, name, current_namespace())
+    TrainJobWatch(manifest, dist.cleanup, timeout=template.timeout_seconds or None).run()
+    copy(workdir / "output", Path(kwargs[output]))
+    result = json.loads(result_file.read_text())
+    shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def copy(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+    else:
+        shutil.copyfile(src, dst)
+    return dst
+
+
+def clients():
+    """(CustomObjectsApi, CoreV1Api) from the pod's service account, else the kubeconfig."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.CustomObjectsApi(), client.CoreV1Api()
+
+
+def condition(job: dict, kind: str) -> dict | None:
+    return next(
+        (c for c in job.get("status", {}).get("conditions", []) if c["type"] == kind and c["status"] == "True"), None
+    )
+
+
+class TrainJobWatch:
+    """Create one TrainJob and follow it to its end (see the module docstring)."""
+
+    def __init__(self, manifest: dict, cleanup: str, timeout: float | None = None, poll: float = 10.0, **kw):
+        self.manifest, self.cleanup, self.timeout, self.poll = manifest, cleanup, timeout, poll
+        self.vanish_grace = kw.get("vanish_grace", 120.0)
+        self.out = kw.get("out", sys.stdout)
+        self.name, self.namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+        self.where = dict(group=API_GROUP, version=API_VERSION, namespace=self.namespace, plural=PLURAL)
+        self.streams: dict[str, threading.Thread] = {}
+
+    def run(self) -> None:
+        custom, core = clients()
+        custom.create_namespaced_custom_object(body=self.manifest, **self.where)
+        print(f"TrainJob {self.namespace}/{self.name} created", file=self.out, flush=True)
+        succeeded = False
+        try:
+            self.wait(custom, core)
+            succeeded = True
+        finally:
+            for thread in self.streams.values():
+                thread.join(timeout=30)
+            if self.cleanup == "always" or (self.cleanup == "on-success" and succeeded):
+                custom.delete_namespaced_custom_object(name=self.name, **self.where)
+
+    def wait(self, custom, core) -> None:
+        from kubernetes.client import ApiException
+
+        start, seen, missing_since = time.monotonic(), set(), None
+        while True:
+            try:
+                job = custom.get_namespaced_custom_object(name=self.name, **self.where)
+            except ApiException as err:
+                if err.status == 404:
+                    raise TrainJobFailed(f"TrainJob {self.name} was deleted before it finished") from None
+                raise
+            if condition(job, "Complete"):
+                print(f"TrainJob {self.name} complete", file=self.out, flush=True)
+                return
+            failed = condition(job, "Failed")
+            if failed:
+                raise TrainJobFailed(f"TrainJob {self.name} failed: {failed.get('reason')}: {failed.get('message')}")
+            pods = core.list_namespaced_pod(self.namespace, label_selector=f"{JOBSET_LABEL}={self.name}").items
+            for pod in pods:
+                self.check_pod(pod, core)
+            names = {p.metadata.name for p in pods}
+            if seen - names and not names - seen:
+                missing_since = missing_since or time.monotonic()
+                if time.monotonic() - missing_since > self.vanish_grace:
+                    lost = ", ".join(sorted(seen - names))
+                    raise TrainJobFailed(f"TrainJob {self.name}: pod {lost} vanished and nothing replaced it")
+            else:
+                missing_since = None
+            seen |= names
+            if self.timeout and time.monotonic() - start > self.timeout:
+                raise TrainJobFailed(f"TrainJob {self.name} did not finish within {self.timeout:.0f} s")
+            time.sleep(self.poll)
+
+    def check_pod(self, pod, core) -> None:
+        name, phase = pod.metadata.name, pod.status.phase
+        if phase == "Failed":
+            statuses = pod.status.container_statuses or []
+            ended = [s.state.terminated for s in statuses if s.state and s.state.terminated]
+            why = "; ".join(f"exit {t.exit_code} ({t.reason})" for t in ended) or pod.status.reason or "unknown"
+            raise TrainJobFailed(f"TrainJob {self.name}: pod {name} failed: {why}")
+        if phase in ("Running", "Succeeded") and name not in self.streams:
+            thread = threading.Thread(target=self.stream, args=(core, name), daemon=True)
+            self.streams[name] = thread
+            thread.start()
+
+    def stream(self, core, pod: str) -> None:
+        """Copy one pod's log to the task's log, each line prefixed with the pod's name."""
+        resp = core.read_namespaced_pod_log(pod, self.namespace, follow=True, _preload_content=False)
+        pending = b""
+        for chunk in resp.stream():
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                print(f"[{pod}] {line.decode(errors='replace')}", file=self.out, flush=True)
+        if pending:
+            print(f"[{pod}] {pending.decode(errors='replace')}", file=self.out, flush=True)

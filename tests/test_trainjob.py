@@ -1,0 +1,206 @@
+"""Multi-node stages: the TrainJob `rlhf render-trainjob` prints validates against the Kubeflow Trainer
+CRD; the pipeline compiled with a multi-node stage passes the KFP backend's compiler; the watcher
+follows recorded API responses (tests/trainjob_api/) to success, to the job's failure, to a failed
+pod, to a vanished pod and to a deleted TrainJob, through the `kubernetes` client against a
+loopback fake of the API server."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlparse
+
+import jsonschema
+import pytest
+import yaml
+
+from kfrlhf.common.launcher import entry_point
+from kfrlhf.common.trainjob_run import TrainJobFailed, TrainJobWatch
+from kfrlhf.pipelines import cli_cluster
+from kfrlhf.pipelines.cli import main
+from kfrlhf.pipelines.compile import compile_pipeline
+from kfrlhf.pipelines.platform import ClusterSettings
+from tests.fake_http import reply_json
+from tests.test_manifests import _strict
+from tests.test_workflow import TOOL, _compile, stage_pods
+
+ROOT = Path(__file__).resolve().parents[1]
+CRD = ROOT.parent / "shared" / "crds" / "kubeflow-trainer" / "trainer.kubeflow.org_trainjobs.yaml"
+RECORDED = Path(__file__).parent / "trainjob_api"
+JOBS = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/kubeflow-rlhf/trainjobs"
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    (crd,) = [d for d in yaml.safe_load_all(CRD.read_text()) if d]
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    return _strict(version["schema"]["openAPIV3Schema"])
+
+
+@pytest.mark.parametrize("nodes", [1, 2, 4])
+def test_rendered_trainjob_validates_against_the_crd(nodes, schema, tmp_path, capsys):
+    config = tmp_path / "scale.yaml"
+    config.write_text("ppo:\n  distributed:\n    processes_per_node: 4\n")
+    assert main(["render-trainjob", "--stage", "ppo", "--nodes", str(nodes), "--gpus-per-node", "8"]) == 0
+    job = yaml.safe_load(capsys.readouterr().out)
+    jsonschema.validate(job, schema)
+    trainer = job["spec"]["trainer"]
+    assert trainer["numNodes"] == nodes and trainer["numProcPerNode"] == 8  # processes_per_node 0: one per GPU
+    assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "8"
+    assert trainer["command"][:5] == ["python", "-m", "kfrlhf.common.launcher", "node", "ppo"]
+    assert {e["name"] for e in trainer["env"]} >= {"HF_TOKEN", "WANDB_API_KEY", "HF_HOME", "RLHF_CHECKPOINT_ROOT"}
+    (patch,) = job["spec"]["runtimePatches"]
+    pod = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+    assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "rlhf-model-cache"
+    assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    args = ["render-trainjob", "--stage", "ppo", "--nodes", str(nodes), "--gpus-per-node", "8", "--config", str(config)]
+    assert main(args) == 0
+    job = yaml.safe_load(capsys.readouterr().out)
+    jsonschema.validate(job, schema)
+    assert job["spec"]["trainer"]["numProcPerNode"] == 4
+
+
+def test_render_refuses_a_bad_distributed_section(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("ppo:\n  distributed:\n    strategy: fsdp\n")
+    assert main(["render-trainjob", "--stage", "ppo", "--nodes", "2", "--gpus-per-node", "8", "--config", str(config)])
+    assert "ppo.distributed.strategy must be ddp" in capsys.readouterr().err
+
+
+def test_render_names_the_entry_points_the_components_start():
+    from kfrlhf.dpo.train import run_dpo
+    from kfrlhf.ppo.stage import run_ppo_stage
+    from kfrlhf.reward.train import run_reward
+    from kfrlhf.sft.train import run_sft
+
+    functions = {"sft": run_sft, "reward": run_reward, "ppo": run_ppo_stage, "dpo": run_dpo}
+    assert cli_cluster.ENTRY_POINTS == {stage: entry_point(f) for stage, f in functions.items()}
+    for stage, function in functions.items():
+        assert f"run_stage({function.__name__}" in (ROOT / "components" / stage / "component.py").read_text()
+
+
+@pytest.mark.skipif(not TOOL.exists(), reason=f"kfp-argo-compile not found at {TOOL}")
+def test_a_multi_node_stage_compiles_to_a_launcher_pod(tmp_path):
+    settings = ClusterSettings()
+    settings.resources["ppo"].nodes, settings.resources["ppo"].gpus = 2, 8
+    ir_path, _ = compile_pipeline("rlhf", tmp_path, settings)
+    ir = next(yaml.safe_load_all(ir_path.read_text()))
+    assert ir["root"]["inputDefinitions"]["parameters"]["ppo"]["defaultValue"]["distributed"]["nodes"] == 2
+    pods = stage_pods(_compile(ir_path))
+    ppo, sft = pods["exec-ppo"], pods["exec-sft"]
+    assert "accelerator" not in ppo["container"]["resources"] and not ppo["k8s"].get("nodeSelector")
+    template = {e["name"]: e["value"] for e in ppo["container"]["env"]}["RLHF_TRAINJOB_TEMPLATE"]
+    assert json.loads(template)["gpus"] == 8
+    assert sft["container"]["resources"]["accelerator"]["resourceCount"] == "1"  # the others are unchanged
+
+
+# --- the watcher against recorded API responses --------------------------------------------------------
+
+
+class FakeTrainerAPI(BaseHTTPRequestHandler):
+    """Replays one scenario: each GET of the TrainJob advances to the next round (the last repeats)."""
+
+    scenario: dict = {}
+    calls: list = []
+    round = 0
+
+    def _current(self) -> dict:
+        rounds = self.scenario["rounds"]
+        return rounds[min(max(type(self).round - 1, 0), len(rounds) - 1)]
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.calls.append(("POST", self.path))
+        reply_json(self, 201, body)
+
+    def do_GET(self):  # noqa: N802
+        url = urlparse(self.path)
+        self.calls.append(("GET", url.path))
+        if url.path.startswith(JOBS):
+            type(self).round += 1
+            job = self._current()["trainjob"]
+            return reply_json(self, job.get("code", 200), job)
+        if url.path.endswith("/log"):
+            text = self.scenario["logs"][url.path.split("/")[-2]].encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            return self.wfile.write(text)
+        reply_json(self, 200, self._current()["pods"])
+
+    def do_DELETE(self):  # noqa: N802
+        self.calls.append(("DELETE", self.path))
+        reply_json(self, 200, {"kind": "Status", "status": "Success"})
+
+    def log_message(self, *args):
+        pass
+
+
+def watch(scenario: str, tmp_path, monkeypatch, cleanup: str = "on-success") -> tuple[list, str, Exception | None]:
+    FakeTrainerAPI.scenario = json.loads((RECORDED / f"{scenario}.json").read_text())
+    FakeTrainerAPI.calls, FakeTrainerAPI.round = [], 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTrainerAPI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
+        "users": [{"name": "fake", "user": {"token": "t"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+        "current-context": "fake",
+    }
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    from kubernetes.config import kube_config
+
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig"))
+    manifest = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob"}
+    manifest["metadata"] = {"name": "rlhf-ppo-test", "namespace": "kubeflow-rlhf"}
+    out, error = io.StringIO(), None
+    try:
+        TrainJobWatch(manifest, cleanup, timeout=30, poll=0.01, vanish_grace=0.05, out=out).run()
+    except TrainJobFailed as err:
+        error = err
+    finally:
+        server.shutdown()
+        server.server_close()
+    return FakeTrainerAPI.calls, out.getvalue(), error
+
+
+def test_success_streams_every_pods_log_and_deletes_the_job(tmp_path, monkeypatch):
+    calls, log, error = watch("success", tmp_path, monkeypatch)
+    assert error is None and "complete" in log
+    assert "[rlhf-ppo-test-node-0-0-x0k2p] ppo: step 2 reward=0.19" in log
+    assert "[rlhf-ppo-test-node-0-1-x1k2p] rank 1 ready" in log
+    assert calls[0] == ("POST", JOBS) and calls[-1] == ("DELETE", f"{JOBS}/rlhf-ppo-test")
+
+
+def test_a_failed_job_fails_the_task_with_its_reason_and_is_kept(tmp_path, monkeypatch):
+    calls, _, error = watch("failure", tmp_path, monkeypatch)
+    assert "failed: JobsFailed: jobset rlhf-ppo-test: job node-0 failed: BackoffLimitExceeded" in str(error)
+    assert not [c for c in calls if c[0] == "DELETE"]  # on-success: kept for kubectl logs
+
+
+def test_a_failed_pod_fails_the_task_before_the_job_does(tmp_path, monkeypatch):
+    calls, _, error = watch("pod_failed", tmp_path, monkeypatch, cleanup="always")
+    assert "pod rlhf-ppo-test-node-0-1-x1k2p failed: exit 137 (OOMKilled)" in str(error)
+    assert calls[-1] == ("DELETE", f"{JOBS}/rlhf-ppo-test")
+
+
+def test_a_vanished_pod_fails_the_task_instead_of_hanging(tmp_path, monkeypatch):
+    _, _, error = watch("vanished", tmp_path, monkeypatch)
+    assert "pod rlhf-ppo-test-node-0-1-x1k2p vanished" in str(error)
+
+
+def test_a_deleted_trainjob_fails_the_task(tmp_path, monkeypatch):
+    _, _, error = watch("deleted", tmp_path, monkeypatch)
+    assert "was deleted before it finished" in str(error)
+
+
+def test_the_role_lets_the_task_run_trainjobs():
+    role = next(d for d in yaml.safe_load_all((ROOT / "manifests/base/rbac.yaml").read_text()) if d["kind"] == "Role")
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+    assert {"create", "get", "delete"} <= rules[(("trainer.kubeflow.org",), ("trainjobs",))]
+    assert {"list"} <= rules[(("",), ("pods",))] and {"get"} <= rules[(("",), ("pods/log",))]
