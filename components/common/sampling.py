@@ -1,4 +1,4 @@
-"""Sampling answers and scoring them token by token: what PPO's rollouts and the eval share.
+"""Sampling answers and scoring them token by token: what PPO's rollouts, the eval and ReST's Grow share.
 
 `generate` samples one response per prompt (left padding, KV cache, a
 `transformers.GenerationConfig` built from the stage's sampling fields) and cuts each response
@@ -6,7 +6,8 @@ after its first EOS or where a stop string (the next HH turn, `\n\nHuman:`) begi
 becomes EOS, so the answer's text ends before the stop string and the policy learns to end its turn;
 `forward` re-runs the model on prompt + response and returns the
 temperature-scaled logits (and values, with a value head) at the positions that predict the
-response tokens, with the same position ids generation used.
+response tokens, with the same position ids generation used. `sample_batches` runs `generate` over
+many prompts under one seed and `response_texts` decodes the answers.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 
 @dataclass
@@ -133,3 +135,23 @@ def forward(model, value_head, input_ids, attention_mask, prompt_len: int, tempe
         hidden = out.hidden_states[-1][:, prompt_len - 1 : -1]
         values = value_head(hidden.to(value_head.weight.dtype)).squeeze(-1)
     return logits, values
+
+
+@torch.no_grad()
+def sample_batches(model, tokenizer, prompts: list[str], max_new_tokens: int, cfg, batch_size: int, seed: int):
+    """One sampled answer per prompt, `batch_size` prompts per `generate` call, from `seed` (the same for
+    every model sampled with it)."""
+    torch.manual_seed(seed)
+    return [
+        generate(model, tokenizer, prompts[i : i + batch_size], max_new_tokens, cfg)
+        for i in tqdm(range(0, len(prompts), batch_size), desc="generate", leave=False)
+    ]
+
+
+def response_texts(tokenizer, rollouts: list[Rollout]) -> list[str]:
+    """The answers' texts, up to their first EOS, special tokens dropped."""
+    return [
+        tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
+        for r in rollouts
+        for ids, mask in zip(r.response_ids, r.mask)
+    ]

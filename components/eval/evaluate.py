@@ -18,13 +18,12 @@ import math
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from kfrlhf.common.checkpoint import atomic_dir
 from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import read_split
 from kfrlhf.common.models import RewardScorer, load_pretrained_causal_lm, load_tokenizer
-from kfrlhf.common.sampling import Rollout, forward, generate, logprobs_from_logits
+from kfrlhf.common.sampling import Rollout, forward, logprobs_from_logits, response_texts, sample_batches
 
 from .config import EvalConfig
 from .report import html_report, markdown_report
@@ -80,22 +79,9 @@ def summarize(
     }
 
 
-@torch.no_grad()
 def sample(model, tokenizer, prompts: list[str], cfg: EvalConfig) -> list[Rollout]:
     """One sampled answer per prompt, in batches, with PPO's rollout code (same seed for every model)."""
-    torch.manual_seed(cfg.seed)
-    return [
-        generate(model, tokenizer, prompts[i : i + cfg.batch_size], cfg.max_new_tokens, cfg)
-        for i in tqdm(range(0, len(prompts), cfg.batch_size), desc="generate", leave=False)
-    ]
-
-
-def texts(tokenizer, rollouts: list[Rollout]) -> list[str]:
-    return [
-        tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
-        for r in rollouts
-        for ids, mask in zip(r.response_ids, r.mask)
-    ]
+    return sample_batches(model, tokenizer, prompts, cfg.max_new_tokens, cfg, cfg.batch_size, cfg.seed)
 
 
 def lengths(rollouts: list[Rollout]) -> list[float]:
@@ -125,7 +111,7 @@ def evaluate(
     tokenizer = load_tokenizer(sft_dir, padding_side="left")
     sft, tuned = load_pretrained_causal_lm(sft_dir), load_pretrained_causal_lm(tuned_dir)
     sft_rollouts, tuned_rollouts = sample(sft, tokenizer, prompts, cfg), sample(tuned, tokenizer, prompts, cfg)
-    before, after = texts(tokenizer, sft_rollouts), texts(tokenizer, tuned_rollouts)
+    before, after = response_texts(tokenizer, sft_rollouts), response_texts(tokenizer, tuned_rollouts)
     t = cfg.temperature
     kl = torch.cat([sequence_logprobs(tuned, r, t) - sequence_logprobs(sft, r, t) for r in tuned_rollouts]).tolist()
     scorer = RewardScorer(reward_dir, batch_size=cfg.batch_size)
