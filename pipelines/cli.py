@@ -2,7 +2,8 @@
 
 rlhf run                          # the tiny preset end to end through kfp.local
 rlhf run --config my.yaml --set ppo.steps=50 --output runs/x
-rlhf run --pipeline dpo           # DPO in place of reward model + PPO
+rlhf run --pipeline dpo           # DPO in place of reward model + PPO (also: rest, grpo)
+rlhf compare runs/rlhf runs/dpo   # one table across finished runs (also compare.md, compare.html)
 rlhf compile --output pipelines/compiled
 rlhf data check --format preference data/pairs.jsonl
 rlhf models prepare smollm2-135m-instruct   # the packaged real model, converted once into the model cache
@@ -47,7 +48,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="YAML with one section per stage (data, sft, reward, ppo, dpo, eval); repeatable",
+        help="YAML with one section per stage (data, sft, reward, ppo, dpo, rest, grpo, eval); repeatable",
     )
     p.add_argument(
         "--set",
@@ -102,6 +103,14 @@ def print_summary(report: dict) -> None:
             f"  Q: {s['prompt'].strip()!r}\n    SFT   ({s['reward_sft']:+.2f}): {s['sft'].strip()!r}"
             f"\n    tuned ({s['reward_tuned']:+.2f}): {s['tuned'].strip()!r}"
         )
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare
+
+    print(compare(args.runs, args.output), end="")
+    print(f"\nwritten: {args.output}/compare.md, {args.output}/compare.html")
+    return 0
 
 
 def cmd_config(args) -> int:
@@ -173,16 +182,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run the RLHF (or DPO) pipeline locally through kfp.local")
+    p = sub.add_parser("run", help="run the RLHF (or DPO, ReST, GRPO) pipeline locally through kfp.local")
     _config_args(p)
     p.add_argument(
         "--pipeline",
         default="rlhf",
-        help="rlhf (SFT, reward, PPO; default) or dpo (SFT, DPO; the reward model only scores the eval)",
+        help="rlhf (SFT, reward, PPO; default), dpo (SFT, DPO; the reward model only scores the eval), "
+        "rest (SFT, reward, rest.iterations x Grow/Improve) or grpo (SFT, reward, GRPO)",
     )
     p.add_argument("--output", default="runs/latest", help="directory for report.json and artifacts")
     p.add_argument("--verbose", action="store_true", help="stream every task's output (always in OUTPUT/logs/)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compare", help="one table (and compare.md/.html with a plot) across finished runs")
+    p.add_argument("runs", nargs="+", metavar="DIR", help="run directories of rlhf run --output DIR")
+    p.add_argument("--output", default=".", help="directory for compare.md and compare.html (default %(default)s)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("config", help="print the resolved config (defaults < preset < files < --set)")
     _config_args(p)

@@ -47,6 +47,14 @@ def add_compile_parser(subparsers) -> argparse.ArgumentParser:
         "--gpus", action="append", default=[], metavar="STAGE=N", help="GPUs for one stage, e.g. ppo=2 (repeatable)"
     )
     p.add_argument("--no-caching", action="store_true", help="compile with KFP execution caching off")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="a parameter default, or what is fixed at compile time: e.g. --set rest.iterations=5 (repeatable)",
+    )
     p.set_defaults(func=_compile)
     return p
 
@@ -55,7 +63,9 @@ def _compile(args) -> int:
     require("kfp.kubernetes", "cluster", "rlhf compile")
     from kfrlhf.pipelines.compile import compile_all
     from kfrlhf.pipelines.platform import ClusterSettings
+    from kfrlhf.pipelines.run_config import load_config
 
+    config = load_config(overrides=args.overrides)
     settings = ClusterSettings(registry=args.registry, tag=args.tag, caching=not args.no_caching)
     for item in args.digest:
         target, _, digest = item.partition("=")
@@ -73,7 +83,7 @@ def _compile(args) -> int:
             print(f"--gpus {item!r}: expected STAGE=N with STAGE in {', '.join(settings.resources)}", file=sys.stderr)
             return 2
         settings.resources[stage].gpus = int(count)
-    for path in compile_all(args.output, settings, args.manifests, args.overlays):
+    for path in compile_all(args.output, settings, args.manifests, args.overlays, config):
         print(path)
     return 0
 

@@ -87,8 +87,9 @@ def _fix_pipeline_manifest(path: Path, name: str) -> None:
         yaml.safe_dump_all(docs, f, sort_keys=True)
 
 
-def compile_pipeline(name: str, output_dir: Path, settings: ClusterSettings) -> list[Path]:
-    func = PIPELINES[name](make_configure(settings))
+def compile_pipeline(name: str, output_dir: Path, settings: ClusterSettings, config=None) -> list[Path]:
+    """`config`: the RunConfig the parameters' defaults (and ReST's unrolled iterations) come from."""
+    func = PIPELINES[name](make_configure(settings), config)
     ir_path = output_dir / f"{name}.yaml"
     k8s_path = output_dir / f"{name}.k8s.yaml"
     compiler.Compiler().compile(func, str(ir_path))
@@ -144,12 +145,13 @@ def compile_all(
     settings: ClusterSettings | None = None,
     manifests_dir: str | Path | None = None,
     overlays_dir: str | Path | None = None,
+    config=None,
 ) -> list[Path]:
-    """Compile every pipeline in PIPELINES; return the paths written."""
+    """Compile every pipeline in PIPELINES (defaults from `config`, a RunConfig); return the paths written."""
     settings = settings or ClusterSettings()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    written = [p for name in PIPELINES for p in compile_pipeline(name, output_dir, settings)]
+    written = [p for name in PIPELINES for p in compile_pipeline(name, output_dir, settings, config)]
     if manifests_dir is not None:
         written += _copy_manifests([p for p in written if p.name.endswith(".k8s.yaml")], Path(manifests_dir))
     if overlays_dir is not None:

@@ -1,4 +1,4 @@
-"""`rlhf run`: a real KFP pipeline (RLHF by default, or DPO, ReST, GRPO) on this machine through `kfp.local` (SubprocessRunner).
+"""`rlhf run`: a real KFP pipeline (RLHF by default; DPO, ReST, GRPO) on this machine through `kfp.local`.
 
 Each task runs as a subprocess of this Python (`use_venv=False`: the project is installed
 here, as it is in the stage images), passing artifacts through `OUTPUT/pipeline_root`; its output goes
