@@ -66,9 +66,9 @@ def test_grow_then_improve_moves_the_policy_towards_the_kept_answers(tiny_lm_dir
     # The stored rewards are the reward model's scores of the stored texts.
     scores = scorer([r["prompt"] for r in rows], [r["response"] for r in rows])
     assert torch.allclose(scores, torch.tensor([r["reward"] for r in rows]), atol=1e-4)
-    m = improve(cfg, 1, str(tiny_lm_dir), None, rows, tmp_path / "improve")
-    kept = select(rows, 0.5)
-    assert m["rest_threshold"] == 0.5 and m["rest_kept"] == len(kept) and 0 < len(kept) < len(rows)
+    m = improve(cfg, 0, str(tiny_lm_dir), None, rows, tmp_path / "improve")
+    kept = select(rows, 0.0)
+    assert m["rest_threshold"] == 0.0 and m["rest_kept"] == len(kept) and 0 < len(kept) < len(rows)
     assert m["rest_kept_reward_mean"] > summary["rest_grow_reward_mean"]
     assert m["rest_train_loss_last"] < m["rest_train_loss_first"]
     # The improved policy (SFT + adapter) gives the kept answers more probability than the SFT model did.

@@ -55,8 +55,9 @@ def improve(
     kept = select(rows, threshold)
     if not kept:
         raise DataError(
-            f"rest: no answer of iteration {iteration} scores above {threshold:g} standard deviations "
-            "over the mean; lower rest.threshold_start or rest.threshold_step"
+            f"rest iteration {iteration}",
+            f"no answer scores more than {threshold:g} standard deviations above the mean; "
+            "lower rest.threshold_start or rest.threshold_step",
         )
     tokenizer = load_tokenizer(sft_model)
     model = load_causal_lm(sft_model)
