@@ -55,7 +55,8 @@ def test_grow_then_improve_moves_the_policy_towards_the_kept_answers(tiny_lm_dir
     reward_model, _ = reward_dir
     cfg = RESTConfig(
         iterations=2, samples_per_prompt=4, num_prompts=16, max_new_tokens=8, max_prompt_length=32,
-        learning_rate=1e-2, max_steps=8, batch_size=8, gradient_checkpointing=False, bf16=False, save_steps=8,
+        learning_rate=1e-2, max_steps=8, batch_size=8, logging_steps=2, gradient_checkpointing=False, bf16=False,
+        save_steps=8,
     )  # fmt: skip
     prompts = [r["prompt"] for r in preference_rows(32, seed=5)]
     tok, scorer = load_tokenizer(str(tiny_lm_dir), padding_side="left"), RewardScorer(str(reward_model))
@@ -88,7 +89,15 @@ def test_grow_then_improve_moves_the_policy_towards_the_kept_answers(tiny_lm_dir
 
 def test_rest_run_through_kfp_local(tmp_path):
     out = tmp_path / "run"
-    rest = ["iterations=2", "num_prompts=8", "samples_per_prompt=4", "max_steps=3", "save_steps=3"]
+    # Thresholds -1 and -0.5: the best answer (z >= 0) always passes, whatever the few-step SFT samples.
+    rest = [
+        "iterations=2",
+        "num_prompts=8",
+        "samples_per_prompt=4",
+        "max_steps=3",
+        "save_steps=3",
+        "threshold_start=-1",
+    ]
     args = ["run", "--pipeline", "rest", "--output", str(out), "--report-to", "none"]
     for item in FAST + [f"rest.{r}" for r in rest]:
         args += ["--set", item]
@@ -105,5 +114,5 @@ def test_rest_run_through_kfp_local(tmp_path):
         ]
         assert len(rows) == 8 * 4 and {r["iteration"] for r in rows} == {i}
         metrics = json.loads((root / f"rest-improve{suffix}" / "adapter" / "metrics.json").read_text())
-        assert metrics["rest_threshold"] == 0.5 * i  # the tiny preset's schedule: 0, 0.5, ...
-        assert metrics["rest_kept"] == len(select(rows, 0.5 * i))
+        assert metrics["rest_threshold"] == -1 + 0.5 * i  # rising by the tiny preset's threshold_step
+        assert metrics["rest_kept"] == len(select(rows, -1 + 0.5 * i))
