@@ -97,6 +97,7 @@ def test_rest_run_through_kfp_local(tmp_path):
         "max_steps=3",
         "save_steps=3",
         "threshold_start=-1",
+        "threshold_step=0.5",
     ]
     args = ["run", "--pipeline", "rest", "--output", str(out), "--report-to", "none"]
     for item in FAST + [f"rest.{r}" for r in rest]:
@@ -114,5 +115,5 @@ def test_rest_run_through_kfp_local(tmp_path):
         ]
         assert len(rows) == 8 * 4 and {r["iteration"] for r in rows} == {i}
         metrics = json.loads((root / f"rest-improve{suffix}" / "adapter" / "metrics.json").read_text())
-        assert metrics["rest_threshold"] == -1 + 0.5 * i  # rising by the tiny preset's threshold_step
+        assert metrics["rest_threshold"] == -1 + 0.5 * i
         assert metrics["rest_kept"] == len(select(rows, -1 + 0.5 * i))

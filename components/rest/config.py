@@ -26,7 +26,9 @@ class RESTConfig(TrainerFields, LoraFields, SamplingFields):
     `SamplingFields`), each scored by the reward model. Improve: the rewards are standardised over the
     Grow step's answers, and the answers more than `threshold` standard deviations above the mean are
     kept, with `threshold = threshold_start + iteration * threshold_step` (iteration 0, 1, ...), a
-    threshold that rises each step; then filtered SFT on them (answer tokens only), `max_steps` per
+    threshold that rises each step (the best answer always has z >= 0, so a threshold below 0 always keeps
+    some; above 0, a round whose answers are mostly good already can keep none, and Improve fails saying
+    so); then filtered SFT on them (answer tokens only), `max_steps` per
     Improve step, continuing the previous step's adapter. Improve has no held-out set (`eval_steps` is
     not used): the eval stage judges the result.
 
