@@ -2,8 +2,9 @@
 
 rlhf run                          # the tiny preset end to end through kfp.local
 rlhf run --config my.yaml --set ppo.steps=50 --output runs/x
-rlhf run --pipeline dpo           # DPO in place of reward model + PPO
+rlhf run --pipeline dpo           # DPO in place of reward model + PPO (also: rest, grpo)
 rlhf run --pipeline rlaif         # an AI judge labels the SFT model's answer pairs for the reward model
+rlhf compare runs/rlhf runs/dpo   # one table across finished runs (also compare.md, compare.html)
 rlhf compile --output pipelines/compiled
 rlhf render-trainjob --stage ppo --nodes 2 --gpus-per-node 8   # the TrainJob a multi-node stage creates
 rlhf data check --format preference data/pairs.jsonl
@@ -52,7 +53,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="YAML with one section per stage (data, sft, rlaif, reward, ppo, dpo, eval); repeatable",
+        help="YAML with one section per stage (data, sft, rlaif, reward, ppo, dpo, rest, grpo, eval); repeatable",
     )
     p.add_argument(
         "--set",
@@ -107,6 +108,14 @@ def print_summary(report: dict) -> None:
             f"  Q: {s['prompt'].strip()!r}\n    SFT   ({s['reward_sft']:+.2f}): {s['sft'].strip()!r}"
             f"\n    tuned ({s['reward_tuned']:+.2f}): {s['tuned'].strip()!r}"
         )
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare
+
+    print(compare(args.runs, args.output), end="")
+    print(f"\nwritten: {args.output}/compare.md, {args.output}/compare.html")
+    return 0
 
 
 def cmd_config(args) -> int:
@@ -178,17 +187,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run the RLHF (or DPO, RLAIF) pipeline locally through kfp.local")
+    p = sub.add_parser("run", help="run the RLHF (or DPO, ReST, RLAIF, GRPO) pipeline locally through kfp.local")
     _config_args(p)
     p.add_argument(
         "--pipeline",
         default="rlhf",
-        help="rlhf (SFT, reward, PPO; default), dpo (SFT, DPO; the reward model only scores the eval) "
-        "or rlaif (SFT, AI-judged pairs, reward, PPO)",
+        help="rlhf (SFT, reward, PPO; default), dpo (SFT, DPO; the reward model only scores the eval), "
+        "rest (SFT, reward, rest.iterations x Grow/Improve), rlaif (SFT, AI-judged pairs, reward, PPO) "
+        "or grpo (SFT, reward, GRPO)",
     )
     p.add_argument("--output", default="runs/latest", help="directory for report.json and artifacts")
     p.add_argument("--verbose", action="store_true", help="stream every task's output (always in OUTPUT/logs/)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compare", help="one table (and compare.md/.html with a plot) across finished runs")
+    p.add_argument("runs", nargs="+", metavar="DIR", help="run directories of rlhf run --output DIR")
+    p.add_argument("--output", default=".", help="directory for compare.md and compare.html (default %(default)s)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("config", help="print the resolved config (defaults < preset < files < --set)")
     _config_args(p)

@@ -54,6 +54,14 @@ def add_compile_parser(subparsers) -> argparse.ArgumentParser:
         help="run a training stage as a TrainJob of N nodes with its --gpus each, e.g. ppo=4 (repeatable)",
     )
     p.add_argument("--no-caching", action="store_true", help="compile with KFP execution caching off")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="a parameter default, or what is fixed at compile time: e.g. --set rest.iterations=5 (repeatable)",
+    )
     p.set_defaults(func=_compile)
     return p
 
@@ -62,7 +70,9 @@ def _compile(args) -> int:
     require("kfp.kubernetes", "cluster", "rlhf compile")
     from kfrlhf.pipelines.compile import compile_all
     from kfrlhf.pipelines.platform import DISTRIBUTED_STAGES, ClusterSettings
+    from kfrlhf.pipelines.run_config import load_config
 
+    config = load_config(overrides=args.overrides)
     settings = ClusterSettings(registry=args.registry, tag=args.tag, caching=not args.no_caching)
     for item in args.digest:
         target, _, digest = item.partition("=")
@@ -82,7 +92,7 @@ def _compile(args) -> int:
                 print(f"{flag} {item!r}: expected STAGE=N with STAGE in {', '.join(known)}", file=sys.stderr)
                 return 2
             setattr(settings.resources[stage], field, int(count))
-    for path in compile_all(args.output, settings, args.manifests, args.overlays):
+    for path in compile_all(args.output, settings, args.manifests, args.overlays, config):
         print(path)
     return 0
 

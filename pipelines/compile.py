@@ -88,10 +88,10 @@ def _fix_pipeline_manifest(path: Path, name: str) -> None:
         yaml.safe_dump_all(docs, f, sort_keys=True)
 
 
-def multi_node_defaults(func, settings: ClusterSettings) -> dict | None:
+def multi_node_defaults(func, settings: ClusterSettings, config: RunConfig | None) -> dict | None:
     """Pipeline parameter defaults for the stages compiled as TrainJob launchers (`nodes` > 1): their
     `distributed.nodes` set to match, so that a run with the defaults uses the nodes it was compiled for."""
-    defaults, params = RunConfig().to_dict(), {}
+    defaults, params = (config or RunConfig()).to_dict(), {}
     for stage in DISTRIBUTED_STAGES:
         nodes = settings.resources[stage].nodes
         if nodes > 1 and stage in func.component_spec.inputs:
@@ -99,11 +99,12 @@ def multi_node_defaults(func, settings: ClusterSettings) -> dict | None:
     return params or None
 
 
-def compile_pipeline(name: str, output_dir: Path, settings: ClusterSettings) -> list[Path]:
-    func = PIPELINES[name](make_configure(settings))
+def compile_pipeline(name: str, output_dir: Path, settings: ClusterSettings, config=None) -> list[Path]:
+    """`config`: the RunConfig the parameters' defaults (and ReST's unrolled iterations) come from."""
+    func = PIPELINES[name](make_configure(settings), config)
     ir_path = output_dir / f"{name}.yaml"
     k8s_path = output_dir / f"{name}.k8s.yaml"
-    params = multi_node_defaults(func, settings)
+    params = multi_node_defaults(func, settings, config)
     compiler.Compiler().compile(func, str(ir_path), pipeline_parameters=params)
     _stable_header(ir_path, func.description)
     options = KubernetesManifestOptions(
@@ -156,12 +157,13 @@ def compile_all(
     settings: ClusterSettings | None = None,
     manifests_dir: str | Path | None = None,
     overlays_dir: str | Path | None = None,
+    config=None,
 ) -> list[Path]:
-    """Compile every pipeline in PIPELINES; return the paths written."""
+    """Compile every pipeline in PIPELINES (defaults from `config`, a RunConfig); return the paths written."""
     settings = settings or ClusterSettings()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    written = [p for name in PIPELINES for p in compile_pipeline(name, output_dir, settings)]
+    written = [p for name in PIPELINES for p in compile_pipeline(name, output_dir, settings, config)]
     if manifests_dir is not None:
         written += _copy_manifests([p for p in written if p.name.endswith(".k8s.yaml")], Path(manifests_dir))
     if overlays_dir is not None:

@@ -23,7 +23,13 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 BAR = re.compile(r"(\d+)/(\d+) \[([\d:]+)<([\d:?]+)")
 # The last line of a traceback ("ValueError: ..."), or the stages' own SIGTERM line.
 ERROR = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)(?:: .*)?|.* stopped by SIGTERM .*)$")
-LABELS = {"prepare-data": "data", "merge": "merge SFT", "merge-onto": "merge tuned", "dpo-train": "dpo"}
+LABELS = {
+    "prepare-data": "data",
+    "merge": "merge SFT",
+    "merge-onto": "merge tuned",
+    "dpo-train": "dpo",
+    "grpo-train": "grpo",
+}
 
 
 class Stopped(BaseException):

@@ -15,8 +15,8 @@ from kfrlhf.pipelines.rlhf import gate_and_promote, merge_and_evaluate, sft_and_
 from kfrlhf.pipelines.run_config import RunConfig
 
 
-def build_dpo_pipeline(configure=None):
-    defaults = RunConfig().to_dict()
+def build_dpo_pipeline(configure=None, config: RunConfig | None = None):
+    defaults = (config or RunConfig()).to_dict()
     stage = stage_hook(configure)
 
     @dsl.pipeline(

@@ -1,4 +1,4 @@
-"""`rlhf run`: a real KFP pipeline (RLHF by default, DPO or RLAIF) here through `kfp.local` (SubprocessRunner).
+"""`rlhf run`: a real KFP pipeline (RLHF by default; DPO, ReST, RLAIF, GRPO) on this machine through `kfp.local`.
 
 Each task runs as a subprocess of this Python (`use_venv=False`: the project is installed
 here, as it is in the stage images), passing artifacts through `OUTPUT/pipeline_root`; its output goes
@@ -64,7 +64,7 @@ def run_local(
     output = Path(output).resolve()
     pipeline_root = output / "pipeline_root"
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    func = PIPELINES[pipeline]()
+    func = PIPELINES[pipeline](config=cfg)  # ReST unrolls the run's rest.iterations
     console = Console(output / "logs", len(func.pipeline_spec.root.dag.tasks), verbose)
     with _lock(output), _disk_full(output):
         console.say(f"rlhf run: {pipeline} pipeline, {console.total} stages; logs in {output / 'logs'}")
@@ -116,6 +116,8 @@ def check_model_limits(cfg: RunConfig) -> None:
             ("ppo.max_prompt_length + ppo.max_new_tokens", cfg.ppo.max_prompt_length + cfg.ppo.max_new_tokens),
             ("eval.max_prompt_length + eval.max_new_tokens", cfg.eval.max_prompt_length + cfg.eval.max_new_tokens),
             ("dpo.max_length", cfg.dpo.max_length),
+            ("rest.max_prompt_length + rest.max_new_tokens", cfg.rest.max_prompt_length + cfg.rest.max_new_tokens),
+            ("grpo.max_prompt_length + grpo.max_new_tokens", cfg.grpo.max_prompt_length + cfg.grpo.max_new_tokens),
         ],
         "reward": [("reward.max_length", cfg.reward.max_length)],
     }
@@ -181,7 +183,7 @@ def check_precision(cfg: RunConfig, pipeline: str) -> None:
 
     if cfg.sft.load_in_4bit:
         require("bitsandbytes", "qlora", "sft.load_in_4bit (QLoRA)")
-    sections = ("sft", "reward", "dpo" if pipeline == "dpo" else None)
+    sections = ("sft", "reward", pipeline if pipeline in ("dpo", "rest", "grpo") else None)
     bf16 = [s for s in sections if s and getattr(cfg, s).bf16]
     if bf16 and not bf16_supported():
         print(f"rlhf run: {', '.join(s + '.bf16' for s in bf16)}: no GPU with bf16 support here, training in fp32")

@@ -53,6 +53,8 @@ def _default_resources() -> dict[str, StageResources]:
         "reward": StageResources(),
         "ppo": StageResources(memory_request="48Gi", memory_limit="96Gi"),
         "dpo": StageResources(),
+        "rest": StageResources(),
+        "grpo": StageResources(memory_request="48Gi", memory_limit="96Gi"),  # groups of answers, as PPO's rollouts
         "eval": StageResources("4", "8", "24Gi", "48Gi", timeout_seconds=4 * 3600),
         "gate": StageResources("500m", "1", "1Gi", "2Gi", gpus=0, timeout_seconds=600),
         "serve": StageResources("500m", "1", "1Gi", "2Gi", gpus=0, timeout_seconds=1800),

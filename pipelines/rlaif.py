@@ -17,8 +17,8 @@ from kfrlhf.pipelines.run_config import RunConfig
 from kfrlhf.rlaif.component import rlaif_label
 
 
-def build_rlaif_pipeline(configure=None):
-    defaults = RunConfig().to_dict()
+def build_rlaif_pipeline(configure=None, config: RunConfig | None = None):
+    defaults = (config or RunConfig()).to_dict()
     stage = stage_hook(configure)
 
     @dsl.pipeline(

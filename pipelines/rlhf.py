@@ -2,7 +2,7 @@
 
 Parameters are one dict per stage, keyed by the fields of that stage's config dataclass
 (`kfrlhf.<stage>.config`, gathered in `kfrlhf.pipelines.run_config`), with the tutorial-scale
-defaults; `rlhf run` passes the tiny preset.
+defaults, or those of `config` (`rlhf run` builds the pipeline from the run's config).
 `configure(task, stage)` (see platform.py) adds images, GPUs and the rest for a cluster;
 the local runner builds the pipeline without it. The SFT/reward head, PPO and the eval, gate and
 promotion tail are shared with the DPO and RLAIF pipelines (pipelines/dpo.py, pipelines/rlaif.py).
@@ -100,8 +100,8 @@ def gate_and_promote(stage, gate: dict, serve: dict, eval_task):
     return gate_task.outputs["report"]
 
 
-def build_rlhf_pipeline(configure=None):
-    defaults = RunConfig().to_dict()
+def build_rlhf_pipeline(configure=None, config: RunConfig | None = None):
+    defaults = (config or RunConfig()).to_dict()
     stage = stage_hook(configure)
 
     @dsl.pipeline(name="rlhf", description="RLHF: QLoRA SFT, merge, reward model, PPO with adaptive KL, merge, eval")

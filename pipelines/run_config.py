@@ -17,7 +17,9 @@ from kfrlhf.data.config import DataConfig
 from kfrlhf.dpo.config import DPOConfig
 from kfrlhf.eval.config import EvalConfig
 from kfrlhf.gate.config import GateConfig
+from kfrlhf.grpo.config import GRPOConfig
 from kfrlhf.ppo.config import PPOConfig
+from kfrlhf.rest.config import RESTConfig
 from kfrlhf.reward.config import RewardConfig
 from kfrlhf.rlaif.config import RLAIFConfig
 from kfrlhf.serve.config import ServeConfig
@@ -29,7 +31,7 @@ REPORT_TO = ("wandb", "tensorboard", "none")
 
 @dataclass
 class RunConfig:
-    """Everything one run needs, one section per stage (`ppo` or `dpo`, `rlaif`: the pipeline picks its own)."""
+    """Everything one run needs, one section per stage (`ppo`, `dpo`, `rest`, `grpo`, `rlaif`: the pipeline picks)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
@@ -37,6 +39,8 @@ class RunConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    rest: RESTConfig = field(default_factory=RESTConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
@@ -48,7 +52,7 @@ class RunConfig:
             raise ConfigError(f"report_to must be wandb, tensorboard or none, not {self.report_to!r}")
         # The reward model reads prompt + response cut to reward.max_length, the prompt from the left
         # (`kfrlhf.common.models.reward_inputs`); a response budget beyond it would lose the response's end.
-        for section in ("ppo", "eval", "rlaif"):
+        for section in ("ppo", "rest", "grpo", "eval", "rlaif"):
             if getattr(self, section).max_new_tokens > self.reward.max_length:
                 raise ConfigError(
                     f"{section}.max_new_tokens ({getattr(self, section).max_new_tokens}) exceeds reward.max_length "

@@ -6,7 +6,7 @@ resource default in `platform.py`; `tests/test_layout.py` checks that they all a
 list (and the README's build loop). A task is one step of a pipeline: it runs one stage.
 """
 
-STAGES = ("data", "sft", "merge", "rlaif", "reward", "ppo", "dpo", "eval", "gate", "serve")
+STAGES = ("data", "sft", "merge", "rlaif", "reward", "ppo", "dpo", "rest", "grpo", "eval", "gate", "serve")
 
 # Task name -> (the stage it runs, its display name in the KFP UI).
 TASKS = {
@@ -19,6 +19,12 @@ TASKS = {
     "merge_ppo": ("merge", "Merge PPO adapter"),
     "dpo": ("dpo", "DPO"),
     "merge_dpo": ("merge", "Merge DPO adapter"),
+    # The ReST pipeline unrolls these two per iteration and numbers their display names.
+    "rest_grow": ("rest", "ReST Grow (sample, score)"),
+    "rest_improve": ("rest", "ReST Improve (filter, fine-tune)"),
+    "merge_rest": ("merge", "Merge ReST adapter"),
+    "grpo": ("grpo", "GRPO"),
+    "merge_grpo": ("merge", "Merge GRPO adapter"),
     "eval": ("eval", "Evaluate (report)"),
     "gate": ("gate", "Eval gate"),
     "promote": ("serve", "Promote (Model Registry, KServe)"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import re
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,10 @@ COMMITTED_MANIFESTS = ROOT / "manifests" / "base" / "pipelines"
 REGENERATE = "rlhf compile --output pipelines/compiled --manifests manifests/base/pipelines"
 # Pipeline -> the stages that run on a GPU, each with an image of its own.
 GPU_STAGES = {
-    "rlhf": ("sft", "merge", "reward", "ppo", "eval"),
-    "dpo": ("sft", "merge", "reward", "dpo", "eval"),
+    **{
+        name: ("sft", "merge", "reward", tuner, "eval")
+        for name, tuner in (("rlhf", "ppo"), ("dpo", "dpo"), ("rest", "rest"), ("grpo", "grpo"))
+    },
     "rlaif": ("sft", "merge", "rlaif", "reward", "ppo", "eval"),
 }
 
@@ -70,8 +73,39 @@ def test_training_stages_are_separate_gpu_executors(fresh, pipeline):
         for name in names:
             acc = executors[name]["container"]["resources"]["accelerator"]
             assert acc["resourceType"] == "nvidia.com/gpu" and int(acc["resourceCount"]) >= 1, name
-    assert len(by_image[image_for("merge")]) == 2  # merge_sft and merge_ppo / merge_dpo
+    assert len(by_image[image_for("merge")]) == 2  # merge_sft and merge_ppo / merge_dpo / ...
     assert "accelerator" not in executors[by_image[image_for("data")][0]]["container"]["resources"]
+
+
+def _assert_rest_chain(ir: dict, n: int) -> None:
+    """n Grow/Improve pairs: Grow i samples with Improve i-1's adapter, Improve i trains on Grow i's samples
+    from that adapter, and the last adapter is merged."""
+    tasks = ir["root"]["dag"]["tasks"]
+    names = [(f"rest-grow{s}", f"rest-improve{s}") for s in ["", *(f"-{i}" for i in range(2, n + 1))]]
+    assert sorted(t for t in tasks if t.startswith("rest-")) == sorted(t for pair in names for t in pair)
+    for i, (grow, improve) in enumerate(names):
+        params = tasks[grow]["inputs"]["parameters"]
+        assert {k: params[k]["runtimeValue"]["constant"] for k in ("iteration", "iterations")} == {
+            "iteration": i,
+            "iterations": n,
+        }
+        assert tasks[grow]["taskInfo"]["name"] == f"{DISPLAY_NAMES['rest_grow']} {i + 1}/{n}"
+        artifacts = {t: tasks[t]["inputs"]["artifacts"] for t in (grow, improve)}
+        assert artifacts[improve]["samples"]["taskOutputArtifact"]["producerTask"] == grow
+        adapters = [artifacts[grow].get("adapter"), artifacts[improve].get("previous_adapter")]
+        if i == 0:
+            assert adapters == [None, None]
+        else:
+            assert [a["taskOutputArtifact"]["producerTask"] for a in adapters] == [names[i - 1][1]] * 2
+    assert tasks["merge-onto"]["inputs"]["artifacts"]["adapter"]["taskOutputArtifact"]["producerTask"] == names[-1][1]
+
+
+def test_rest_unrolls_its_iterations_into_a_chain(fresh, tmp_path):
+    from kfrlhf.pipelines.run_config import RunConfig, load_config
+
+    _assert_rest_chain(_load(fresh / "compiled" / "rest.yaml")[0], RunConfig().rest.iterations)
+    compile_all(tmp_path, ClusterSettings(), config=load_config(overrides=["rest.iterations=2"]))
+    _assert_rest_chain(_load(tmp_path / "rest.yaml")[0], 2)
 
 
 def test_eval_outputs_show_in_the_ui(fresh):
@@ -140,7 +174,8 @@ def test_tasks_retry_with_backoff_and_cache(fresh, pipeline):
         assert task["retryPolicy"]["maxRetryCount"] == 2, name
         assert task["retryPolicy"]["backoffFactor"] == 2.0
         assert task.get("cachingOptions", {}).get("enableCache", False) is (name != "promote"), name  # side effects
-        assert task["taskInfo"]["name"] in DISPLAY_NAMES.values(), name
+        # ReST's unrolled tasks carry their round: "ReST Grow (sample, score) 2/3".
+        assert re.sub(r" \d+/\d+$", "", task["taskInfo"]["name"]) in DISPLAY_NAMES.values(), name
 
 
 def test_kfp_loads_every_compiled_file(fresh):

@@ -75,6 +75,6 @@ def test_dpo_run_through_kfp_local(tmp_path, capfd):
 
 
 def test_unknown_pipeline_is_refused(tmp_path, capsys):
-    assert main(["run", "--pipeline", "rest", "--output", str(tmp_path / "x")]) == 2
-    assert "unknown pipeline 'rest' (known: rlhf, dpo, rlaif)" in capsys.readouterr().err
+    assert main(["run", "--pipeline", "ppo2", "--output", str(tmp_path / "x")]) == 2
+    assert "unknown pipeline 'ppo2' (known: rlhf, dpo, rest, rlaif, grpo)" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

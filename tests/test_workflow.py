@@ -41,6 +41,9 @@ EXECUTOR_STAGES = {
     "exec-reward": "reward",
     "exec-ppo": "ppo",
     "exec-dpo-train": "dpo",
+    "exec-grpo-train": "grpo",
+    # ReST's Grow and Improve tasks, one pair per unrolled iteration (3 as committed).
+    **{f"exec-rest-{kind}{n}": "rest" for kind in ("grow", "improve") for n in ("", "-2", "-3")},
     "exec-evaluate": "eval",
     "exec-gate": "gate",
     "exec-promote": "serve",
@@ -196,15 +199,17 @@ def workflows(tmp_path_factory) -> dict[str, tuple[dict, str | None]]:
 
 
 def test_every_pipeline_and_overlay_compiles(workflows):
-    assert {p.stem for p in COMPILED} == {"rlhf", "dpo", "rlaif"}
-    assert {f"{o}/{p}" for o in OVERLAYS for p in ("rlhf", "dpo", "rlaif")} <= set(workflows)
+    assert {p.stem for p in COMPILED} == {"rlhf", "dpo", "rest", "rlaif", "grpo"}
+    assert {f"{o}/{p}" for o in OVERLAYS for p in ("rlhf", "dpo", "rest", "rlaif", "grpo")} <= set(workflows)
 
 
 def test_stage_pods(workflows):
     s = ClusterSettings()
     for key, (wf, overlay) in workflows.items():
         pods = stage_pods(wf)
-        assert set(pods) <= set(EXECUTOR_STAGES) and len(pods) == (10 if key.endswith("rlaif") else 9), key
+        # Nine pod templates; RLAIF adds its labelling stage; ReST's rounds share one Grow and one Improve
+        # template (their specs are the same).
+        assert set(pods) <= set(EXECUTOR_STAGES) and len(pods) == (10 if key.endswith(("rest", "rlaif")) else 9), key
         for label, pod in pods.items():
             stage, where = EXECUTOR_STAGES[label], f"{key}: {label}"
             res, cfg, container = s.resources[stage], pod["k8s"], pod["container"]
@@ -255,7 +260,15 @@ def test_backend_requests_no_ephemeral_storage(workflows):
 def test_sigterm_at_hour_5_is_retried_with_the_retry_component(workflows, component_defaults):
     for key, (wf, _) in workflows.items():
         for label, pod in stage_pods(wf).items():
-            if EXECUTOR_STAGES[label] not in ("sft", "rlaif", "reward", "ppo", "dpo"):  # the 24 h GPU stages
+            if EXECUTOR_STAGES[label] not in (
+                "sft",
+                "rlaif",
+                "reward",
+                "ppo",
+                "dpo",
+                "rest",
+                "grpo",
+            ):  # the 24 h training stages
                 continue
             strategy = _merge_defaults(pod["retry"], component_defaults)
             where = f"{key}: {label}"

@@ -1,4 +1,4 @@
-"""Sampling answers and scoring them token by token: what PPO's rollouts, the eval and RLAIF's pairs share.
+"""Sampling answers and scoring them token by token: what PPO's rollouts, the eval, RLAIF's pairs and ReST's Grow share.
 
 `generate` samples one response per prompt (left padding, KV cache, a
 `transformers.GenerationConfig` built from the stage's sampling fields) and ends each answer at its
@@ -7,7 +7,8 @@ kept as sampled (its log-prob is the one the policy gave it, so PPO's ratio and 
 the answer's last, the one the reward lands on; the answer's text ends before the stop string;
 `forward` re-runs the model on prompt + response and returns the
 temperature-scaled logits (and values, with a value head) at the positions that predict the
-response tokens, with the same position ids generation used; `response_texts` decodes the answers.
+response tokens, with the same position ids generation used. `sample_batches` runs `generate` over
+many prompts under one seed and `response_texts` collects the answers' texts.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 
 @dataclass
@@ -136,3 +138,14 @@ def forward(model, value_head, input_ids, attention_mask, prompt_len: int, tempe
         hidden = out.hidden_states[-1][:, prompt_len - 1 : -1]
         values = value_head(hidden.to(value_head.weight.dtype)).squeeze(-1)
     return logits, values
+
+
+@torch.no_grad()
+def sample_batches(model, tokenizer, prompts: list[str], max_new_tokens: int, cfg, batch_size: int, seed: int):
+    """One sampled answer per prompt, `batch_size` prompts per `generate` call, from `seed` (the same for
+    every model sampled with it)."""
+    torch.manual_seed(seed)
+    return [
+        generate(model, tokenizer, prompts[i : i + batch_size], max_new_tokens, cfg)
+        for i in tqdm(range(0, len(prompts), batch_size), desc="generate", leave=False)
+    ]

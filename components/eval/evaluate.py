@@ -20,13 +20,12 @@ import math
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from kfrlhf.common.checkpoint import atomic_dir
 from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import read_split
 from kfrlhf.common.models import RewardScorer, load_pretrained_causal_lm, load_tokenizer
-from kfrlhf.common.sampling import Rollout, forward, generate, logprobs_from_logits, response_texts
+from kfrlhf.common.sampling import Rollout, forward, logprobs_from_logits, response_texts, sample_batches
 
 from .config import EvalConfig
 from .report import html_report, markdown_report
@@ -83,14 +82,9 @@ def summarize(
     }
 
 
-@torch.no_grad()
 def sample(model, tokenizer, prompts: list[str], cfg: EvalConfig) -> list[Rollout]:
     """One sampled answer per prompt, in batches, with PPO's rollout code (same seed for every model)."""
-    torch.manual_seed(cfg.seed)
-    return [
-        generate(model, tokenizer, prompts[i : i + cfg.batch_size], cfg.max_new_tokens, cfg)
-        for i in tqdm(range(0, len(prompts), cfg.batch_size), desc="generate", leave=False)
-    ]
+    return sample_batches(model, tokenizer, prompts, cfg.max_new_tokens, cfg, cfg.batch_size, cfg.seed)
 
 
 def lengths(rollouts: list[Rollout]) -> list[float]:

@@ -1,11 +1,12 @@
 """The eval report as Markdown (KFP Markdown artifact) and a self-contained HTML page (KFP HTML artifact).
 
 Both open with a verdict line, then the headline metrics, the reward histograms and reward against
-answer length (inline SVG with labelled axes), KL against its bound, the run's details when the
-runner passes them (`run`: output, config, seconds per stage) and the sample table. Optional keys
-(`reward_length_correlation`, `reward_length_correlation_eval`, `length_controlled_gain`,
-`win_rate_second_judge`, `kl_temperature`, RLAIF's judging counts, and the text rows `win_rate_judge`,
-`second_judge`, `kl_estimator`) are shown when the report has them.
+answer length (inline SVG with labelled axes, `svg_axes` and `svg_figure`; `rlhf compare` draws with
+them too), KL against its bound, the run's details when the runner passes them (`run`: output,
+config, seconds per stage) and the sample table. Optional keys (`reward_length_correlation`,
+`reward_length_correlation_eval`, `length_controlled_gain`, `win_rate_second_judge`, `kl_temperature`,
+RLAIF's judging counts, and the text rows `win_rate_judge`, `second_judge`, `kl_estimator`) are shown
+when the report has them.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
 
 
-def _axes(xlo, xhi, ylo, yhi, xlabel: str, ylabel: str):
+def svg_axes(xlo, xhi, ylo, yhi, xlabel: str, ylabel: str):
     """SVG axes (lines, ticks, labels) and a function mapping data (x, y) to pixels."""
     xs, ys = (xhi - xlo) or 1.0, (yhi - ylo) or 1.0
 
@@ -147,7 +148,7 @@ def _axes(xlo, xhi, ylo, yhi, xlabel: str, ylabel: str):
     return parts, at
 
 
-def _svg(parts: list[str], title: str) -> str:
+def svg_figure(parts: list[str], title: str) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" role="img" font-size="11">'
         f"<title>{html.escape(title)}</title>{''.join(parts)}</svg>"
@@ -166,7 +167,7 @@ def histogram_svg(before: list[float], after: list[float], bins: int = 20) -> st
         return c
 
     cb, ca = counts(before), counts(after)
-    parts, at = _axes(lo, lo + span, 0, max(cb + ca) or 1, "reward", "prompts")
+    parts, at = svg_axes(lo, lo + span, 0, max(cb + ca) or 1, "reward", "prompts")
     for series, color in ((cb, GREY), (ca, BLUE)):
         for i, n in enumerate(series):
             (x1, y1), (x2, y2) = at(lo + span * i / bins, n), at(lo + span * (i + 1) / bins, 0)
@@ -174,18 +175,18 @@ def histogram_svg(before: list[float], after: list[float], bins: int = 20) -> st
                 f'<rect x="{x1:.1f}" y="{y1:.1f}" width="{max(x2 - x1 - 1, 1):.1f}" height="{y2 - y1:.1f}" '
                 f'fill="{color}" fill-opacity="0.55"/>'
             )
-    return _svg(parts, "reward histogram")
+    return svg_figure(parts, "reward histogram")
 
 
 def scatter_svg(samples: list[dict]) -> str:
     """Reward against answer length (words), SFT grey and tuned blue."""
     points = [(_words(s[m]), s[f"reward_{m}"], c) for s in samples for m, c in (("sft", GREY), ("tuned", BLUE))]
     xs, ys = [p[0] for p in points], [p[1] for p in points]
-    parts, at = _axes(0, max(xs) or 1, min(ys), max(ys), "answer length (words)", "reward")
+    parts, at = svg_axes(0, max(xs) or 1, min(ys), max(ys), "answer length (words)", "reward")
     for x, y, color in points:
         cx, cy = at(x, y)
         parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" fill="{color}" fill-opacity="0.6"/>')
-    return _svg(parts, "reward vs length")
+    return svg_figure(parts, "reward vs length")
 
 
 def kl_bar(kl: float, bound: float | None) -> str:
