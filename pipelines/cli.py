@@ -14,9 +14,14 @@ rlhf models prepare smollm2-135m-instruct   # the packaged real model, converted
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from kfrlhf.common.config import ConfigError, from_dict, parse_set
+
+# bitsandbytes warns when imported (through transformers and peft) on a CPU with AVX512-BF16 that its
+# optional `kernels` package is missing; the CLI's stderr is for the user's own errors.
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 SUMMARY_KEYS = (
     "sft_eval_loss",
