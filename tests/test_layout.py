@@ -91,3 +91,18 @@ def test_one_stage_list():
     for doc in ("README.md", "images/README.md"):
         loop = re.search(r"for target in ([\w ]+); do", (ROOT / doc).read_text())
         assert loop and loop.group(1).split() == list(STAGES), f"{doc}: the image build loop must build {STAGES}"
+
+
+def test_every_package_folder_is_in_the_wheel():
+    """setuptools installs only the packages pyproject lists: a stage folder left out is missing from a wheel
+    (and from the images), though an editable install still finds it."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join((name, *p.parent.relative_to(root).parts)).removesuffix(".")
+        for name, root in PACKAGE_DIRS.items()
+        for p in root.rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
+    assert found <= listed, f"missing from pyproject's packages: {sorted(found - listed)}"
