@@ -19,13 +19,11 @@ import json
 import logging
 from pathlib import Path
 
-import torch
-
 from kfrlhf.common.checkpoint import atomic_write_text
 from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import read_split, write_jsonl
 from kfrlhf.common.models import load_pretrained_causal_lm, load_tokenizer
-from kfrlhf.common.sampling import generate, response_texts
+from kfrlhf.common.sampling import response_texts, sample_batches
 
 from .config import RLAIFConfig
 from .constitution import load_constitution
@@ -38,14 +36,10 @@ class TooFewPairs(RuntimeError):
     """The judge's consistent verdicts leave too few pairs to train a reward model on."""
 
 
-@torch.no_grad()
 def sample_pairs(model, tokenizer, prompts: list[str], cfg: RLAIFConfig) -> tuple[list[str], list[str]]:
     """Two sampled answers per prompt."""
-    torch.manual_seed(cfg.seed)
     twice = [p for p in prompts for _ in range(2)]
-    step = 2 * cfg.batch_size
-    batches = [twice[i : i + step] for i in range(0, len(twice), step)]
-    rollouts = [generate(model, tokenizer, batch, cfg.max_new_tokens, cfg) for batch in batches]
+    rollouts = sample_batches(model, tokenizer, twice, cfg.max_new_tokens, cfg, 2 * cfg.batch_size, cfg.seed)
     answers = response_texts(rollouts)
     return answers[0::2], answers[1::2]
 
