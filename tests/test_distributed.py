@@ -2,13 +2,14 @@
 `kfrlhf.common.launcher.run_stage` through `accelerate launch` (the path GPUs take), reach what
 1 process reaches.
 
-Tolerances. Reward, DPO (before training): relative 1e-3 on the eval metrics (each process takes half of every
-global batch in the order one process would; DDP averages the gradients, so the update is the same
-up to float summation order, which Adam amplifies a little over the steps). SFT: relative 2e-2: its
-losses are token means per batch, and packed blocks hold different numbers of tokens, so the mean
-of two half-batches' means is not the whole batch's mean (the eval loss before training, on the same
-weights, already differs by 0.6%). The models are dropout-free copies of the tiny ones: dropout
-masks are drawn per process. PPO samples its own
+Tolerances. Trained SFT and DPO: relative 1e-4 (each process takes half of every global batch in the
+order one process would and DDP averages the gradients: the same update up to float summation order;
+measured 1e-7). This caught two defects that made 2 processes drift 2-5% from 1: accelerate left the
+model unwrapped (no gradient sync) once `evaluate()` had run before `train()`, and TRL's best-fit
+packing let sequences attend across each other. Reward, DPO before training: relative 1e-3. SFT's
+eval losses: relative 1e-2: the Trainer reports the mean of per-batch token means, and the eval
+stream's last block is shorter, so its weight depends on how a batch is split (0.2% measured). The
+models are dropout-free copies of the tiny ones: dropout masks are drawn per process. PPO samples its own
 responses on each rank, so whole runs differ by sampling; what must agree is checked directly:
 the all-reduced reward moments (1e-9), mean KL (relative 1e-6: float32 inputs), whitening (1e-6)
 and divergence verdict, and one SGD update on a fixed rollout split across the ranks (1e-5), with
@@ -36,7 +37,7 @@ from kfrlhf.ppo.trainer import divergence
 from tests import distributed_jobs as jobs
 from tests.conftest import preference_rows, sft_rows
 
-REL = {"sft": 2e-2, "reward": 1e-3, "dpo": 1e-3}
+REL = {"sft": 1e-2, "reward": 1e-3, "dpo": 1e-3}
 TARGETS = {
     "sft": "kfrlhf.sft.train:run_sft",
     "reward": "kfrlhf.reward.train:run_reward",
@@ -128,15 +129,9 @@ def test_trainer_stages_on_two_processes_match_one(two, one, stage, keys):
     assert (two["out"] / stage / "metrics.json").is_file()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: after 4 steps on 2 processes SFT's last train loss is 2.4% and DPO's eval loss 4.6% off the "
-    "1-process run (reward matches to 1e-3); the cause is not found yet (suspect: how the HF Trainer scales the "
-    "loss under DDP, which gradient clipping at max_grad_norm 1 does not forgive)",
-)
 @pytest.mark.parametrize("stage, key", [("sft", "sft_train_loss_last"), ("dpo", "dpo_eval_loss")])
 def test_trained_sft_and_dpo_match_one_process(two, one, stage, key):
-    assert two[stage][key] == pytest.approx(one[stage][key], rel=1e-3)
+    assert two[stage][key] == pytest.approx(one[stage][key], rel=1e-4)
 
 
 def test_ppo_on_two_processes_writes_once_and_every_rank_resumes(two, one):

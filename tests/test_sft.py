@@ -1,7 +1,7 @@
 import torch
 
 from kfrlhf.pipelines import run_config as config
-from kfrlhf.sft.train import train_sft
+from kfrlhf.sft.train import sft_trainer, train_sft
 from tests.conftest import sft_rows
 
 
@@ -39,3 +39,19 @@ def test_qlora_layers_are_4bit_nf4_double_quant_and_train(tmp_path):
     m = train_sft(_cfg(load_in_4bit=True, max_steps=20, eval_steps=20), rows[:180], rows[180:], tmp_path)
     assert m["sft_eval_loss"] < m["sft_eval_loss_before"]
     assert isinstance(PeftModel.from_pretrained(load_causal_lm("tiny-opt"), tmp_path / "adapter"), PeftModel)
+
+
+def test_packing_cuts_constant_length_blocks_that_attend_only_within_themselves(tmp_path):
+    """A padding-free flattened batch (TRL's best-fit packing) mixes its sequences under sdpa attention:
+    each row of a packed batch must give the same logits alone as beside the others."""
+    cfg = _cfg(seq_length=32, batch_size=4)
+    rows = sft_rows(40)
+    trainer = sft_trainer(cfg, rows[:32], rows[32:], tmp_path, "none")
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["input_ids"].shape == (4, 32)
+    assert (batch["labels"] != -100).all()  # blocks cut from the text stream: no padding
+    model = trainer.model.eval()
+    with torch.no_grad():
+        together = model(**batch).logits
+        alone = torch.cat([model(**{k: v[i : i + 1] for k, v in batch.items()}).logits for i in range(4)])
+    torch.testing.assert_close(together, alone, atol=1e-4, rtol=0)

@@ -299,6 +299,15 @@ class HFGuard(TrainerCallback):
             write_manifest(self.root / f"{HF_PREFIX}-{state.global_step}")
 
 
+def forget_evaluation_prepare(trainer) -> None:
+    """Let `trainer.train()` wrap a model that `trainer.evaluate()` has already seen. accelerate (since
+    1.14, its PR 3977) marks a model prepared for evaluation as prepared, and then training's prepare
+    leaves it unwrapped: no DistributedDataParallel, so every process trained its own copy on its share
+    of the data and rank 0 saved half a run (measured: 2 ranks ended with different adapters)."""
+    if trainer.model_wrapped is trainer.model and getattr(trainer.model, "_is_accelerate_prepared", False):
+        del trainer.model._is_accelerate_prepared
+
+
 def train_resumable(trainer, stage: str, config: dict) -> None:
     """`trainer.train()`, resumed from the newest complete checkpoint in its output_dir (written under the
     same `config`, see `check_config`); exits 143 on SIGTERM."""
@@ -310,6 +319,7 @@ def train_resumable(trainer, stage: str, config: dict) -> None:
     check_config(resume, config, stage)
     if resume is not None:
         log.warning("%s: resuming from %s", stage, resume)
+    forget_evaluation_prepare(trainer)
     params = [p for p in trainer.model.parameters() if p.requires_grad]
     with StopOnSigterm() as stop:
         guard = HFGuard(stage, stop, root, params, config)

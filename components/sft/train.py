@@ -26,16 +26,14 @@ from kfrlhf.common.trainer_args import train_loss_ends, trainer_args
 from .config import SFTConfig
 
 
-def train_sft(
-    cfg: SFTConfig, train_rows: list[dict], eval_rows: list[dict], output_dir: str | Path, report_to: str = "none"
-) -> dict:
+def sft_trainer(cfg: SFTConfig, train_rows: list[dict], eval_rows: list[dict], output_dir: Path, report_to: str):
+    """TRL's SFTTrainer on the LoRA (QLoRA when `load_in_4bit`) model and the packed rows."""
     from datasets import Dataset
     from peft import prepare_model_for_kbit_training
     from transformers import set_seed
     from trl import SFTConfig as TrlSFTConfig
     from trl import SFTTrainer
 
-    output_dir = Path(output_dir)
     set_seed(cfg.seed)  # the adapter's initial weights too: every process, and every rerun, starts alike
     tokenizer = load_tokenizer(cfg.model_name)
     model = load_causal_lm(cfg.model_name, load_in_4bit=cfg.load_in_4bit)
@@ -46,10 +44,14 @@ def train_sft(
         warmup_steps=cfg.warmup_steps,
         max_length=cfg.seq_length,
         packing=cfg.packing,
+        # The classic constant-length blocks (the text stream cut every seq_length tokens). TRL's default,
+        # best-fit packing, flattens a batch into one padding-free row that only FlashAttention splits
+        # back into its sequences: under sdpa/eager (OPT, CPUs) they attended across each other.
+        packing_strategy="wrapped",
         dataset_text_field="text",
         **trainer_args(cfg, output_dir, report_to, "sft"),
     )
-    trainer = SFTTrainer(
+    return SFTTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list([{"text": r["text"]} for r in train_rows]),
@@ -57,6 +59,15 @@ def train_sft(
         processing_class=tokenizer,
         peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules or None),
     )
+
+
+def train_sft(
+    cfg: SFTConfig, train_rows: list[dict], eval_rows: list[dict], output_dir: str | Path, report_to: str = "none"
+) -> dict:
+    """Evaluates, trains (resumably), evaluates again; rank 0 writes the adapter and the metrics."""
+    output_dir = Path(output_dir)
+    trainer = sft_trainer(cfg, train_rows, eval_rows, output_dir, report_to)
+    tokenizer = trainer.processing_class
     eval_before = trainer.evaluate()["eval_loss"]
     train_resumable(trainer, "SFT", dataclasses.asdict(cfg))
     metrics = {
