@@ -21,12 +21,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from kfrlhf.common import models
+from kfrlhf.common.checkpoint import PREEMPTED_EXIT, latest_complete
 from kfrlhf.common.data_sources import write_jsonl
 from kfrlhf.common.launcher import call, run_stage
 from kfrlhf.pipelines import run_config as config
@@ -100,10 +105,12 @@ def stage_jobs(inputs: dict, out: Path, ppo_steps: int) -> dict[str, list]:
 
 @pytest.fixture(scope="module")
 def two(inputs, tmp_path_factory) -> dict:
-    """Every stage on 2 processes in one launch; PPO then resumed for 2 more steps in a second call."""
+    """Every stage on 2 processes in one launch; PPO then resumed for 2 more steps in a second call, and
+    the same 4 steps once more without a stop."""
     out = tmp_path_factory.mktemp("two")
     stages = stage_jobs(inputs, out, ppo_steps=2)
     stages["ppo_resumed"] = stage_jobs(inputs, out, ppo_steps=4)["ppo"]
+    stages["ppo_whole"] = stage_jobs(inputs, out / "whole", ppo_steps=4)["ppo"]  # never stopped
     launch = {"distributed": {"processes_per_node": 2}}
     result = run_stage("tests.distributed_jobs:run_all", "launch", {"launch": launch, "stages": stages})
     return {"out": out, **result}
@@ -143,6 +150,33 @@ def test_ppo_on_two_processes_writes_once_and_every_rank_resumes(two, one):
     assert len(torch.load(out / "checkpoints" / "step-4" / "rng.pt", weights_only=True)["per_rank"]) == 2
     assert two["ppo"]["kl_last"] == pytest.approx(history[1]["kl"])
     assert set(two["ppo_resumed"]) == set(one["ppo"])
+
+
+def test_sigterm_stops_both_ranks_at_one_checkpoint_and_both_resume(inputs, two, tmp_path):
+    """A SIGTERM to the component (what Kubernetes sends a pod it evicts) reaches every rank: they agree
+    to stop, write one checkpoint with both ranks' random states and exit 143; started again, they
+    resume to the figures of the run that was never stopped (two["ppo_whole"])."""
+    target, kwargs = stage_jobs(inputs, tmp_path, ppo_steps=4)["ppo"]
+    kwargs["ppo"]["distributed"] = {"processes_per_node": 2}
+    out, log = Path(kwargs["output_dir"]), tmp_path / "stderr"
+    code = "import json, sys; from kfrlhf.common.launcher import run_stage; run_stage(*json.loads(sys.argv[1]))"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", code, json.dumps([target, "ppo", kwargs])], stderr=err)
+        deadline = time.monotonic() + 300
+        while latest_complete(out / "checkpoints", "step") is None:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=300) == PREEMPTED_EXIT, log.read_text()[-3000:]
+    assert not (out / "metrics.json").exists(), "the run finished before the signal"
+    saved = latest_complete(out / "checkpoints", "step")
+    assert len(torch.load(saved / "rng.pt", weights_only=True)["per_rank"]) == 2
+    result = run_stage(target, "ppo", kwargs)
+    assert [h["step"] for h in json.loads((out / "history.json").read_text())] == [1, 2, 3, 4]
+    speeds = {"samples_per_second", "tokens_per_second"}
+    expected = {k: v for k, v in two["ppo_whole"].items() if k not in speeds}
+    assert {k: v for k, v in result.items() if k not in speeds} == pytest.approx(expected, rel=1e-6)
 
 
 def test_ppo_statistics_are_all_reduced(two):
