@@ -78,3 +78,24 @@ def test_unknown_pipeline_is_refused(tmp_path, capsys):
     assert main(["run", "--pipeline", "ppo2", "--output", str(tmp_path / "x")]) == 2
     assert "unknown pipeline 'ppo2' (known: rlhf, dpo, rest, rlaif, grpo)" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_dpo_evaluates_on_the_first_max_eval_rows_pairs(tiny_lm_dir, tmp_path, monkeypatch):
+    import trl
+
+    class Built(Exception):
+        pass
+
+    seen = {}
+
+    def built(self, *args, eval_dataset=None, **kwargs):
+        seen["prompts"] = list(eval_dataset["prompt"])
+        raise Built
+
+    monkeypatch.setattr(trl.DPOTrainer, "__init__", built)
+    cfg = config.load_config("tiny").dpo
+    cfg.max_eval_rows = 3
+    rows = preference_rows(10)
+    with pytest.raises(Built):
+        train_dpo(cfg, str(tiny_lm_dir), rows[:5], rows[5:], tmp_path)
+    assert seen["prompts"] == [r["prompt"].rstrip() for r in rows[5:8]]

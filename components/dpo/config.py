@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from kfrlhf.common.config import LENGTH, POSITIVE, LoraFields, TrainerFields
+from kfrlhf.common.config import LENGTH, NON_NEGATIVE, POSITIVE, LoraFields, TrainerFields
 from kfrlhf.common.distributed import DistributedFields
 
 
@@ -15,13 +15,15 @@ class DPOConfig(TrainerFields, LoraFields, DistributedFields):
     DPOTrainer on chosen/rejected pairs; the reference is the SFT model (the adapter disabled).
 
     `beta` is the strength of the implicit KL constraint to the reference; `max_length` counts
-    prompt + answer tokens.
+    prompt + answer tokens. The eval loss and implicit-reward accuracy, before and after, are computed
+    on the first `max_eval_rows` held-out pairs (0: all; each costs four forward passes).
     """
 
     section: ClassVar[str] = "dpo"
-    RULES: ClassVar[dict] = dict(beta=POSITIVE, max_length=LENGTH)
+    RULES: ClassVar[dict] = dict(beta=POSITIVE, max_length=LENGTH, max_eval_rows=NON_NEGATIVE)
 
     beta: float = 0.1
     learning_rate: float = 5e-6
     max_steps: int = 1000
     max_length: int = 512
+    max_eval_rows: int = 0

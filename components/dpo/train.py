@@ -74,7 +74,7 @@ def train_dpo(
         ref_model=None,  # with a peft model: the reference is the adapter disabled
         args=args,
         train_dataset=pairs(train_rows),
-        eval_dataset=pairs(eval_rows),
+        eval_dataset=pairs(eval_rows[: cfg.max_eval_rows or None]),
         processing_class=tokenizer,
         peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout),
     )
