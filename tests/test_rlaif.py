@@ -130,7 +130,7 @@ def test_default_constitution_and_bad_files(tmp_path):
         with pytest.raises(ConfigError, match=r"^rlaif\.constitution: ") as err:
             load_constitution(path)
         assert str(path) in str(err.value) and message in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(ConfigError, match="missing.yaml cannot be read"):
+    with pytest.raises(ConfigError, match="missing.yaml does not exist"):
         load_constitution(tmp_path / "missing.yaml")
 
 

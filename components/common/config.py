@@ -244,15 +244,20 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
     return f"{getattr(err, 'problem', None) or type(err).__name__}{where}"
 
 
-def read_yaml(path: str | Path) -> dict:
+def load_yaml(path: str | Path, what: str):
+    """The YAML document in `path` (StrictLoader); a problem is one line that starts with `what`."""
     try:
-        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
+        return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise ConfigError(f"{what} does not exist") from None
     except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"config file {path} cannot be read: {err}") from None
+        raise ConfigError(f"{what} cannot be read: {err}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(err)}") from None
+        raise ConfigError(f"{what} is not valid YAML: {_yaml_problem(err)}") from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    data = load_yaml(path, f"config file {path}")
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a mapping with one section per stage")
     return data or {}

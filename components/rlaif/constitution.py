@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
-from kfrlhf.common.config import ConfigError, StrictLoader, short
+from kfrlhf.common.config import ConfigError, load_yaml, short
 
 DEFAULT = Path(__file__).with_name("constitution.yaml")
 
@@ -18,12 +16,7 @@ DEFAULT = Path(__file__).with_name("constitution.yaml")
 def load_constitution(path: str | Path = "") -> list[str]:
     """The principles in `path` (empty: the default constitution)."""
     path = Path(path) if path else DEFAULT
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
-    except OSError as err:
-        raise ConfigError(f"rlaif.constitution: {path} cannot be read: {err.strerror or err}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"rlaif.constitution: {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    data = load_yaml(path, f"rlaif.constitution: {path}")
     if not isinstance(data, list) or not data:
         raise ConfigError(f"rlaif.constitution: {path} must be a non-empty YAML list of principles, got {short(data)}")
     for i, entry in enumerate(data, 1):
