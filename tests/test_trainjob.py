@@ -11,7 +11,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import jsonschema
 import pytest
@@ -100,16 +100,28 @@ def test_a_multi_node_stage_compiles_to_a_launcher_pod(tmp_path):
 # --- the watcher against recorded API responses --------------------------------------------------------
 
 
+def stamp(i: int) -> str:
+    """Line i's log timestamp: two lines a second, the kubelet's precision (trailing zeros cut) varying."""
+    return f"2026-12-01T10:00:{i // 2:02d}.{'1' if i % 2 == 0 else '123456789'}Z"
+
+
 class FakeTrainerAPI(BaseHTTPRequestHandler):
-    """Replays one scenario: each GET of the TrainJob advances to the next round (the last repeats)."""
+    """Replays one scenario: each GET of the TrainJob advances to the next round (the last repeats).
+    `stream_drops`: pod -> the lines its first log stream serves before it breaks off;
+    `hold_until_log_requests`: pod -> how many log requests the last round waits for."""
 
     scenario: dict = {}
     calls: list = []
+    log_requests: dict = {}
     round = 0
 
     def _current(self) -> dict:
         rounds = self.scenario["rounds"]
         return rounds[min(max(type(self).round - 1, 0), len(rounds) - 1)]
+
+    def _held(self) -> bool:
+        held = self.scenario.get("hold_until_log_requests", {})
+        return any(self.log_requests.get(pod, 0) < n for pod, n in held.items())
 
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -120,16 +132,29 @@ class FakeTrainerAPI(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         self.calls.append(("GET", url.path))
         if url.path.startswith(JOBS):
-            type(self).round += 1
+            if not (self._held() and type(self).round >= len(self.scenario["rounds"]) - 1):
+                type(self).round += 1
             job = self._current()["trainjob"]
             return reply_json(self, job.get("code", 200), job)
         if url.path.endswith("/log"):
-            text = self.scenario["logs"][url.path.split("/")[-2]].encode()
+            pod, query = url.path.split("/")[-2], parse_qs(url.query)
+            self.calls.append(("LOG", pod, query.get("sinceSeconds", [None])[0]))
+            lines = self.scenario["logs"][pod].splitlines()
+            if not self.log_requests.get(pod) and pod in self.scenario.get("stream_drops", {}):
+                lines = lines[: self.scenario["stream_drops"][pod]]
+            self.log_requests[pod] = self.log_requests.get(pod, 0) + 1
+            stamped = query.get("timestamps", [""])[0].lower() == "true"
+            text = "".join(f"{stamp(i) + ' ' if stamped else ''}{line}\n" for i, line in enumerate(lines)).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(text)))
             self.end_headers()
             return self.wfile.write(text)
-        reply_json(self, 200, self._current()["pods"])
+        pods = self._current()["pods"]
+        if "/pods/" in url.path:  # one pod
+            name = url.path.rsplit("/", 1)[1]
+            found = [p for p in pods["items"] if p["metadata"]["name"] == name]
+            return reply_json(self, 200, found[0]) if found else reply_json(self, 404, {"kind": "Status", "code": 404})
+        reply_json(self, 200, pods)
 
     def do_DELETE(self):  # noqa: N802
         self.calls.append(("DELETE", self.path))
@@ -141,7 +166,7 @@ class FakeTrainerAPI(BaseHTTPRequestHandler):
 
 def watch(scenario: str, tmp_path, monkeypatch, cleanup: str = "on-success") -> tuple[list, str, Exception | None]:
     FakeTrainerAPI.scenario = json.loads((RECORDED / f"{scenario}.json").read_text())
-    FakeTrainerAPI.calls, FakeTrainerAPI.round = [], 0
+    FakeTrainerAPI.calls, FakeTrainerAPI.round, FakeTrainerAPI.log_requests = [], 0, {}
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTrainerAPI)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     kubeconfig = {
@@ -177,6 +202,16 @@ def test_success_streams_every_pods_log_and_deletes_the_job(tmp_path, monkeypatc
     assert calls[0] == ("POST", JOBS) and calls[-1] == ("DELETE", f"{JOBS}/rlhf-ppo-test")
 
 
+def test_a_dropped_log_stream_is_reopened_without_losing_or_repeating_lines(tmp_path, monkeypatch):
+    calls, log, error = watch("stream_dropped", tmp_path, monkeypatch)
+    assert error is None
+    pod = "rlhf-ppo-test-node-0-0-x0k2p"
+    copied = [line.split("] ", 1)[1] for line in log.splitlines() if line.startswith(f"[{pod}]")]
+    assert copied == [f"ppo: step {i} reward={r}" for i, r in zip(range(1, 5), ("0.12", "0.19", "0.24", "0.31"))]
+    opened = [c[2] for c in calls if c[:2] == ("LOG", pod)]
+    assert opened[0] is None and int(opened[1]) >= 5  # reopened from before the last line copied
+
+
 def test_a_failed_job_fails_the_task_with_its_reason_and_is_kept(tmp_path, monkeypatch):
     calls, _, error = watch("failure", tmp_path, monkeypatch)
     assert "failed: JobsFailed: jobset rlhf-ppo-test: job node-0 failed: BackoffLimitExceeded" in str(error)
@@ -203,4 +238,4 @@ def test_the_role_lets_the_task_run_trainjobs():
     role = next(d for d in yaml.safe_load_all((ROOT / "manifests/base/rbac.yaml").read_text()) if d["kind"] == "Role")
     rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
     assert {"create", "get", "delete"} <= rules[(("trainer.kubeflow.org",), ("trainjobs",))]
-    assert {"list"} <= rules[(("",), ("pods",))] and {"get"} <= rules[(("",), ("pods/log",))]
+    assert {"get", "list"} <= rules[(("",), ("pods",))] and {"get"} <= rules[(("",), ("pods/log",))]

@@ -9,18 +9,22 @@ the same PVC, so a retried task resumes), and the output is copied back into the
 `TrainJobWatch.run` fails the task, instead of hanging, when the TrainJob reports Failed (with its
 reason and message), when any of its pods fails (a worker that dies is noticed even before the
 JobSet controller gives up), when a pod that was running vanishes and no replacement appears
-within `vanish_grace` seconds, when the TrainJob itself is deleted, or at the timeout.
+within `vanish_grace` seconds, when the TrainJob itself is deleted, or at the timeout. Each pod's log is
+copied into the task's log, and reopened where it broke off when the API server drops the stream.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .distributed import DistributedConfig
@@ -119,6 +123,7 @@ class TrainJobWatch:
         self.name, self.namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
         self.where = dict(group=API_GROUP, version=API_VERSION, namespace=self.namespace, plural=PLURAL)
         self.streams: dict[str, threading.Thread] = {}
+        self.finished = threading.Event()  # the job ended: log streams stop reopening
 
     def run(self) -> None:
         custom, core = clients()
@@ -129,6 +134,7 @@ class TrainJobWatch:
             self.wait(custom, core)
             succeeded = True
         finally:
+            self.finished.set()
             for thread in self.streams.values():
                 thread.join(timeout=30)
             if self.cleanup == "always" or (self.cleanup == "on-success" and succeeded):
@@ -180,12 +186,55 @@ class TrainJobWatch:
             thread.start()
 
     def stream(self, core, pod: str) -> None:
-        """Copy one pod's log to the task's log, each line prefixed with the pod's name."""
-        resp = core.read_namespaced_pod_log(pod, self.namespace, follow=True, _preload_content=False)
-        pending = b""
-        for chunk in resp.stream():
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                print(f"[{pod}] {line.decode(errors='replace')}", file=self.out, flush=True)
-        if pending:
-            print(f"[{pod}] {pending.decode(errors='replace')}", file=self.out, flush=True)
+        """Copy one pod's log to the task's log, each line prefixed with the pod's name. A follow stream the
+        API server drops while the pod still runs (a restart, an idle timeout) is reopened from a little
+        before the last line's timestamp, and the lines already copied are skipped."""
+        from kubernetes.client import ApiException
+
+        last = None  # (timestamp, sortable key) of the last line copied
+        while True:
+            since = None if last is None else seconds_since(last[0]) + STREAM_OVERLAP_S
+            resp = core.read_namespaced_pod_log(
+                pod, self.namespace, follow=True, timestamps=True, since_seconds=since, _preload_content=False
+            )
+            for line in stream_lines(resp):
+                stamp, _, text = line.partition(" ")
+                if not STAMP.fullmatch(stamp):  # not the API's timestamp: copy as it is
+                    print(f"[{pod}] {line}", file=self.out, flush=True)
+                elif last is None or stamp_key(stamp) > last[1]:
+                    print(f"[{pod}] {text}", file=self.out, flush=True)
+                    last = (stamp, stamp_key(stamp))
+            try:
+                running = core.read_namespaced_pod(pod, self.namespace).status.phase == "Running"
+            except ApiException:
+                running = False  # gone: the watcher's own checks say why
+            if not running or self.finished.is_set():
+                return
+            time.sleep(self.poll)
+
+
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+STREAM_OVERLAP_S = 5  # a reopened log stream starts this much before the last line (clock skew between nodes)
+
+
+def stream_lines(resp):
+    """The decoded lines of a streamed HTTP response, the last one even without its newline."""
+    pending = b""
+    for chunk in resp.stream():
+        *lines, pending = (pending + chunk).split(b"\n")
+        yield from (line.decode(errors="replace") for line in lines)
+    if pending:
+        yield pending.decode(errors="replace")
+
+
+def stamp_key(stamp: str) -> tuple[str, str]:
+    """An RFC 3339 timestamp as the kubelet writes it, sortable: its trailing zeros are cut, so ".1Z" comes
+    before ".123456789Z" only once the "Z" is off (fraction digits then sort as numbers do)."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return whole, fraction
+
+
+def seconds_since(stamp: str) -> int:
+    """Whole seconds from `stamp` (UTC) to now, at least 1 (the API's `sinceSeconds` minimum)."""
+    then = datetime.fromisoformat(stamp_key(stamp)[0]).replace(tzinfo=timezone.utc)
+    return max(1, math.ceil((datetime.now(timezone.utc) - then).total_seconds()))
