@@ -103,6 +103,7 @@ ENTRY_POINTS = {
     "reward": "kfrlhf.reward.train:run_reward",
     "ppo": "kfrlhf.ppo.stage:run_ppo_stage",
     "dpo": "kfrlhf.dpo.train:run_dpo",
+    "grpo": "kfrlhf.grpo.train:run_grpo",
 }
 
 

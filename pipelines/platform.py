@@ -40,7 +40,7 @@ class StageResources:
 
 
 # The stages with a `distributed` config section; what their TrainJob launcher pod asks for.
-DISTRIBUTED_STAGES = ("sft", "reward", "ppo", "dpo")
+DISTRIBUTED_STAGES = ("sft", "reward", "ppo", "dpo", "grpo")
 LAUNCHER = dict(cpu_request="500m", cpu_limit="2", memory_request="2Gi", memory_limit="8Gi")
 
 

@@ -48,6 +48,7 @@ TARGETS = {
     "reward": "kfrlhf.reward.train:run_reward",
     "dpo": "kfrlhf.dpo.train:run_dpo",
     "ppo": "kfrlhf.ppo.stage:run_ppo_stage",
+    "grpo": "kfrlhf.grpo.train:run_grpo",
 }
 
 
@@ -98,6 +99,12 @@ def stage_jobs(inputs: dict, out: Path, ppo_steps: int) -> dict[str, list]:
         "ppo": dict(
             ppo=ppo, sft_model=inputs["lm"], reward_model=str(root / "reward"), prompt_data=str(root / "prompts")
         ),
+        "grpo": dict(
+            grpo=_section("grpo", num_generations=4, max_new_tokens=6, max_prompt_length=24, **trainer),
+            sft_model=inputs["lm"],
+            reward_model=str(root / "reward"),
+            prompt_data=str(root / "prompts"),
+        ),
     }
     kwargs["dpo"]["preference_data"] = str(root / "pairs")
     return {name: [TARGETS[name], {**kw, "output_dir": str(out / name)}] for name, kw in kwargs.items()}
@@ -139,6 +146,14 @@ def test_trainer_stages_on_two_processes_match_one(two, one, stage, keys):
 @pytest.mark.parametrize("stage, key", [("sft", "sft_train_loss_last"), ("dpo", "dpo_eval_loss")])
 def test_trained_sft_and_dpo_match_one_process(two, one, stage, key):
     assert two[stage][key] == pytest.approx(one[stage][key], rel=1e-4)
+
+
+def test_grpo_on_two_processes_trains_and_writes_once(two, one):
+    """GRPO samples its groups on each rank, so only the run's shape is compared with 1 process."""
+    out = two["out"] / "grpo"
+    assert set(two["grpo"]) == set(one["grpo"]) and "grpo_reward_last" in two["grpo"]
+    assert json.loads((out / "metrics.json").read_text()) == two["grpo"]
+    assert (out / "adapter" / "adapter_model.safetensors").is_file() and not list(out.glob(".*.tmp"))
 
 
 def test_ppo_on_two_processes_writes_once_and_every_rank_resumes(two, one):

@@ -72,12 +72,15 @@ def test_render_refuses_a_bad_distributed_section(tmp_path, capsys):
 
 def test_render_names_the_entry_points_the_components_start():
     from kfrlhf.dpo.train import run_dpo
+    from kfrlhf.grpo.train import run_grpo
+    from kfrlhf.pipelines.platform import DISTRIBUTED_STAGES
     from kfrlhf.ppo.stage import run_ppo_stage
     from kfrlhf.reward.train import run_reward
     from kfrlhf.sft.train import run_sft
 
-    functions = {"sft": run_sft, "reward": run_reward, "ppo": run_ppo_stage, "dpo": run_dpo}
+    functions = {"sft": run_sft, "reward": run_reward, "ppo": run_ppo_stage, "dpo": run_dpo, "grpo": run_grpo}
     assert cli_cluster.ENTRY_POINTS == {stage: entry_point(f) for stage, f in functions.items()}
+    assert set(DISTRIBUTED_STAGES) == set(functions)
     for stage, function in functions.items():
         assert f"run_stage({function.__name__}" in (ROOT / "components" / stage / "component.py").read_text()
 

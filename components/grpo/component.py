@@ -18,9 +18,11 @@ def grpo_train(
     adapter: Output[Model],
     metrics: Output[Metrics],
 ):
+    from kfrlhf.common.launcher import run_stage
     from kfrlhf.grpo.train import run_grpo
 
-    for name, value in run_grpo(
-        grpo, sft_model.path, reward_model.path, prompt_data.path, adapter.path, report_to
-    ).items():
+    inputs = ("sft_model", "reward_model", "prompt_data")
+    kwargs = dict(grpo=grpo, report_to=report_to, output_dir=adapter.path)
+    kwargs.update(sft_model=sft_model.path, reward_model=reward_model.path, prompt_data=prompt_data.path)
+    for name, value in run_stage(run_grpo, "grpo", kwargs, inputs=inputs).items():
         metrics.log_metric(name, value)

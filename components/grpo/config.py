@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from kfrlhf.common.config import NON_NEGATIVE, POSITIVE, ConfigError, LoraFields, SamplingFields, TrainerFields
+from kfrlhf.common.distributed import DistributedFields
 
 SCALE_REWARDS = ("group", "batch", "none")
 
 
 @dataclass
-class GRPOConfig(TrainerFields, LoraFields, SamplingFields):
+class GRPOConfig(TrainerFields, LoraFields, SamplingFields, DistributedFields):
     """GRPO (Group Relative Policy Optimisation, Shao et al. 2024) through TRL's GRPOTrainer: a LoRA
     adapter on the SFT model; the reference is the SFT model (the adapter disabled).
 
@@ -20,8 +21,9 @@ class GRPOConfig(TrainerFields, LoraFields, SamplingFields):
     each answer (cut at the first of `stop_strings`), and an answer's advantage is its reward minus its
     group's mean, divided by the group's standard deviation (`scale_rewards`: group, batch or none).
     The loss is PPO's clipped objective (`epsilon`) on those advantages plus `beta` x KL to the
-    reference. `batch_size` counts answers per device step; `batch_size x gradient_accumulation_steps`
-    must hold whole groups. No held-out set (`eval_steps` is not used): the eval stage judges.
+    reference. `batch_size` counts answers per optimizer step across all processes (`distributed`);
+    `batch_size x gradient_accumulation_steps` must hold whole groups. No held-out set (`eval_steps`
+    is not used): the eval stage judges.
     """
 
     section: ClassVar[str] = "grpo"

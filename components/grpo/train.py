@@ -18,6 +18,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from kfrlhf.common import distributed
 from kfrlhf.common.checkpoint import atomic_write_text, release_checkpoints, save_adapter, train_resumable
 from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import read_split
@@ -96,6 +97,8 @@ def train_grpo(
         **({"grpo_kl_last": logged[-1]["kl"]} if logged and "kl" in logged[-1] else {}),
         **train_loss_ends(trainer, "grpo"),
     }
+    if not distributed.is_main():  # rank 0 writes the outputs
+        return metrics
     save_adapter(trainer.model, trainer.processing_class, output_dir / "adapter")
     atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
@@ -106,5 +109,6 @@ def run_grpo(grpo: dict, sft_model: str, reward_model: str, prompt_data: str, ou
     cfg = from_dict(GRPOConfig, grpo, "grpo")
     prompts = [r["prompt"] for r in read_split(prompt_data, "train")]
     metrics = train_grpo(cfg, sft_model, str(Path(reward_model) / "model"), prompts, output_dir, report_to)
-    release_checkpoints(Path(output_dir))
+    if distributed.is_main():
+        release_checkpoints(Path(output_dir))
     return metrics
