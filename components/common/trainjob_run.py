@@ -191,9 +191,9 @@ class TrainJobWatch:
         before the last line's timestamp, and the lines already copied are skipped."""
         from kubernetes.client import ApiException
 
-        last = None  # (timestamp, sortable key) of the last line copied
+        last = None  # stamp_key of the last line copied
         while True:
-            since = None if last is None else seconds_since(last[0]) + STREAM_OVERLAP_S
+            since = None if last is None else seconds_since(last) + STREAM_OVERLAP_S
             resp = core.read_namespaced_pod_log(
                 pod, self.namespace, follow=True, timestamps=True, since_seconds=since, _preload_content=False
             )
@@ -201,9 +201,9 @@ class TrainJobWatch:
                 stamp, _, text = line.partition(" ")
                 if not STAMP.fullmatch(stamp):  # not the API's timestamp: copy as it is
                     print(f"[{pod}] {line}", file=self.out, flush=True)
-                elif last is None or stamp_key(stamp) > last[1]:
+                elif last is None or stamp_key(stamp) > last:
                     print(f"[{pod}] {text}", file=self.out, flush=True)
-                    last = (stamp, stamp_key(stamp))
+                    last = stamp_key(stamp)
             try:
                 running = core.read_namespaced_pod(pod, self.namespace).status.phase == "Running"
             except ApiException:
@@ -234,7 +234,7 @@ def stamp_key(stamp: str) -> tuple[str, str]:
     return whole, fraction
 
 
-def seconds_since(stamp: str) -> int:
-    """Whole seconds from `stamp` (UTC) to now, at least 1 (the API's `sinceSeconds` minimum)."""
-    then = datetime.fromisoformat(stamp_key(stamp)[0]).replace(tzinfo=timezone.utc)
+def seconds_since(key: tuple[str, str]) -> int:
+    """Whole seconds from a `stamp_key` (UTC) to now, at least 1 (the API's `sinceSeconds` minimum)."""
+    then = datetime.fromisoformat(key[0]).replace(tzinfo=timezone.utc)
     return max(1, math.ceil((datetime.now(timezone.utc) - then).total_seconds()))
