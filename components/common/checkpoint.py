@@ -84,8 +84,9 @@ def checkpoint_root(output_dir: Path) -> Path:
 
 
 def release_checkpoints(output_dir: Path) -> None:
-    """After success: drop checkpoints kept outside the artifact (inside it they are part of the output)."""
-    if os.environ.get(CHECKPOINT_ROOT_ENV):
+    """After success: drop checkpoints kept outside the artifact (inside it they are part of the output).
+    Under data parallelism rank 0 does it, as it writes the outputs."""
+    if os.environ.get(CHECKPOINT_ROOT_ENV) and distributed.is_main():
         shutil.rmtree(checkpoint_root(output_dir), ignore_errors=True)
 
 

@@ -93,6 +93,5 @@ def run_dpo(dpo: dict, sft_model: str, preference_data: str, output_dir: str, re
     cfg = from_dict(DPOConfig, dpo, "dpo")
     rows = {split: read_split(preference_data, split) for split in ("train", "eval")}
     metrics = train_dpo(cfg, sft_model, rows["train"], rows["eval"], output_dir, report_to)
-    if distributed.is_main():
-        release_checkpoints(Path(output_dir))
+    release_checkpoints(Path(output_dir))
     return metrics

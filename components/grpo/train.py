@@ -109,6 +109,5 @@ def run_grpo(grpo: dict, sft_model: str, reward_model: str, prompt_data: str, ou
     cfg = from_dict(GRPOConfig, grpo, "grpo")
     prompts = [r["prompt"] for r in read_split(prompt_data, "train")]
     metrics = train_grpo(cfg, sft_model, str(Path(reward_model) / "model"), prompts, output_dir, report_to)
-    if distributed.is_main():
-        release_checkpoints(Path(output_dir))
+    release_checkpoints(Path(output_dir))
     return metrics

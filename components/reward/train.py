@@ -153,6 +153,5 @@ def run_reward(reward: dict, preference_data: str, output_dir: str, report_to: s
     cfg = from_dict(RewardConfig, reward, "reward")
     rows = {split: read_split(preference_data, split) for split in ("train", "eval")}
     metrics = train_reward(cfg, rows["train"], rows["eval"], output_dir, report_to)
-    if distributed.is_main():
-        release_checkpoints(Path(output_dir))
+    release_checkpoints(Path(output_dir))
     return metrics

@@ -88,6 +88,5 @@ def run_sft(sft: dict, sft_data: str, output_dir: str, report_to: str = "none") 
     """The stage on directories (what the KFP component calls): config values, the SFT dataset, the output."""
     cfg = from_dict(SFTConfig, sft, "sft")
     metrics = train_sft(cfg, read_split(sft_data, "train"), read_split(sft_data, "eval"), output_dir, report_to)
-    if distributed.is_main():
-        release_checkpoints(Path(output_dir))
+    release_checkpoints(Path(output_dir))
     return metrics
