@@ -13,7 +13,7 @@ from kfrlhf.common.models import TINY_CAUSAL, load_causal_lm
 from kfrlhf.pipelines.cli import main
 from kfrlhf.rlaif.constitution import DEFAULT, load_constitution
 from kfrlhf.rlaif.judge import LexiconJudge, LMJudge, judge_both_orders
-from kfrlhf.rlaif.label import label_pairs, run_rlaif
+from kfrlhf.rlaif.label import CHUNK, TooFewPairs, kept_share_bound, label_pairs, run_rlaif
 from tests.conftest import TEMPLATE
 from tests.test_pipeline import FAST
 
@@ -41,7 +41,7 @@ def test_both_orders_keep_only_consistent_verdicts():
         {"prompt": "Q0", "chosen": POLITE, "rejected": RUDE},
         {"prompt": "Q1", "chosen": POLITE, "rejected": RUDE},
     ]
-    assert counts == {"pairs": 5, "kept": 2, "first_preferred": 0.6}
+    assert counts == {"pairs": 5, "kept": 2, "first_preferred": 0.6, "stopped_early": False}
     assert [j["verdict"] for j in judgements] == judged["verdicts"] and judgements[2]["scores"] == [5.0, 1.0]
 
 
@@ -54,7 +54,33 @@ def test_the_labels_follow_the_judge_not_the_data():
     assert rows == [{"prompt": "Q0", "chosen": POLITE, "rejected": RUDE}] and counts["kept"] == 1  # a tie is dropped
     always_a = lambda p, f, s: torch.full((len(p),), 4.0)  # noqa: E731
     rows, _, counts = label_pairs(always_a, ["Q0", "Q1"], ["x", "x"], [POLITE, RUDE], [RUDE, POLITE])
-    assert rows == [] and counts == {"pairs": 2, "kept": 0, "first_preferred": 1.0}
+    assert rows == [] and counts == {"pairs": 2, "kept": 0, "first_preferred": 1.0, "stopped_early": False}
+
+
+def test_kept_share_bound_is_generous_and_tightens():
+    assert kept_share_bound(0, 64) == pytest.approx(0.1233, abs=1e-4)  # Wilson, z = 3, worked by hand
+    for kept, judged in ((0, 32), (5, 32), (30, 32), (40, 400)):
+        assert kept / judged < kept_share_bound(kept, judged) <= 1
+    assert kept_share_bound(0, 256) < kept_share_bound(0, 64) < kept_share_bound(0, 32)
+
+
+def test_a_judge_that_keeps_nothing_stops_early_and_one_that_keeps_enough_does_not():
+    """256 pairs, 50 needed: after 32 pairs with none kept 50 is still within the bound (0.22 x 256 = 56),
+    after 64 it is not (0.12 x 256 = 32): judging stops there, not after all 256 (512 judgements)."""
+    asked = []
+
+    def counting(judge):
+        return lambda p, f, s: asked.append(len(p)) or judge(p, f, s)
+
+    always_a = lambda p, f, s: torch.full((len(p),), 4.0)  # noqa: E731
+    n, qs = 256, [f"Q{i}" for i in range(256)]
+    rows, judgements, counts = label_pairs(counting(always_a), qs, ["fair"] * n, [POLITE] * n, [RUDE] * n, need=50)
+    assert counts["stopped_early"] and counts["pairs"] == len(judgements) == 2 * CHUNK and sum(asked) == 4 * CHUNK
+    assert rows == [] and counts["first_preferred"] == 1.0
+    asked.clear()  # a judge that keeps one pair in four (~64 of 256) is never stopped
+    a = [POLITE if i % 4 == 0 else RUDE for i in range(n)]
+    rows, _, counts = label_pairs(counting(polite_judge), qs, ["fair"] * n, a, [RUDE] * n, need=50)
+    assert not counts["stopped_early"] and counts["pairs"] == n and len(rows) == 64 and sum(asked) == 2 * n
 
 
 def _constant_judge(letter: str) -> LMJudge:
@@ -112,6 +138,20 @@ def test_run_rlaif_labels_the_sft_models_own_answers(tiny_lm_dir, tmp_path):
     dropped = sum(len(j["a"]) == len(j["b"]) for j in judgements)
     assert metrics["rlaif_dropped_pairs"] == dropped and metrics["rlaif_pairs"] == 16
     assert metrics["rlaif_agreement_rate"] == pytest.approx(1 - dropped / 16)
+
+
+def test_run_rlaif_stops_early_and_keeps_what_it_judged(tiny_lm_dir, tmp_path):
+    prompts = tmp_path / "prompts"
+    for split, n in (("train", 96), ("eval", 4)):
+        write_jsonl([{"prompt": TEMPLATE.format(question=f"Tea {i}?")} for i in range(n)], prompts / f"{split}.jsonl")
+    cfg = {"num_prompts": 96, "num_eval_prompts": 4, "max_new_tokens": 2, "batch_size": 32, "min_pairs": 40}
+    # after 32 pairs none kept: at most 0.22 x 96 = 21 < 40 would be: the other 64 are never judged
+    always_a = lambda p, f, s: torch.full((len(p),), 4.0)  # noqa: E731
+    with pytest.raises(TooFewPairs, match="0 of the first 32 training pairs .of 96.*position A chosen in 100%"):
+        run_rlaif(cfg, str(tiny_lm_dir), str(prompts), str(tmp_path / "out"), judge=always_a)
+    judgements = (tmp_path / "out" / "judgements.jsonl").read_text().splitlines()
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert len(judgements) == 32 and metrics["rlaif_pairs"] == 32 and metrics["rlaif_eval_pairs"] == 0
 
 
 def test_default_constitution_and_bad_files(tmp_path):
