@@ -21,8 +21,11 @@ from pathlib import Path
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # tqdm: "ppo:  42%|####      | 10/24 [00:04<00:05, 2.1step/s]"
 BAR = re.compile(r"(\d+)/(\d+) \[([\d:]+)<([\d:?]+)")
-# The last line of a traceback ("ValueError: ..."), or the stages' own SIGTERM line.
-ERROR = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)(?:: .*)?|.* stopped by SIGTERM .*)$")
+# The last line of a traceback ("ValueError: ...", or one of our own exceptions by its module path:
+# "kfrlhf.rlaif.label.TooFewPairs: ..."), or the stages' own SIGTERM line.
+ERROR = re.compile(
+    r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)(?:: .*)?|kfrlhf(?:\.\w+)+: .*|.* stopped by SIGTERM .*)$"
+)
 LABELS = {
     "prepare-data": "data",
     "merge": "merge SFT",

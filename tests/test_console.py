@@ -33,6 +33,16 @@ def test_task_output_goes_to_its_log_and_the_error_is_kept(tmp_path):
     assert "\x1b" not in out.getvalue()
 
 
+def test_our_own_exceptions_are_the_error_too(tmp_path):
+    """Diverged, TooFewPairs, CheckpointMismatch...: names without "Error", known by their module path."""
+    console = Console(tmp_path / "logs", total=1, stream=io.StringIO())
+    console.log_dir.mkdir()
+    task = "from kfrlhf.rlaif.label import TooFewPairs\nprint('Note: no error')\nraise TooFewPairs('at chance')"
+    with console._task("rlaif-label"):
+        assert console._run([sys.executable, "-c", task]) == 1
+    assert console.failure == ("rlaif-label", "kfrlhf.rlaif.label.TooFewPairs: at chance")
+
+
 def test_a_second_run_on_the_same_output_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
