@@ -20,7 +20,8 @@ class RLAIFConfig(StageConfig, SamplingFields):
     `judge_batch_size`. Pairs: `num_prompts` training prompts and `num_eval_prompts` held-out prompts
     (the reward model's held-out pairs), each answered twice with `max_new_tokens`, `batch_size`
     prompts per generate call, `seed`, and the sampling fields (`SamplingFields`). The stage fails
-    when fewer than `min_pairs` training pairs (or no held-out pair) survive the judging.
+    when fewer than `min_pairs` training pairs (or no held-out pair) survive the judging, and stops
+    judging as soon as `min_pairs` is out of reach (`label.kept_share_bound`).
     """
 
     section: ClassVar[str] = "rlaif"
