@@ -28,6 +28,11 @@ def polite_judge(prompts, firsts, seconds):
     )
 
 
+def always_a(prompts, firsts, seconds):
+    """A judge with nothing but position bias: "A", sure of it, whatever the answers."""
+    return torch.full((len(prompts),), 4.0)
+
+
 def test_both_orders_keep_only_consistent_verdicts():
     prompts = ["fair", "fair", "biased", "fair", "against"]
     a = [POLITE, RUDE, POLITE, RUDE, RUDE]
@@ -52,7 +57,6 @@ def test_the_labels_follow_the_judge_not_the_data():
     assert [r["chosen"] for r in rows] == [RUDE, RUDE] and counts["kept"] == 2
     rows, _, counts = label_pairs(LexiconJudge(), ["Q0", "Q1"], ["x", "x"], [POLITE, RUDE], [RUDE, RUDE])
     assert rows == [{"prompt": "Q0", "chosen": POLITE, "rejected": RUDE}] and counts["kept"] == 1  # a tie is dropped
-    always_a = lambda p, f, s: torch.full((len(p),), 4.0)  # noqa: E731
     rows, _, counts = label_pairs(always_a, ["Q0", "Q1"], ["x", "x"], [POLITE, RUDE], [RUDE, POLITE])
     assert rows == [] and counts == {"pairs": 2, "kept": 0, "first_preferred": 1.0, "stopped_early": False}
 
@@ -72,7 +76,6 @@ def test_a_judge_that_keeps_nothing_stops_early_and_one_that_keeps_enough_does_n
     def counting(judge):
         return lambda p, f, s: asked.append(len(p)) or judge(p, f, s)
 
-    always_a = lambda p, f, s: torch.full((len(p),), 4.0)  # noqa: E731
     n, qs = 256, [f"Q{i}" for i in range(256)]
     rows, judgements, counts = label_pairs(counting(always_a), qs, ["fair"] * n, [POLITE] * n, [RUDE] * n, need=50)
     assert counts["stopped_early"] and counts["pairs"] == len(judgements) == 2 * CHUNK and sum(asked) == 4 * CHUNK
@@ -146,7 +149,6 @@ def test_run_rlaif_stops_early_and_keeps_what_it_judged(tiny_lm_dir, tmp_path):
         write_jsonl([{"prompt": TEMPLATE.format(question=f"Tea {i}?")} for i in range(n)], prompts / f"{split}.jsonl")
     cfg = {"num_prompts": 96, "num_eval_prompts": 4, "max_new_tokens": 2, "batch_size": 32, "min_pairs": 40}
     # after 32 pairs none kept: at most 0.22 x 96 = 21 < 40 would be: the other 64 are never judged
-    always_a = lambda p, f, s: torch.full((len(p),), 4.0)  # noqa: E731
     with pytest.raises(TooFewPairs, match="0 of the first 32 training pairs .of 96.*position A chosen in 100%"):
         run_rlaif(cfg, str(tiny_lm_dir), str(prompts), str(tmp_path / "out"), judge=always_a)
     judgements = (tmp_path / "out" / "judgements.jsonl").read_text().splitlines()

@@ -10,7 +10,8 @@ it reads the data stage's preference pairs. Writes `train.jsonl` / `eval.jsonl` 
 rejected}), `judgements.jsonl` (every pair, both scores and the verdict) and `metrics.json`
 (pairs, kept, dropped, agreement rate, the share of judgements that chose position A).
 The training pairs are judged in chunks: once even a generous bound on the share kept so far cannot
-reach `min_pairs`, the stage stops there (a judge at chance fails in minutes, not after every pair).
+reach `min_pairs`, the stage stops there (a judge at chance stops after a few chunks, not after every
+pair; the answers are all sampled before judging starts).
 
     rlhf run --pipeline rlaif --set rlaif.judge_model=smollm2-135m-instruct
 """
