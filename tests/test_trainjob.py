@@ -18,14 +18,15 @@ import pytest
 import yaml
 
 from kfrlhf.common.launcher import entry_point
+from kfrlhf.common.trainjob import trainjob_manifest, with_launcher_pod
 from kfrlhf.common.trainjob_run import TrainJobFailed, TrainJobWatch
 from kfrlhf.pipelines import cli_cluster
 from kfrlhf.pipelines.cli import main
 from kfrlhf.pipelines.compile import compile_pipeline
-from kfrlhf.pipelines.platform import ClusterSettings
+from kfrlhf.pipelines.platform import ClusterSettings, node_template
 from tests.fake_http import reply_json
 from tests.test_manifests import _strict
-from tests.test_workflow import TOOL, _compile, stage_pods
+from tests.test_workflow import TOOL, _compile, _overlay_versions, stage_pods
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT.parent / "shared" / "crds" / "kubeflow-trainer" / "trainer.kubeflow.org_trainjobs.yaml"
@@ -242,3 +243,45 @@ def test_the_role_lets_the_task_run_trainjobs():
     rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
     assert {"create", "get", "delete"} <= rules[(("trainer.kubeflow.org",), ("trainjobs",))]
     assert {"get", "list"} <= rules[(("",), ("pods",))] and {"get"} <= rules[(("",), ("pods/log",))]
+
+
+# --- what the cluster gives the launcher pod reaches the TrainJob's pods ---------------------------------
+
+
+def driver_pod_spec(k8s: dict, service_account: str) -> dict:
+    """The scheduling part of the pod spec KFP's driver builds from an executor's Kubernetes config."""
+    spec = {"serviceAccountName": service_account}
+    if "nodeSelector" in k8s:
+        spec["nodeSelector"] = k8s["nodeSelector"]["labels"]
+    if "tolerations" in k8s:
+        spec["tolerations"] = list(k8s["tolerations"])
+    if "imagePullSecret" in k8s:
+        spec["imagePullSecrets"] = [{"name": s["secretName"]} for s in k8s["imagePullSecret"]]
+    # The API server's own: every pod tolerates a not-ready node for 300 s.
+    spec.setdefault("tolerations", []).append(
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+    )
+    return spec
+
+
+def node_pod(job: dict) -> dict:
+    (patch,) = job["spec"]["runtimePatches"]
+    return patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+
+
+@pytest.mark.skipif(not TOOL.exists(), reason=f"kfp-argo-compile not found at {TOOL}")
+def test_the_gpu_cluster_overlay_reaches_the_trainjob_pods(schema, tmp_path):
+    """The gpu-cluster overlay's node pool and taint toleration, and the run's service account, on the
+    PPO launcher pod the backend compiles; the TrainJob that pod creates gives them to every node."""
+    k8s = stage_pods(_compile(_overlay_versions("gpu-cluster", tmp_path)["rlhf"]))["exec-ppo"]["k8s"]
+    launcher = driver_pod_spec(k8s, "rlhf-pipeline-runner")
+    template = with_launcher_pod(node_template(ClusterSettings(), "ppo"), launcher)
+    job = trainjob_manifest("rlhf-ppo-x", "kubeflow-rlhf", template, 2, 8, ["python"])
+    jsonschema.validate(job, schema)
+    pod = node_pod(job)["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true", "node-pool": "rlhf-gpu"}
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "dedicated", "operator": "Equal", "value": "rlhf-gpu", "effect": "NoSchedule"},
+    ]
+    assert pod["serviceAccountName"] == "rlhf-pipeline-runner"

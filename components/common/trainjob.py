@@ -5,14 +5,18 @@ written by `kfrlhf.pipelines.platform`): what every node's pod of the job gets. 
 settings: its image, its resources as the resources per node, the GPU node pool (node selector,
 tolerations), the same secrets as env vars, the shared PVC (the model cache, which also holds the
 job's inputs, outputs and checkpoints) with the same env, and the non-root security context.
+At run time `with_launcher_pod` adds what the cluster gave the launching task's own pod: an overlay's
+node pool and tolerations, image pull secrets, the run's service account.
 `trainjob_manifest` builds the TrainJob on the `torch-distributed` ClusterTrainingRuntime: the
 trainer (image, command, numNodes, numProcPerNode, resourcesPerNode, env) and one runtime patch for
-what the trainer fields cannot say (node selector, tolerations, volumes, security context).
+what the trainer fields cannot say (pod labels, node selector, tolerations, pull secrets, service
+account, volumes, security context).
 `rlhf render-trainjob` prints it; tests validate it against the CRD.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -45,6 +49,8 @@ class NodeTemplate:
     run_as_group: int = 1000
     labels: dict[str, str] = field(default_factory=dict)
     timeout_seconds: int = 0
+    image_pull_secrets: list[str] = field(default_factory=list)
+    service_account: str = ""  # empty: the namespace's default; at run time, the launcher pod's
 
     def to_env(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -64,6 +70,24 @@ def _toleration(t: dict) -> dict:
     """kfp-kubernetes' keyword form (toleration_seconds) in the Kubernetes form."""
     names = {"toleration_seconds": "tolerationSeconds"}
     return {names.get(k, k): v for k, v in t.items() if v is not None}
+
+
+def with_launcher_pod(template: NodeTemplate, pod_spec: dict) -> NodeTemplate:
+    """`template` with the scheduling the cluster gave the launching task's pod (`pod_spec` in the API's
+    camelCase): its node selector and tolerations (an overlay's node pool), image pull secrets and
+    service account. The tolerations the API server adds to every pod (node.kubernetes.io/...) are left out."""
+    tolerations = [_toleration(t) for t in template.tolerations]
+    for tol in pod_spec.get("tolerations") or []:
+        if not tol.get("key", "").startswith("node.kubernetes.io/") and tol not in tolerations:
+            tolerations.append(tol)
+    secrets = [s["name"] for s in pod_spec.get("imagePullSecrets") or []]
+    return dataclasses.replace(
+        template,
+        node_selector={**template.node_selector, **(pod_spec.get("nodeSelector") or {})},
+        tolerations=tolerations,
+        image_pull_secrets=sorted({*template.image_pull_secrets, *secrets}),
+        service_account=pod_spec.get("serviceAccountName") or template.service_account,
+    )
 
 
 def _env(template: NodeTemplate) -> list[dict]:
@@ -110,6 +134,10 @@ def trainjob_manifest(
     if template.gpus:
         pod["nodeSelector"] = dict(template.node_selector)
         pod["tolerations"] = [_toleration(t) for t in template.tolerations]
+    if template.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": name} for name in template.image_pull_secrets]
+    if template.service_account:
+        pod["serviceAccountName"] = template.service_account
     spec = {
         "runtimeRef": {"name": runtime, "kind": "ClusterTrainingRuntime", "apiGroup": API_GROUP},
         "trainer": {

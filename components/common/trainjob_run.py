@@ -1,9 +1,11 @@
 """A multi-node stage as a TrainJob: stage the inputs on shared storage, create the job, stream its
 logs, wait, fail with the job's reason, clean up, bring the outputs back.
 
-The KFP task pod only launches: its input artifacts are copied to `<pvc>/trainjobs/<key>/inputs`,
-the stage writes `<pvc>/trainjobs/<key>/output` (its checkpoints stay under RLHF_CHECKPOINT_ROOT on
-the same PVC, so a retried task resumes), and the output is copied back into the task's artifact.
+The KFP task pod only launches. Its nodes get what the cluster gave the task's own pod (an overlay's
+node pool and tolerations, pull secrets, the run's service account: `trainjob.with_launcher_pod`).
+Its input artifacts are copied to `<pvc>/trainjobs/<key>/inputs`, the stage writes
+`<pvc>/trainjobs/<key>/output` (its checkpoints stay under RLHF_CHECKPOINT_ROOT on the same PVC, so a
+retried task resumes), and the output is copied back into the task's artifact.
 `<key>` comes from the output artifact's path: a retry of the task reuses the same directory.
 
 `TrainJobWatch.run` fails the task, instead of hanging, when the TrainJob reports Failed (with its
@@ -28,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .distributed import DistributedConfig
-from .trainjob import API_GROUP, API_VERSION, PLURAL, NodeTemplate, trainjob_manifest
+from .trainjob import API_GROUP, API_VERSION, PLURAL, NodeTemplate, trainjob_manifest, with_launcher_pod
 
 JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"  # the JobSet, named after the TrainJob, labels its pods
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -69,7 +71,10 @@ def build_trainjob(
 
 def run_trainjob(target: str, section: str, kwargs: dict, dist: DistributedConfig, inputs, output: str) -> dict:
     """Run `target(**kwargs)` as a TrainJob of `dist.nodes` nodes; rank 0's result."""
-    template = NodeTemplate.from_env()
+    namespace = current_namespace()
+    _, core = clients()
+    launcher = core.read_namespaced_pod(os.environ["HOSTNAME"], namespace)  # this task's own pod
+    template = with_launcher_pod(NodeTemplate.from_env(), core.api_client.sanitize_for_serialization(launcher)["spec"])
     workdir = workdir_of(template, kwargs[output])
     staged = dict(kwargs)
     for name in inputs:
@@ -79,7 +84,7 @@ def run_trainjob(target: str, section: str, kwargs: dict, dist: DistributedConfi
     (workdir / "args.json").write_text(json.dumps(staged))
     result_file.unlink(missing_ok=True)
     name = job_name(section, kwargs[output])
-    manifest = build_trainjob(target, section, dist, template, workdir, name, current_namespace())
+    manifest = build_trainjob(target, section, dist, template, workdir, name, namespace)
     TrainJobWatch(manifest, dist.cleanup, timeout=template.timeout_seconds or None).run()
     copy(workdir / "output", Path(kwargs[output]))
     result = json.loads(result_file.read_text())
