@@ -6,6 +6,7 @@ loopback fake of the API server."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import threading
@@ -19,7 +20,7 @@ import yaml
 
 from kfrlhf.common.launcher import entry_point
 from kfrlhf.common.trainjob import trainjob_manifest, with_launcher_pod
-from kfrlhf.common.trainjob_run import TrainJobFailed, TrainJobWatch
+from kfrlhf.common.trainjob_run import TrainJobFailed, TrainJobWatch, job_name, run_trainjob
 from kfrlhf.pipelines import cli_cluster
 from kfrlhf.pipelines.cli import main
 from kfrlhf.pipelines.compile import compile_pipeline
@@ -32,6 +33,28 @@ ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT.parent / "shared" / "crds" / "kubeflow-trainer" / "trainer.kubeflow.org_trainjobs.yaml"
 RECORDED = Path(__file__).parent / "trainjob_api"
 JOBS = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/kubeflow-rlhf/trainjobs"
+# The task's own pod (any name launcher-*) as a cluster with the gpu-cluster overlay runs it.
+LAUNCHER = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "launcher-a", "namespace": "kubeflow-rlhf"},
+    "spec": {
+        "serviceAccountName": "rlhf-pipeline-runner",
+        "nodeSelector": {"node-pool": "rlhf-gpu"},
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "rlhf-gpu", "effect": "NoSchedule"},
+            {
+                "key": "node.kubernetes.io/not-ready",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            },
+        ],
+        "imagePullSecrets": [{"name": "rlhf-registry"}],
+        "containers": [{"name": "main", "image": "ghcr.io/kubeflow-rlhf/kubeflow-rlhf-ppo:0.1.0"}],
+    },
+    "status": {"phase": "Running"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -111,13 +134,18 @@ def stamp(i: int) -> str:
 
 class FakeTrainerAPI(BaseHTTPRequestHandler):
     """Replays one scenario: each GET of the TrainJob advances to the next round (the last repeats).
-    `stream_drops`: pod -> the lines its first log stream serves before it breaks off;
-    `hold_until_log_requests`: pod -> how many log requests the last round waits for."""
+    The job exists once POSTed (or from the start when the scenario says `exists`, an earlier attempt's);
+    a DELETE removes it and its pods. `stream_drops`: pod -> the lines its first log stream serves before
+    it breaks off; `hold_until_log_requests`: pod -> how many log requests the last round waits for.
+    `LAUNCHER` is the task's own pod; `on_create(body)` plays the nodes' part."""
 
     scenario: dict = {}
     calls: list = []
+    bodies: list = []
     log_requests: dict = {}
     round = 0
+    exists = False
+    on_create = None
 
     def _current(self) -> dict:
         rounds = self.scenario["rounds"]
@@ -130,12 +158,18 @@ class FakeTrainerAPI(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.calls.append(("POST", self.path))
+        self.bodies.append(body)
+        type(self).exists = True
+        if self.on_create:
+            type(self).on_create(body)
         reply_json(self, 201, body)
 
     def do_GET(self):  # noqa: N802
         url = urlparse(self.path)
         self.calls.append(("GET", url.path))
         if url.path.startswith(JOBS):
+            if not self.exists:
+                return reply_json(self, 404, {"kind": "Status", "code": 404})
             if not (self._held() and type(self).round >= len(self.scenario["rounds"]) - 1):
                 type(self).round += 1
             job = self._current()["trainjob"]
@@ -153,7 +187,10 @@ class FakeTrainerAPI(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(text)))
             self.end_headers()
             return self.wfile.write(text)
-        pods = self._current()["pods"]
+        if "/pods/launcher-" in url.path:
+            name = url.path.rsplit("/", 1)[1]
+            return reply_json(self, 200, {**LAUNCHER, "metadata": {**LAUNCHER["metadata"], "name": name}})
+        pods = self._current()["pods"] if self.exists else {"kind": "PodList", "items": []}
         if "/pods/" in url.path:  # one pod
             name = url.path.rsplit("/", 1)[1]
             found = [p for p in pods["items"] if p["metadata"]["name"] == name]
@@ -162,15 +199,18 @@ class FakeTrainerAPI(BaseHTTPRequestHandler):
 
     def do_DELETE(self):  # noqa: N802
         self.calls.append(("DELETE", self.path))
+        type(self).exists = False
         reply_json(self, 200, {"kind": "Status", "status": "Success"})
 
     def log_message(self, *args):
         pass
 
 
-def watch(scenario: str, tmp_path, monkeypatch, cleanup: str = "on-success") -> tuple[list, str, Exception | None]:
+def serve(scenario: str, tmp_path, monkeypatch) -> ThreadingHTTPServer:
+    """The fake API server replaying `scenario`, as the kubeconfig's cluster."""
     FakeTrainerAPI.scenario = json.loads((RECORDED / f"{scenario}.json").read_text())
-    FakeTrainerAPI.calls, FakeTrainerAPI.round, FakeTrainerAPI.log_requests = [], 0, {}
+    FakeTrainerAPI.calls, FakeTrainerAPI.bodies, FakeTrainerAPI.round, FakeTrainerAPI.log_requests = [], [], 0, {}
+    FakeTrainerAPI.exists, FakeTrainerAPI.on_create = FakeTrainerAPI.scenario.get("exists", False), None
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTrainerAPI)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     kubeconfig = {
@@ -185,6 +225,14 @@ def watch(scenario: str, tmp_path, monkeypatch, cleanup: str = "on-success") -> 
     from kubernetes.config import kube_config
 
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig"))
+    return server
+
+
+def watch(
+    scenario: str, tmp_path, monkeypatch, cleanup: str = "on-success", existing: bool = False
+) -> tuple[list, str, Exception | None]:
+    server = serve(scenario, tmp_path, monkeypatch)
+    FakeTrainerAPI.exists |= existing
     manifest = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob"}
     manifest["metadata"] = {"name": "rlhf-ppo-test", "namespace": "kubeflow-rlhf"}
     out, error = io.StringIO(), None
@@ -203,7 +251,8 @@ def test_success_streams_every_pods_log_and_deletes_the_job(tmp_path, monkeypatc
     assert error is None and "complete" in log
     assert "[rlhf-ppo-test-node-0-0-x0k2p] ppo: step 2 reward=0.19" in log
     assert "[rlhf-ppo-test-node-0-1-x1k2p] rank 1 ready" in log
-    assert calls[0] == ("POST", JOBS) and calls[-1] == ("DELETE", f"{JOBS}/rlhf-ppo-test")
+    assert calls[:2] == [("GET", f"{JOBS}/rlhf-ppo-test"), ("POST", JOBS)]  # none yet: created
+    assert calls[-1] == ("DELETE", f"{JOBS}/rlhf-ppo-test")
 
 
 def test_a_dropped_log_stream_is_reopened_without_losing_or_repeating_lines(tmp_path, monkeypatch):
@@ -236,6 +285,82 @@ def test_a_vanished_pod_fails_the_task_instead_of_hanging(tmp_path, monkeypatch)
 def test_a_deleted_trainjob_fails_the_task(tmp_path, monkeypatch):
     _, _, error = watch("deleted", tmp_path, monkeypatch)
     assert "was deleted before it finished" in str(error)
+
+
+def test_a_retry_adopts_the_earlier_attempts_running_job(tmp_path, monkeypatch):
+    calls, log, error = watch("success", tmp_path, monkeypatch, existing=True)
+    assert error is None and "adopted from an earlier attempt" in log and "complete" in log
+    assert "[rlhf-ppo-test-node-0-0-x0k2p] ppo: step 2 reward=0.19" in log
+    assert not [c for c in calls if c[0] == "POST"]  # one job for the task, still running
+    assert calls[-1] == ("DELETE", f"{JOBS}/rlhf-ppo-test")
+
+
+def attempt(scenario: str, hostname: str, tmp_path, monkeypatch, nodes_write) -> tuple[object, str]:
+    """One attempt of the PPO task (pod `hostname`) with 2 nodes against the fake API: what
+    `run_trainjob` returns or raises, and its log. `nodes_write(args, result_file)` plays the nodes."""
+    from kfrlhf.common import trainjob_run
+    from kfrlhf.common.distributed import DistributedConfig
+
+    settings = ClusterSettings(cache_mount_path=str(tmp_path / "cache"))
+    monkeypatch.setenv("RLHF_TRAINJOB_TEMPLATE", node_template(settings, "ppo").to_env())
+    monkeypatch.setenv("RLHF_CHECKPOINT_ROOT", str(tmp_path / "cache" / "checkpoints"))
+    monkeypatch.setenv("POD_NAMESPACE", "kubeflow-rlhf")
+    monkeypatch.setenv("HOSTNAME", hostname)
+    out = io.StringIO()
+    fast = functools.partial(TrainJobWatch, poll=0.01, vanish_grace=0.05, out=out)
+    monkeypatch.setattr(trainjob_run, "TrainJobWatch", fast)
+    (tmp_path / "sft_model").mkdir(exist_ok=True)
+    (tmp_path / "sft_model" / "weights").write_text("w")
+    kwargs = {"ppo": {}, "sft_model": str(tmp_path / "sft_model"), "output_dir": str(tmp_path / "task" / "output")}
+
+    def create(body):
+        *_, args_file, result_file = body["spec"]["trainer"]["command"]
+        nodes_write(json.loads(Path(args_file).read_text()), Path(result_file))
+
+    server = serve(scenario, tmp_path, monkeypatch)
+    FakeTrainerAPI.on_create = create
+    try:
+        result = run_trainjob(
+            "kfrlhf.ppo.stage:run_ppo_stage", "ppo", kwargs, DistributedConfig(nodes=2), ["sft_model"], "output_dir"
+        )
+    except (SystemExit, TrainJobFailed) as err:
+        result = err
+    finally:
+        server.shutdown()
+        server.server_close()
+    return result, out.getvalue()
+
+
+def finish(args: dict, result_file: Path) -> None:
+    """The nodes' part of a successful job: the output and rank 0's result."""
+    Path(args["output_dir"]).mkdir(parents=True, exist_ok=True)
+    (Path(args["output_dir"]) / "adapter").write_text("trained")
+    result_file.write_text(json.dumps({"steps": 4}))
+
+
+def test_a_retry_replaces_the_earlier_attempts_failed_job_under_the_same_name(tmp_path, monkeypatch):
+    result, log = attempt("retried", "launcher-b", tmp_path, monkeypatch, finish)
+    assert result == {"steps": 4}, log
+    assert (tmp_path / "task" / "output" / "adapter").read_text() == "trained"
+    name = job_name("ppo", str(tmp_path / "task" / "output"))
+    calls = [c[:2] for c in FakeTrainerAPI.calls if c[0] in ("POST", "DELETE")]
+    assert calls == [("DELETE", f"{JOBS}/{name}"), ("POST", JOBS), ("DELETE", f"{JOBS}/{name}")], log
+    assert "the earlier attempt's failed job deleted" in log
+    (job,) = FakeTrainerAPI.bodies
+    assert job["metadata"]["name"] == name
+    pod = node_pod(job)["spec"]  # the launcher pod's scheduling reached the nodes
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true", "node-pool": "rlhf-gpu"}
+    assert [t["key"] for t in pod["tolerations"]] == ["nvidia.com/gpu", "dedicated"]
+    assert pod["imagePullSecrets"] == [{"name": "rlhf-registry"}]
+    assert pod["serviceAccountName"] == "rlhf-pipeline-runner"
+
+
+def test_the_job_name_is_the_tasks_whatever_the_pod(monkeypatch):
+    monkeypatch.setenv("HOSTNAME", "launcher-a")
+    first = job_name("ppo", "/minio/mlpipeline/v2/artifacts/rlhf/run-1/ppo/output_dir")
+    monkeypatch.setenv("HOSTNAME", "launcher-b")
+    assert job_name("ppo", "/minio/mlpipeline/v2/artifacts/rlhf/run-1/ppo/output_dir") == first
+    assert job_name("ppo", "/minio/mlpipeline/v2/artifacts/rlhf/run-2/ppo/output_dir") != first
 
 
 def test_the_role_lets_the_task_run_trainjobs():

@@ -45,9 +45,8 @@ def current_namespace() -> str:
 
 
 def job_name(section: str, output_dir: str) -> str:
-    """`rlhf-<stage>-<hash>`: one per output artifact and task attempt (the pod name differs per retry)."""
-    key = hashlib.sha256(f"{output_dir}\0{os.environ.get('HOSTNAME', '')}".encode()).hexdigest()[:10]
-    return f"rlhf-{section}-{key}"
+    """`rlhf-<stage>-<hash>`: one per output artifact, the same for every retry of the task."""
+    return f"rlhf-{section}-{hashlib.sha256(output_dir.encode()).hexdigest()[:10]}"
 
 
 def node_command(section: str, target: str, args_file: Path, result_file: Path) -> list[str]:
@@ -76,16 +75,19 @@ def run_trainjob(target: str, section: str, kwargs: dict, dist: DistributedConfi
     launcher = core.read_namespaced_pod(os.environ["HOSTNAME"], namespace)  # this task's own pod
     template = with_launcher_pod(NodeTemplate.from_env(), core.api_client.sanitize_for_serialization(launcher)["spec"])
     workdir = workdir_of(template, kwargs[output])
-    staged = dict(kwargs)
-    for name in inputs:
-        staged[name] = str(copy(Path(kwargs[name]), workdir / "inputs" / name))
-    staged[output] = str(workdir / "output")
     result_file = workdir / "result.json"
-    (workdir / "args.json").write_text(json.dumps(staged))
-    result_file.unlink(missing_ok=True)
+
+    def stage_inputs() -> None:
+        staged = dict(kwargs)
+        for name in inputs:
+            staged[name] = str(copy(Path(kwargs[name]), workdir / "inputs" / name))
+        staged[output] = str(workdir / "output")
+        (workdir / "args.json").write_text(json.dumps(staged))
+        result_file.unlink(missing_ok=True)
+
     name = job_name(section, kwargs[output])
     manifest = build_trainjob(target, section, dist, template, workdir, name, namespace)
-    TrainJobWatch(manifest, dist.cleanup, timeout=template.timeout_seconds or None).run()
+    TrainJobWatch(manifest, dist.cleanup, timeout=template.timeout_seconds or None).run(stage_inputs)
     copy(workdir / "output", Path(kwargs[output]))
     result = json.loads(result_file.read_text())
     shutil.rmtree(workdir, ignore_errors=True)
@@ -130,10 +132,13 @@ class TrainJobWatch:
         self.streams: dict[str, threading.Thread] = {}
         self.finished = threading.Event()  # the job ended: log streams stop reopening
 
-    def run(self) -> None:
+    def run(self, prepare=lambda: None) -> None:
+        """Adopt the task's job when a retry finds it alive, else `prepare()` and create it."""
         custom, core = clients()
-        custom.create_namespaced_custom_object(body=self.manifest, **self.where)
-        print(f"TrainJob {self.namespace}/{self.name} created", file=self.out, flush=True)
+        if not self.adopt(custom, core):
+            prepare()
+            custom.create_namespaced_custom_object(body=self.manifest, **self.where)
+            print(f"TrainJob {self.namespace}/{self.name} created", file=self.out, flush=True)
         succeeded = False
         try:
             self.wait(custom, core)
@@ -145,24 +150,54 @@ class TrainJobWatch:
             if self.cleanup == "always" or (self.cleanup == "on-success" and succeeded):
                 custom.delete_namespaced_custom_object(name=self.name, **self.where)
 
-    def wait(self, custom, core) -> None:
+    def adopt(self, custom, core) -> bool:
+        """A job of this name is an earlier attempt's (the name is the task's). One still running or
+        complete is adopted: the launcher pod died, not the job, and its nodes keep their progress. A
+        failed one, or one with a failed pod, is deleted, and once its pods are gone a new one resumes
+        from the checkpoints: two jobs never write one folder."""
+        job = self.get(custom)
+        if job is None:
+            return False
+        pods = self.pods(core)
+        if not condition(job, "Failed") and not any(p.status.phase == "Failed" for p in pods):
+            print(f"TrainJob {self.namespace}/{self.name} adopted from an earlier attempt", file=self.out, flush=True)
+            return True
+        custom.delete_namespaced_custom_object(name=self.name, **self.where)
+        print(f"TrainJob {self.name}: the earlier attempt's failed job deleted", file=self.out, flush=True)
+        start = time.monotonic()
+        while self.get(custom) or self.pods(core):
+            if time.monotonic() - start > self.vanish_grace:
+                raise TrainJobFailed(f"TrainJob {self.name}: the earlier attempt's job is still being deleted")
+            time.sleep(self.poll)
+        return False
+
+    def get(self, custom) -> dict | None:
+        """The TrainJob, None when there is none."""
         from kubernetes.client import ApiException
 
+        try:
+            return custom.get_namespaced_custom_object(name=self.name, **self.where)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def pods(self, core) -> list:
+        return core.list_namespaced_pod(self.namespace, label_selector=f"{JOBSET_LABEL}={self.name}").items
+
+    def wait(self, custom, core) -> None:
         start, seen, missing_since = time.monotonic(), set(), None
         while True:
-            try:
-                job = custom.get_namespaced_custom_object(name=self.name, **self.where)
-            except ApiException as err:
-                if err.status == 404:
-                    raise TrainJobFailed(f"TrainJob {self.name} was deleted before it finished") from None
-                raise
+            job = self.get(custom)
+            if job is None:
+                raise TrainJobFailed(f"TrainJob {self.name} was deleted before it finished")
             if condition(job, "Complete"):
                 print(f"TrainJob {self.name} complete", file=self.out, flush=True)
                 return
             failed = condition(job, "Failed")
             if failed:
                 raise TrainJobFailed(f"TrainJob {self.name} failed: {failed.get('reason')}: {failed.get('message')}")
-            pods = core.list_namespaced_pod(self.namespace, label_selector=f"{JOBSET_LABEL}={self.name}").items
+            pods = self.pods(core)
             for pod in pods:
                 self.check_pod(pod, core)
             names = {p.metadata.name for p in pods}
