@@ -61,8 +61,10 @@ def test_dpo_run_through_kfp_local(tmp_path, capfd):
     report = json.loads((out / "report.json").read_text())
     assert report["pipeline"] == "dpo"
     assert not report["gate"]["passed"] and "promotion" not in report
-    assert any(r.startswith("reward_gain ") and "is not >= 1e+06 x stderr" in r for r in report["gate"]["reasons"])
-    assert "eval gate failed, promotion skipped: reward_gain " in capfd.readouterr().out
+    assert any(
+        r.startswith("reward gain ") and "not at least 1e+06 standard errors" in r for r in report["gate"]["reasons"]
+    )
+    assert "eval gate failed, promotion skipped: reward gain " in capfd.readouterr().out
     assert "## Eval gate" in (out / "report.md").read_text()
     assert not (out / "inference_service.yaml").exists() and not list(out.rglob("promote"))
     for key in ("sft_eval_loss", "reward_accuracy", "reward_before", "reward_after", "kl", "win_rate"):

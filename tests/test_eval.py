@@ -10,7 +10,7 @@ from kfrlhf.eval.evaluate import evaluate, summarize
 def test_summarize_hand_made_case():
     m = summarize([1.0, 2.0, 3.0, 0.0], [2.0, 2.0, 1.0, 1.0], [0.5, 1.5, 1.0, 1.0], [4] * 4, [4] * 4)
     assert m["reward_before"] == 1.5 and m["reward_after"] == 1.5
-    assert m["win_rate"] == (1 + 0.5 + 0 + 1) / 4
+    assert m["win_rate"] == (1 + 0.5 + 0 + 1) / 4 and m["win_rate_ties"] == 1
     assert m["kl"] == 1.0 and m["num_prompts"] == 4
     gains = [1.0, 0.0, -2.0, 1.0]
     assert m["reward_gain"] == 0.0
@@ -27,6 +27,10 @@ def test_length_controlled_gain():
     mx, my = sum(x) / 8, sum(y) / 8
     slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
     assert m["length_controlled_gain"] == pytest.approx(3.5 - slope * 3.0)
+    # its paired standard error: of the per-prompt gains less slope x each prompt's length change
+    residuals = [0.5 + (a - b) * (1 - slope) for b, a in zip(before, lengths_after)]
+    mean = sum(residuals) / 4
+    assert m["length_controlled_gain_stderr"] == pytest.approx(math.sqrt(sum((r - mean) ** 2 for r in residuals) / 12))
     assert 0.9 < m["reward_length_correlation_eval"] < 1.0
     exact = summarize([1.0, 2.0], [3.0, 5.0], [0.0] * 2, [1.0, 2.0], [3.0, 5.0])  # reward is length
     assert exact["length_controlled_gain"] == pytest.approx(0.0) and exact["reward_length_correlation_eval"] == 1.0
@@ -43,6 +47,7 @@ def test_a_model_against_itself(tiny_lm_dir, reward_dir, tmp_path):
     )
     assert report["kl"] == pytest.approx(0.0, abs=1e-5)
     assert report["win_rate"] == 0.5 and report["reward_before"] == report["reward_after"]
+    assert report["win_rate_ties"] == 6 and report["reward_gain_stderr"] == 0.0  # the gate reads: no evidence
     assert report["sft_eval_loss"] == 1.0 and report["kl_within_bound"]
     saved = json.loads((tmp_path / "report.json").read_text())
     assert len(saved["samples"]) == 6 and all(s["sft"] == s["tuned"] for s in saved["samples"])

@@ -46,6 +46,9 @@ def test_verdict_and_length_caution():
     assert text.startswith("The tuned model beats SFT: reward +1.15 ± 0.12 (9.6 standard errors), win rate 90%")
     assert "correlates 0.99 with answer length" in text and "Length-controlled gain: +0.21" in text
     assert verdict(dict(REPORT, reward_gain=0.1)).startswith("No clear gain")
+    assert verdict(dict(REPORT, reward_gain=0.0, reward_gain_stderr=0.0)).startswith(
+        "No evidence of a gain: reward +0 ± 0"
+    )
     small = verdict(dict(REPORT, reward_gain=0.01036, reward_gain_stderr=0.003368))  # a real model's reward scale
     assert small.startswith("The tuned model beats SFT: reward +0.0104 ± 0.0034 (3.1 standard errors)")
     assert verdict(dict(REPORT, kl=12.0, kl_within_bound=False)).startswith("Caution: KL 12.00 exceeds the bound 10")

@@ -11,7 +11,12 @@ from tests.model_registry_fake import FakeModelRegistry
 from tests.test_pipeline import FAST
 from tests.test_serve import assert_valid_isvc
 
-OPEN_GATE = ["gate.min_gain_stderrs=-1e6", "gate.max_kl=1e9", "gate.min_win_rate=0", "gate.min_reward_accuracy=0"]
+OPEN_GATE = [
+    "gate.min_gain_stderrs=-1e6",
+    "gate.max_kl=1e9",
+    "gate.min_win_rate=0",
+    "gate.min_reward_margin_stderrs=-1e6",
+]
 
 
 def test_gate_passes_promotes_and_generate_answers(tmp_path, capfd):

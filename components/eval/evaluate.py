@@ -3,7 +3,8 @@
 Both models answer the same prompts (same sampling seed, `temperature`); the reward model PPO
 optimised scores every answer (`win_rate_judge` says so). Reported: mean reward before (SFT) and
 after (tuned), the mean per-prompt gain with its paired standard error, the win rate (share of
-prompts where the tuned answer scores higher, ties count half), with `second_judge` the win rate
+prompts where the tuned answer scores higher, ties count half; `win_rate_ties` prompts tied), with
+`second_judge` the win rate
 by that other sequence classifier beside it (by default the reward stage's frozen-encoder probe when
 it saved one: a model PPO never optimised against, though it shares the reward model's base),
 how reward follows answer length (see `summarize`),
@@ -43,6 +44,12 @@ def _mean(x: list[float]) -> float:
     return sum(x) / len(x)
 
 
+def _stderr(x: list[float]) -> float:
+    """Standard error of the mean of paired differences: how far sampling noise alone moves it."""
+    n, m = len(x), _mean(x)
+    return math.sqrt(sum((v - m) ** 2 for v in x) / (n - 1) / n) if n > 1 else float("inf")
+
+
 def summarize(
     rewards_before: list[float],
     rewards_after: list[float],
@@ -56,28 +63,31 @@ def summarize(
     both models' answers. `length_controlled_gain` is the gain left once length is regressed out:
     one least-squares slope of reward on length over both models' answers, then the mean gain
     minus slope x mean length change (the gain of the residuals). A gain that is only longer
-    (or shorter) answers scores ~0 here; it is a linear control, not a causal one.
+    (or shorter) answers scores ~0 here; it is a linear control, not a causal one. Its
+    `length_controlled_gain_stderr` is the paired standard error of the per-prompt residual gains,
+    the slope taken as known.
     """
     n = len(rewards_before)
     gains = [a - b for b, a in zip(rewards_before, rewards_after)]
     gain = _mean(gains)
-    # Paired standard error of the mean gain: how far sampling noise alone moves it.
-    stderr = math.sqrt(sum((g - gain) ** 2 for g in gains) / (n - 1) / n) if n > 1 else float("inf")
     lengths, rewards = lengths_before + lengths_after, rewards_before + rewards_after
     ml, mr = _mean(lengths), _mean(rewards)
     sll = sum((x - ml) ** 2 for x in lengths)
     srr = sum((y - mr) ** 2 for y in rewards)
     slr = sum((x - ml) * (y - mr) for x, y in zip(lengths, rewards))
     slope = slr / sll if sll else 0.0
+    controlled = [g - slope * (a - b) for g, b, a in zip(gains, lengths_before, lengths_after)]
     return {
         "reward_before": _mean(rewards_before),
         "reward_after": _mean(rewards_after),
         "reward_gain": gain,
-        "reward_gain_stderr": stderr,
+        "reward_gain_stderr": _stderr(gains),
         "kl": _mean(kl_per_prompt),
         "win_rate": win_rate(rewards_before, rewards_after),
+        "win_rate_ties": sum(a == b for b, a in zip(rewards_before, rewards_after)),
         "reward_length_correlation_eval": slr / math.sqrt(sll * srr) if sll and srr else 0.0,
-        "length_controlled_gain": gain - slope * (_mean(lengths_after) - _mean(lengths_before)),
+        "length_controlled_gain": _mean(controlled),
+        "length_controlled_gain_stderr": _stderr(controlled),
         "num_prompts": n,
     }
 

@@ -4,7 +4,7 @@ Both open with a verdict line, then the headline metrics, the reward histograms 
 answer length (inline SVG with labelled axes, `svg_axes` and `svg_figure`; `rlhf compare` draws with
 them too), KL against its bound, the run's details when the runner passes them (`run`: output,
 config, seconds per stage) and the sample table. Optional keys (`reward_length_correlation`,
-`reward_length_correlation_eval`, `length_controlled_gain`, `win_rate_second_judge`, `kl_temperature`,
+`reward_length_correlation_eval`, `length_controlled_gain` (+ `_stderr`), `win_rate_second_judge`, `kl_temperature`,
 RLAIF's judging counts, and the text rows `win_rate_judge`, `second_judge`, `kl_estimator`) are shown
 when the report has them.
 """
@@ -22,6 +22,7 @@ HEADLINE = (
     "reward_gain_stderr",
     "kl",
     "win_rate",
+    "win_rate_ties",
     "reward_accuracy",
     "sft_eval_loss",
 )
@@ -29,6 +30,7 @@ LENGTH_KEYS = (
     "reward_length_correlation",
     "reward_length_correlation_eval",
     "length_controlled_gain",
+    "length_controlled_gain_stderr",
     "win_rate_second_judge",
     "kl_temperature",
 )
@@ -54,6 +56,8 @@ def verdict(report: dict) -> str:
             f"win rate {report.get('win_rate', 0):.0%}, KL {kl:.2f}"
             + (f" within the bound {bound:g}." if bound is not None else ".")
         )
+    elif se == 0:
+        text = f"No evidence of a gain: reward {gain:+.3g} ± 0, the same on every prompt (identical answers?)."
     else:
         text = f"No clear gain: reward {gain:+.3g} ± {se:.2g} ({z:.1f} standard errors)."
     corr = report.get("reward_length_correlation")
@@ -65,13 +69,11 @@ def verdict(report: dict) -> str:
 
 
 def gate_line(report: dict) -> str:
-    """The eval gate's decision (the gate stage adds `gate` to the report), or "" before the gate."""
+    """The eval gate's decision and why (the gate stage adds `gate` to the report), or "" before the gate."""
     gate = report.get("gate")
     if not gate:
         return ""
-    if gate["passed"]:
-        return "eval gate passed: the model is promoted"
-    return "eval gate failed, promotion skipped: " + "; ".join(gate["reasons"])
+    return f"eval gate {gate['summary']}"
 
 
 def _words(text: str) -> int:

@@ -7,23 +7,34 @@ from typing import ClassVar
 
 from kfrlhf.common.config import POSITIVE, UNIT, StageConfig
 
+LEVEL = (lambda v: 0 < v < 1, "between 0 and 1, exclusive")
+
 
 @dataclass
 class GateConfig(StageConfig):
-    """Thresholds on the eval report; every one must hold for the tuned model to be promoted.
+    """Rules on the eval report; every required one must hold for the tuned model to be promoted.
 
-    - `min_gain_stderrs` (k): reward gain >= k x its paired standard error (2: the gain is about two
-      standard errors above zero; a negative k tolerates a loss);
+    - `min_gain_stderrs` (k): the reward gain is positive and >= k x its paired standard error, which
+      must not be zero (zero spread is no evidence); a negative k tolerates a loss;
     - `max_kl`: KL(tuned || SFT) <= this bound;
-    - `min_win_rate`: share of prompts where the tuned answer out-scores the SFT answer;
-    - `min_reward_accuracy`: the reward model's held-out pair accuracy (a model that scores well by
-      chance cannot vouch for a gain).
+    - `min_win_rate`, `win_rate_level`: the lower bound of the win rate's Wilson interval at that
+      two-sided level (n: the eval prompts; ties count as half a win) must be above `min_win_rate`;
+    - `require_second_judge`: the second judge's win rate must pass the same rule (it is shown anyway);
+    - `min_reward_margin_stderrs`: the reward model's held-out accuracy beats the better length
+      baseline (longer wins, shorter wins) by >= this many paired standard errors;
+    - `min_reward_accuracy`: an absolute floor on that accuracy (0: none);
+    - `require_length_controlled_gain`: the length-controlled gain must pass the gain's rule too
+      (shown anyway; off by default, see README "Eval gate").
     """
 
     section: ClassVar[str] = "gate"
-    RULES: ClassVar[dict] = dict(max_kl=POSITIVE, min_win_rate=UNIT, min_reward_accuracy=UNIT)
+    RULES: ClassVar[dict] = dict(max_kl=POSITIVE, min_win_rate=UNIT, win_rate_level=LEVEL, min_reward_accuracy=UNIT)
 
     min_gain_stderrs: float = 2.0
     max_kl: float = 10.0
     min_win_rate: float = 0.5
-    min_reward_accuracy: float = 0.6
+    win_rate_level: float = 0.95
+    require_second_judge: bool = False
+    min_reward_margin_stderrs: float = 2.0
+    min_reward_accuracy: float = 0.0
+    require_length_controlled_gain: bool = False

@@ -1,9 +1,13 @@
 """Eval gate: decide from the eval report whether the tuned model may be promoted.
 
-Checks (GateConfig): reward gain >= k x stderr, KL <= bound, win rate >= w, reward-model accuracy
->= a. A missing or non-finite metric fails its check. The gated report is the eval report plus a
-`gate` section ({passed, checks, reasons}) and a "Gate" section in report.md; the pipelines return
-it and promote only when it passed (`dsl.If`).
+Rules (GateConfig): the reward gain is positive and >= k paired standard errors, with a nonzero
+standard error; KL <= bound; the win rate's Wilson lower bound (ties as half a win) is above
+`min_win_rate`; the reward model beats the better length baseline by >= k paired standard errors;
+optionally the second judge's win rate, the length-controlled gain and an absolute accuracy floor.
+A missing or non-finite metric fails its check. Every check carries a sentence (`says`) with its
+figures and why it holds or not. The gated report is the eval report plus a `gate` section
+({passed, checks, reasons}) and a "Gate" section in report.md; the pipelines return it and promote
+only when it passed (`dsl.If`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from statistics import NormalDist
 
 from kfrlhf.common.checkpoint import atomic_dir
 from kfrlhf.common.config import from_dict
@@ -25,35 +30,130 @@ def _number(report: dict, key: str) -> float | None:
     return float(value) if ok else None
 
 
+def wilson_lower_bound(p: float, n: int, level: float) -> float:
+    """The lower end of the Wilson score interval of a proportion p over n trials, at a two-sided level."""
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - spread) / (1 + z * z / n)
+
+
+def _check(name, value, statistic, rule, passed, says, required=True) -> dict:
+    return dict(name=name, value=value, statistic=statistic, rule=rule, passed=passed, required=required, says=says)
+
+
+def _missing(name: str, rule: str, required: bool = True) -> dict:
+    return _check(name, None, None, rule, False, f"{name} is missing from the eval report", required)
+
+
+def _stderrs(report, name, label, k, item, required=True, zero_spread_ok=False) -> dict:
+    """`name` is positive and >= k x its standard error (`name`_stderr); a negative k tolerates a loss.
+    Zero spread (the same value on every `item`) is no evidence, unless `zero_spread_ok` and it is positive."""
+    value, stderr = _number(report, name), _number(report, f"{name}_stderr")
+    rule = f"value / SE >= {k:g}" + ("" if zero_spread_ok else ", SE > 0")
+    if value is None or stderr is None:
+        return _missing(name, rule, required)
+    if stderr == 0 and not (zero_spread_ok and value > 0):
+        says = f"{label} {value:.3g} ± 0: zero spread (the same on every {item}) is no evidence of an improvement"
+        return _check(name, value, None, rule, False, says, required)
+    if not stderr:
+        return _check(name, value, math.inf, rule, True, f"{label} {value:.3g} on every {item} (zero spread)", required)
+    z = value / stderr
+    ok = z >= k and (z > 0 or k < 0)
+    why = f"at least {k:g} standard errors" if ok else f"not at least {k:g} standard errors" if z < k else "not above 0"
+    return _check(
+        name, value, z, rule, ok, f"{label} {value:.3g} ± {stderr:.2g}, {z:+.1f} standard errors: {why}", required
+    )
+
+
+def _win_rate(report: dict, name: str, label: str, cfg: GateConfig, required: bool) -> dict:
+    """The Wilson lower bound of the win rate over the eval prompts must be above `min_win_rate`."""
+    level = f"{cfg.win_rate_level * 100:g}%"
+    rule = f"{level} Wilson lower bound > {cfg.min_win_rate:g}"
+    p, n = _number(report, name), report.get("num_prompts")
+    if p is None or not isinstance(n, int) or n < 1:
+        return _missing(name, rule, required)
+    lower = wilson_lower_bound(p, n, cfg.win_rate_level)
+    ok = lower > cfg.min_win_rate
+    ties = report.get("win_rate_ties") if name == "win_rate" else None
+    counts = f"n {n}" + (f", {ties} ties as half" if ties else "")
+    why = f"{'above' if ok else 'not above'} {cfg.min_win_rate:g}"
+    return _check(
+        name, p, lower, rule, ok, f"{label} {p:.3g} ({counts}, {level} lower bound {lower:.3g}): {why}", required
+    )
+
+
+def _bound(report, name, label, threshold, at_most, required=True) -> dict:
+    """`name` <= threshold (`at_most`: a bound) or >= threshold (a floor)."""
+    value = _number(report, name)
+    rule = f"{'<=' if at_most else '>='} {threshold:g}"
+    if value is None:
+        return _missing(name, rule, required)
+    ok = value <= threshold if at_most else value >= threshold
+    if at_most:
+        why = f"{'within' if ok else 'above'} the bound {threshold:g}"
+    else:
+        why = f"{'at least' if ok else 'below'} the floor {threshold:g}" if required else "no floor set"
+    return _check(name, value, value, rule, ok, f"{label} {value:.3g}: {why}", required)
+
+
 def decide(report: dict, cfg: GateConfig) -> dict:
-    """{passed, checks: [{name, value, threshold, passed}], reasons: [why each failed check failed]}."""
-    gain, stderr = _number(report, "reward_gain"), _number(report, "reward_gain_stderr")
-    bound = None if gain is None or stderr is None else cfg.min_gain_stderrs * stderr
-    rules = [  # name, value, threshold, holds, what a failure says
-        ("reward_gain", gain, bound, lambda v, t: v >= t, f">= {cfg.min_gain_stderrs:g} x stderr"),
-        ("kl", _number(report, "kl"), cfg.max_kl, lambda v, t: v <= t, "<="),
-        ("win_rate", _number(report, "win_rate"), cfg.min_win_rate, lambda v, t: v >= t, ">="),
-        ("reward_accuracy", _number(report, "reward_accuracy"), cfg.min_reward_accuracy, lambda v, t: v >= t, ">="),
+    """{passed, summary, checks: [{name, value, statistic, rule, passed, required, says}], reasons: [says of
+    each failed required check]}. Checks that are not required are shown and do not decide. `summary`: one
+    line, the verdict and why (the failed checks, or every required one that passed)."""
+    baselines = {k: report[f"reward_{k}_wins"] for k in ("longer", "shorter") if f"reward_{k}_wins" in report}
+    best = max(baselines, key=baselines.get, default=None)
+    baseline = f"{best} wins {baselines[best]:.3g}" if best else "missing"
+    accuracy = "missing" if _number(report, "reward_accuracy") is None else f"{report['reward_accuracy']:.3g}"
+    checks = [
+        _stderrs(report, "reward_gain", "reward gain", cfg.min_gain_stderrs, "prompt"),
+        _bound(report, "kl", "KL", cfg.max_kl, at_most=True),
+        _win_rate(report, "win_rate", "win rate", cfg, required=True),
+        _stderrs(
+            report,
+            "reward_margin_over_length",
+            f"reward accuracy {accuracy} over the better length baseline ({baseline}): margin",
+            cfg.min_reward_margin_stderrs,
+            "held-out pair",
+            zero_spread_ok=True,  # one of -1, -0.5, 0, 0.5, 1 a pair: the same positive margin on every pair
+        ),
+        _bound(
+            report, "reward_accuracy", "reward accuracy", cfg.min_reward_accuracy, False, cfg.min_reward_accuracy > 0
+        ),
+        _stderrs(
+            report,
+            "length_controlled_gain",
+            "length-controlled gain",
+            cfg.min_gain_stderrs,
+            "prompt",
+            required=cfg.require_length_controlled_gain,
+        ),
     ]
-    checks, reasons = [], []
-    for name, value, threshold, holds, wanted in rules:
-        ok = value is not None and threshold is not None and holds(value, threshold)
-        checks.append({"name": name, "value": value, "threshold": threshold, "passed": ok})
-        if value is None or threshold is None:
-            reasons.append(f"{name} is missing from the eval report")
-        elif not ok:
-            reasons.append(f"{name} {value:.4g} is not {wanted} {threshold:.4g}")
-    return {"passed": not reasons, "checks": checks, "reasons": reasons}
+    if cfg.require_second_judge or "win_rate_second_judge" in report:
+        checks.append(
+            _win_rate(report, "win_rate_second_judge", "second judge's win rate", cfg, cfg.require_second_judge)
+        )
+    reasons = [c["says"] for c in checks if c["required"] and not c["passed"]]
+    why = "; ".join(reasons or [c["says"] for c in checks if c["required"]])
+    summary = f"{'failed, promotion skipped' if reasons else 'passed, the model is promoted'}: {why}"
+    return {"passed": not reasons, "summary": summary, "checks": checks, "reasons": reasons}
+
+
+def _result(check: dict) -> str:
+    if check["required"]:
+        return "pass" if check["passed"] else "FAIL"
+    return f"{'holds' if check['passed'] else 'does not hold'} (not required)"
 
 
 def markdown(decision: dict) -> str:
     verdict = "**passed**: the model is promoted" if decision["passed"] else "**failed**: promotion skipped"
-    lines = ["## Eval gate", "", f"Gate {verdict}.", "", "| check | value | threshold | result |", "|---|---|---|---|"]
+    lines = ["## Eval gate", "", f"Gate {verdict}.", ""]
+    lines += ["| check | value | statistic | rule | result |", "|---|---|---|---|---|"]
     for c in decision["checks"]:
         value = "missing" if c["value"] is None else f"{c['value']:.4g}"
-        threshold = "-" if c["threshold"] is None else f"{c['threshold']:.4g}"
-        lines.append(f"| {c['name']} | {value} | {threshold} | {'pass' if c['passed'] else 'FAIL'} |")
-    lines += [f"- {r}" for r in decision["reasons"]]
+        stat = "-" if c["statistic"] is None else f"{c['statistic']:.4g}"
+        lines.append(f"| {c['name']} | {value} | {stat} | {c['rule']} | {_result(c)} |")
+    lines += ["", "Why:", ""] + [f"- {_result(c)}: {c['says']}" for c in decision["checks"]]
     return "\n".join(lines) + "\n"
 
 
@@ -68,6 +168,5 @@ def run_gate(gate: dict, eval_report: str, output_dir: str) -> dict:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
         (tmp / "report.md").write_text(markdown(decision) + "\n" + (src / "report.md").read_text())
-    verdict = "passed" if decision["passed"] else "failed, promotion skipped: " + "; ".join(decision["reasons"])
-    print(f"eval gate {verdict}", flush=True)
+    print(f"eval gate {decision['summary']}", flush=True)
     return decision
