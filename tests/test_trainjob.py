@@ -18,16 +18,17 @@ import jsonschema
 import pytest
 import yaml
 
+from kfrlhf.common.checkpoint import checkpoint_root
 from kfrlhf.common.launcher import entry_point
 from kfrlhf.common.trainjob import trainjob_manifest, with_launcher_pod
-from kfrlhf.common.trainjob_run import TrainJobFailed, TrainJobWatch, job_name, run_trainjob
+from kfrlhf.common.trainjob_run import TrainJobFailed, TrainJobPreempted, TrainJobWatch, job_name, run_trainjob
 from kfrlhf.pipelines import cli_cluster
 from kfrlhf.pipelines.cli import main
 from kfrlhf.pipelines.compile import compile_pipeline
 from kfrlhf.pipelines.platform import ClusterSettings, node_template
 from tests.fake_http import reply_json
 from tests.test_manifests import _strict
-from tests.test_workflow import TOOL, _compile, _overlay_versions, stage_pods
+from tests.test_workflow import TOOL, _compile, _killed, _merge_defaults, _overlay_versions, argo_decides, stage_pods
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT.parent / "shared" / "crds" / "kubeflow-trainer" / "trainer.kubeflow.org_trainjobs.yaml"
@@ -353,6 +354,42 @@ def test_a_retry_replaces_the_earlier_attempts_failed_job_under_the_same_name(tm
     assert [t["key"] for t in pod["tolerations"]] == ["nvidia.com/gpu", "dedicated"]
     assert pod["imagePullSecrets"] == [{"name": "rlhf-registry"}]
     assert pod["serviceAccountName"] == "rlhf-pipeline-runner"
+
+
+def test_a_preempted_pod_fails_the_task_as_preempted(tmp_path, monkeypatch):
+    _, _, error = watch("preempted", tmp_path, monkeypatch)
+    assert isinstance(error, TrainJobPreempted) and "exit 143" in str(error)
+    _, _, error = watch("pod_failed", tmp_path, monkeypatch)  # OOMKilled: the run's own fault
+    assert type(error) is TrainJobFailed
+    _, _, error = watch("vanished", tmp_path, monkeypatch)  # its node is gone
+    assert isinstance(error, TrainJobPreempted)
+
+
+@pytest.mark.skipif(not TOOL.exists(), reason=f"kfp-argo-compile not found at {TOOL}")
+def test_a_preempted_multi_node_task_exits_143_is_retried_and_resumes(tmp_path, monkeypatch):
+    def preempted_nodes(args, result_file):  # the nodes save a checkpoint, then one is preempted
+        step = checkpoint_root(Path(args["output_dir"])) / "step-2"
+        step.mkdir(parents=True)
+
+    exit, log = attempt("preempted", "launcher-a", tmp_path, monkeypatch, preempted_nodes)
+    assert isinstance(exit, SystemExit) and exit.code == 143, log
+
+    ir = ROOT / "pipelines" / "compiled" / "rlhf.yaml"
+    strategy = stage_pods(_compile(ir))["exec-ppo"]["retry"]
+    configmap = yaml.safe_load(
+        (ROOT / "manifests/components/argo-retry/workflow-controller-configmap.yaml").read_text()
+    )
+    defaults = yaml.safe_load(configmap["data"]["workflowDefaults"])["spec"]["templateDefaults"]["retryStrategy"]
+    assert argo_decides(_merge_defaults(strategy, defaults), [_killed(5, exit.code)]) == "retry"
+
+    found = []
+
+    def resuming_nodes(args, result_file):
+        found.extend(p.name for p in checkpoint_root(Path(args["output_dir"])).iterdir())
+        finish(args, result_file)
+
+    result, log = attempt("retried", "launcher-b", tmp_path, monkeypatch, resuming_nodes)
+    assert result == {"steps": 4} and found == ["step-2"], log
 
 
 def test_the_job_name_is_the_tasks_whatever_the_pod(monkeypatch):

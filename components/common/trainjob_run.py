@@ -11,7 +11,9 @@ retried task resumes), and the output is copied back into the task's artifact.
 `TrainJobWatch.run` fails the task, instead of hanging, when the TrainJob reports Failed (with its
 reason and message), when any of its pods fails (a worker that dies is noticed even before the
 JobSet controller gives up), when a pod that was running vanishes and no replacement appears
-within `vanish_grace` seconds, when the TrainJob itself is deleted, or at the timeout. Each pod's log is
+within `vanish_grace` seconds, when the TrainJob itself is deleted, or at the timeout. A node that was
+preempted, evicted or lost makes the task exit 143, as a preempted single pod does, so the cluster's
+retry policy retries it; the retry names the same job and resumes from the checkpoints. Each pod's log is
 copied into the task's log, and reopened where it broke off when the API server drops the stream.
 """
 
@@ -29,6 +31,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .checkpoint import PREEMPTED_EXIT
 from .distributed import DistributedConfig
 from .trainjob import API_GROUP, API_VERSION, PLURAL, NodeTemplate, trainjob_manifest, with_launcher_pod
 
@@ -38,6 +41,27 @@ NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 class TrainJobFailed(RuntimeError):
     """The TrainJob failed, lost a pod, vanished or ran out of time."""
+
+
+class TrainJobPreempted(TrainJobFailed):
+    """A node was preempted, evicted or lost: the task exits 143, which the retry policy retries
+    (manifests/components/argo-retry), and the retry's new job resumes from the checkpoints."""
+
+
+# Why the kubelet or scheduler ends a pod that did nothing wrong (pod status reason, DisruptionTarget).
+DISRUPTED = {"Evicted", "Preempting", "Terminated", "NodeShutdown", "NodeLost", "DeletionByTaintManager"}
+
+
+def disrupted(pod) -> bool:
+    """The pod was preempted, evicted or lost with its node, or its main container ended by SIGTERM (143)
+    or by SIGKILL (137) other than an OOM kill: what the retry policy retries."""
+    status = pod.status
+    if status.reason in DISRUPTED or any(
+        c.type == "DisruptionTarget" and c.status == "True" for c in status.conditions or []
+    ):
+        return True
+    ended = [s.state.terminated for s in status.container_statuses or [] if s.state and s.state.terminated]
+    return any(t.exit_code == 143 or (t.exit_code == 137 and t.reason != "OOMKilled") for t in ended)
 
 
 def current_namespace() -> str:
@@ -87,7 +111,11 @@ def run_trainjob(target: str, section: str, kwargs: dict, dist: DistributedConfi
 
     name = job_name(section, kwargs[output])
     manifest = build_trainjob(target, section, dist, template, workdir, name, namespace)
-    TrainJobWatch(manifest, dist.cleanup, timeout=template.timeout_seconds or None).run(stage_inputs)
+    try:
+        TrainJobWatch(manifest, dist.cleanup, timeout=template.timeout_seconds or None).run(stage_inputs)
+    except TrainJobPreempted as err:
+        print(f"{err}: exit {PREEMPTED_EXIT}, a retry resumes from the checkpoints", file=sys.stderr, flush=True)
+        raise SystemExit(PREEMPTED_EXIT) from err
     copy(workdir / "output", Path(kwargs[output]))
     result = json.loads(result_file.read_text())
     shutil.rmtree(workdir, ignore_errors=True)
@@ -126,6 +154,7 @@ class TrainJobWatch:
     def __init__(self, manifest: dict, cleanup: str, timeout: float | None = None, poll: float = 10.0, **kw):
         self.manifest, self.cleanup, self.timeout, self.poll = manifest, cleanup, timeout, poll
         self.vanish_grace = kw.get("vanish_grace", 120.0)
+        self.gone_timeout = kw.get("gone_timeout", 600.0)  # for a failed job's pods to end
         self.out = kw.get("out", sys.stdout)
         self.name, self.namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
         self.where = dict(group=API_GROUP, version=API_VERSION, namespace=self.namespace, plural=PLURAL)
@@ -166,7 +195,7 @@ class TrainJobWatch:
         print(f"TrainJob {self.name}: the earlier attempt's failed job deleted", file=self.out, flush=True)
         start = time.monotonic()
         while self.get(custom) or self.pods(core):
-            if time.monotonic() - start > self.vanish_grace:
+            if time.monotonic() - start > self.gone_timeout:
                 raise TrainJobFailed(f"TrainJob {self.name}: the earlier attempt's job is still being deleted")
             time.sleep(self.poll)
         return False
@@ -196,7 +225,8 @@ class TrainJobWatch:
                 return
             failed = condition(job, "Failed")
             if failed:
-                raise TrainJobFailed(f"TrainJob {self.name} failed: {failed.get('reason')}: {failed.get('message')}")
+                error = TrainJobPreempted if any(disrupted(p) for p in self.pods(core)) else TrainJobFailed
+                raise error(f"TrainJob {self.name} failed: {failed.get('reason')}: {failed.get('message')}")
             pods = self.pods(core)
             for pod in pods:
                 self.check_pod(pod, core)
@@ -205,7 +235,7 @@ class TrainJobWatch:
                 missing_since = missing_since or time.monotonic()
                 if time.monotonic() - missing_since > self.vanish_grace:
                     lost = ", ".join(sorted(seen - names))
-                    raise TrainJobFailed(f"TrainJob {self.name}: pod {lost} vanished and nothing replaced it")
+                    raise TrainJobPreempted(f"TrainJob {self.name}: pod {lost} vanished and nothing replaced it")
             else:
                 missing_since = None
             seen |= names
@@ -219,7 +249,8 @@ class TrainJobWatch:
             statuses = pod.status.container_statuses or []
             ended = [s.state.terminated for s in statuses if s.state and s.state.terminated]
             why = "; ".join(f"exit {t.exit_code} ({t.reason})" for t in ended) or pod.status.reason or "unknown"
-            raise TrainJobFailed(f"TrainJob {self.name}: pod {name} failed: {why}")
+            error = TrainJobPreempted if disrupted(pod) else TrainJobFailed
+            raise error(f"TrainJob {self.name}: pod {name} failed: {why}")
         if phase in ("Running", "Succeeded") and name not in self.streams:
             thread = threading.Thread(target=self.stream, args=(core, name), daemon=True)
             self.streams[name] = thread
