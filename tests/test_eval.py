@@ -53,6 +53,7 @@ def test_a_model_against_itself(tiny_lm_dir, reward_dir, tmp_path):
     assert len(saved["samples"]) == 6 and all(s["sft"] == s["tuned"] for s in saved["samples"])
     md = (tmp_path / "report.md").read_text()
     assert "| win_rate | 0.5 |" in md and md.count("\n| Question:") == 3
-    assert report["win_rate_second_judge"] == 0.5 and "| win_rate_judge | the reward model PPO optimised |" in md
+    assert report["win_rate_second_judge"] == 0.5 and report["win_rate_second_judge_ties"] == 6
+    assert "| win_rate_judge | the reward model PPO optimised |" in md
     assert report["length_controlled_gain"] == 0.0 and "| kl_temperature | 0.7 |" in md
     assert "<svg" in (tmp_path / "report.html").read_text()

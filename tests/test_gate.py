@@ -66,7 +66,7 @@ def test_an_identical_model_fails_zero_spread_is_no_evidence():
     assert failed["reward_gain"] == (
         "reward gain 0 ± 0: zero spread (the same on every prompt) is no evidence of an improvement"
     )
-    assert failed["win_rate"] == "win rate 0.5 (n 128, 128 ties as half, 95% lower bound 0.415): not above 0.5"
+    assert failed["win_rate"] == "win rate 0.5 (n 128, all tied): no prompt decided, no evidence of an improvement"
     # zero spread fails whatever k, and whatever the gain (a continuous reward never moves every prompt alike)
     assert "reward_gain" in _failed({**IDENTICAL, "reward_gain": 0.3}, min_gain_stderrs=-5.0)
 
@@ -105,6 +105,20 @@ def test_the_win_rate_is_decided_on_its_lower_bound(win_rate, n, level, passes):
     if (win_rate, n) == (0.52, 128):
         assert check["says"] == "win rate 0.52 (n 128, 95% lower bound 0.434): not above 0.5"
     assert ("win_rate" in _failed(report, win_rate_level=level)) != passes
+
+
+def test_ties_are_left_out_of_the_win_rate():
+    # 104 of 128 prompts tied (the same answer), 20 of the other 24 won: the win rate counts a tie as half
+    report = {**GOOD, "win_rate": (20 + 104 / 2) / 128, "win_rate_ties": 104}
+    check = _check(report, "win_rate")
+    assert check["passed"] and check["statistic"] == pytest.approx(wilson_lower_bound(20 / 24, 24, 0.95))
+    assert check["says"] == "win rate 0.562 (n 128, 104 ties left out: 20 of 24 won, 95% lower bound 0.641): above 0.5"
+    assert wilson_lower_bound(report["win_rate"], 128, 0.95) < 0.5  # ties as half a win would have failed it
+    # 3 of 24 won: fails
+    assert not _check({**report, "win_rate": (3 + 52) / 128}, "win_rate")["passed"]
+    assert "win_rate" in _failed({**report, "win_rate_ties": 129}) and "win_rate" in _failed(
+        {**report, "win_rate_ties": -1}
+    )
 
 
 def test_the_reward_model_must_beat_the_better_length_baseline():
@@ -192,7 +206,7 @@ def test_the_gated_report_carries_the_decision(tmp_path, capsys):
     assert report["gate"] == decision and not decision["passed"] and report["kl"] == 11.0
     md = (tmp_path / "gated" / "report.md").read_text()
     assert md.startswith("## Eval gate") and "| kl | 11 | 11 | <= 10 | FAIL |" in md and "# RLHF evaluation" in md
-    assert "| win_rate | 0.6289 | 0.5426 | 95% Wilson lower bound > 0.5 | pass |" in md
+    assert "| win_rate | 0.6289 | 0.5426 | 95% Wilson lower bound, ties left out, > 0.5 | pass |" in md
     assert "| reward_accuracy | 1 | 1 | >= 0 | holds (not required) |" in md
     assert "- FAIL: KL 11: above the bound 10\n" in md and "- pass: length-controlled gain 2.01 ± 0.27" in md
     assert (tmp_path / "gated" / "report.html").exists()

@@ -40,6 +40,11 @@ def win_rate(before: list[float], after: list[float]) -> float:
     return sum(1.0 if a > b else 0.5 if a == b else 0.0 for b, a in zip(before, after)) / len(before)
 
 
+def ties(before: list[float], after: list[float]) -> int:
+    """Prompts where both answers score the same (mostly: the same answer)."""
+    return sum(a == b for b, a in zip(before, after))
+
+
 def _mean(x: list[float]) -> float:
     return sum(x) / len(x)
 
@@ -84,7 +89,7 @@ def summarize(
         "reward_gain_stderr": _stderr(gains),
         "kl": _mean(kl_per_prompt),
         "win_rate": win_rate(rewards_before, rewards_after),
-        "win_rate_ties": sum(a == b for b, a in zip(rewards_before, rewards_after)),
+        "win_rate_ties": ties(rewards_before, rewards_after),
         "reward_length_correlation_eval": slr / math.sqrt(sll * srr) if sll and srr else 0.0,
         "length_controlled_gain": _mean(controlled),
         "length_controlled_gain_stderr": _stderr(controlled),
@@ -141,7 +146,9 @@ def evaluate(
     if cfg.second_judge or probe_dir:
         judge = RewardScorer(cfg.second_judge or probe_dir, batch_size=cfg.batch_size)
         report["second_judge"] = cfg.second_judge or PROBE_JUDGE
-        report["win_rate_second_judge"] = win_rate(judge(prompts, before).tolist(), judge(prompts, after).tolist())
+        second_before, second_after = judge(prompts, before).tolist(), judge(prompts, after).tolist()
+        report["win_rate_second_judge"] = win_rate(second_before, second_after)
+        report["win_rate_second_judge_ties"] = ties(second_before, second_after)
     report["kl_bound"] = cfg.kl_bound
     report["kl_within_bound"] = math.isfinite(report["kl"]) and report["kl"] <= cfg.kl_bound
     report["samples"] = [

@@ -18,7 +18,7 @@ class GateConfig(StageConfig):
       must not be zero (zero spread is no evidence); a negative k tolerates a loss;
     - `max_kl`: KL(tuned || SFT) <= this bound;
     - `min_win_rate`, `win_rate_level`: the lower bound of the win rate's Wilson interval at that
-      two-sided level (n: the eval prompts; ties count as half a win) must be above `min_win_rate`;
+      two-sided level must be above `min_win_rate`; ties are left out (n: the eval prompts not tied);
     - `require_second_judge`: the second judge's win rate must pass the same rule (it is shown anyway);
     - `min_reward_margin_stderrs`: the reward model's held-out accuracy beats the better length
       baseline (longer wins, shorter wins) by >= this many paired standard errors;

@@ -1,7 +1,7 @@
 """Eval gate: decide from the eval report whether the tuned model may be promoted.
 
 Rules (GateConfig): the reward gain is positive and >= k paired standard errors, with a nonzero
-standard error; KL <= bound; the win rate's Wilson lower bound (ties as half a win) is above
+standard error; KL <= bound; the Wilson lower bound of the win rate over the untied prompts is above
 `min_win_rate`; the reward model beats the better length baseline by >= k paired standard errors;
 optionally the second judge's win rate, the length-controlled gain and an absolute accuracy floor.
 A missing or non-finite metric fails its check. Every check carries a sentence (`says`) with its
@@ -67,16 +67,21 @@ def _stderrs(report, name, label, k, item, required=True, zero_spread_ok=False) 
 
 
 def _win_rate(report: dict, name: str, label: str, cfg: GateConfig, required: bool) -> dict:
-    """The Wilson lower bound of the win rate over the eval prompts must be above `min_win_rate`."""
+    """The Wilson lower bound of the share of decided prompts won must be above `min_win_rate`. Ties
+    (`name`_ties: the same reward, mostly the same answer) say nothing about which model is better: they
+    are left out, as in a sign test (a report without the count has them as half a win each, in n)."""
     level = f"{cfg.win_rate_level * 100:g}%"
-    rule = f"{level} Wilson lower bound > {cfg.min_win_rate:g}"
-    p, n = _number(report, name), report.get("num_prompts")
-    if p is None or not isinstance(n, int) or n < 1:
+    rule = f"{level} Wilson lower bound, ties left out, > {cfg.min_win_rate:g}"
+    p, n, ties = _number(report, name), report.get("num_prompts"), report.get(f"{name}_ties", 0)
+    if p is None or not isinstance(n, int) or n < 1 or not isinstance(ties, int) or not 0 <= ties <= n:
         return _missing(name, rule, required)
-    lower = wilson_lower_bound(p, n, cfg.win_rate_level)
+    if ties == n:
+        says = f"{label} {p:.3g} (n {n}, all tied): no prompt decided, no evidence of an improvement"
+        return _check(name, p, None, rule, False, says, required)
+    decided, wins = n - ties, p * n - ties / 2  # the win rate counts a tie as half a win
+    lower = wilson_lower_bound(wins / decided, decided, cfg.win_rate_level)
     ok = lower > cfg.min_win_rate
-    ties = report.get("win_rate_ties") if name == "win_rate" else None
-    counts = f"n {n}" + (f", {ties} ties as half" if ties else "")
+    counts = f"n {n}" + (f", {ties} ties left out: {wins:g} of {decided} won" if ties else "")
     why = f"{'above' if ok else 'not above'} {cfg.min_win_rate:g}"
     return _check(
         name, p, lower, rule, ok, f"{label} {p:.3g} ({counts}, {level} lower bound {lower:.3g}): {why}", required
