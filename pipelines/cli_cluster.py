@@ -53,6 +53,13 @@ def add_compile_parser(subparsers) -> argparse.ArgumentParser:
         metavar="STAGE=N",
         help="run a training stage as a TrainJob of N nodes with its --gpus each, e.g. ppo=4 (repeatable)",
     )
+    p.add_argument(
+        "--nccl",
+        action="append",
+        default=[],
+        metavar="NCCL_VAR=VALUE",
+        help="NCCL env for every multi-GPU pod and TrainJob node, e.g. NCCL_SOCKET_IFNAME=eth0 (repeatable)",
+    )
     p.add_argument("--no-caching", action="store_true", help="compile with KFP execution caching off")
     p.add_argument(
         "--set",
@@ -82,6 +89,12 @@ def _compile(args) -> int:
             )
             return 2
         settings.digests[target] = digest
+    for item in args.nccl:
+        name, _, value = item.partition("=")
+        if not name.startswith("NCCL_") or not value:
+            print(f"--nccl {item!r}: expected NCCL_VAR=VALUE", file=sys.stderr)
+            return 2
+        settings.nccl_env[name] = value
     for res in settings.resources.values():
         res.gpu_type = args.gpu_type or res.gpu_type
     for flag, items, field in (("--gpus", args.gpus, "gpus"), ("--nodes", args.nodes, "nodes")):

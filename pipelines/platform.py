@@ -15,19 +15,21 @@ launcher pod: no GPUs of its own (its `gpus` are the GPUs per node), and the pip
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from kfrlhf.common.trainjob import TEMPLATE_ENV, NodeTemplate
+from kfrlhf.common.trainjob import SHM_VOLUME, TEMPLATE_ENV, NodeTemplate, shm_size
 from kfrlhf.pipelines.images import DEFAULT_REGISTRY, DEFAULT_TAG, image_for, image_repository
 from kfrlhf.pipelines.stages import DISPLAY_NAMES, stage_of
 
 
 @dataclass
 class StageResources:
-    """What one stage's pod asks for. `gpus=0` keeps the pod off the GPU node pool."""
+    """What one stage's pod asks for. `gpus=0` keeps the pod off the GPU node pool. CPU and memory are
+    per GPU: a pod (or TrainJob node) with N GPUs asks for N times as much (`per_pod`)."""
 
     cpu_request: str = "4"
     cpu_limit: str = "8"
@@ -37,6 +39,18 @@ class StageResources:
     gpu_type: str = "nvidia.com/gpu"
     timeout_seconds: int = 24 * 3600
     nodes: int = 1  # > 1: the task launches a TrainJob of this many nodes with `gpus` GPUs each
+
+
+def _times(quantity: str, n: int) -> str:
+    number, unit = re.fullmatch(r"(\d+)(m|Mi|Gi)?", quantity).groups()
+    return f"{int(number) * n}{unit or ''}"
+
+
+def per_pod(res: StageResources) -> StageResources:
+    """`res` with CPU and memory for all of its GPUs (one set on a CPU-only pod)."""
+    n = max(res.gpus, 1)
+    fields = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
+    return replace(res, **{f: _times(getattr(res, f), n) for f in fields})
 
 
 # The stages with a `distributed` config section; what their TrainJob launcher pod asks for.
@@ -86,6 +100,9 @@ class ClusterSettings:
             "rlhf-wandb": {"api-key": "WANDB_API_KEY"},
         }
     )
+    # NCCL_* env for every pod with several GPUs and every TrainJob node (`rlhf compile --nccl`), e.g.
+    # NCCL_SOCKET_IFNAME, NCCL_IB_HCA, NCCL_DEBUG.
+    nccl_env: dict[str, str] = field(default_factory=dict)
     cache_pvc: str = "rlhf-model-cache"
     cache_mount_path: str = "/cache"
     # Argo retries a task only while now < first attempt's start + backoff maxDuration, and caps a
@@ -123,7 +140,7 @@ def task_env(settings: ClusterSettings) -> dict[str, str]:
 
 def node_template(settings: ClusterSettings, stage: str) -> NodeTemplate:
     """What each node of `stage`'s TrainJob gets: the stage's own image, resources and pod settings."""
-    res = settings.resources[stage_of(stage)]
+    res = per_pod(settings.resources[stage_of(stage)])
     return NodeTemplate(
         image=stage_image(settings, stage),
         cpu_request=res.cpu_request,
@@ -135,7 +152,7 @@ def node_template(settings: ClusterSettings, stage: str) -> NodeTemplate:
         node_selector=dict(settings.node_selector),
         tolerations=[dict(t) for t in settings.tolerations],
         secret_env={k: dict(v) for k, v in settings.secret_env.items()},
-        env=task_env(settings),
+        env={**task_env(settings), **settings.nccl_env},
         pvc=settings.cache_pvc,
         mount_path=settings.cache_mount_path,
         run_as_user=settings.run_as_user,
@@ -150,7 +167,7 @@ def make_configure(settings: ClusterSettings):
 
     def configure(task: PipelineTask, stage: str) -> PipelineTask:
         res = settings.resources[stage_of(stage)]
-        pod = StageResources(**{**vars(res), **LAUNCHER, "gpus": 0}) if res.nodes > 1 else res
+        pod = StageResources(**{**vars(res), **LAUNCHER, "gpus": 0}) if res.nodes > 1 else per_pod(res)
         task.set_container_image(stage_image(settings, stage))
         task.set_display_name(settings.display_names.get(stage, stage))
         task.set_cpu_request(pod.cpu_request).set_cpu_limit(pod.cpu_limit)
@@ -168,6 +185,10 @@ def make_configure(settings: ClusterSettings):
         kubernetes.mount_pvc(task, settings.cache_pvc, settings.cache_mount_path)
         for name, value in task_env(settings).items():
             task.set_env_variable(name, value)
+        if pod.gpus > 1:  # one process per GPU, talking through NCCL
+            kubernetes.empty_dir_mount(task, SHM_VOLUME, "/dev/shm", medium="Memory", size_limit=shm_size(pod.gpus))
+            for name, value in settings.nccl_env.items():
+                task.set_env_variable(name, value)
         # Which failures Argo retries is the cluster's retry policy: see manifests/components/argo-retry.
         task.set_retry(
             settings.retries,

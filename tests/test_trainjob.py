@@ -88,6 +88,57 @@ def test_rendered_trainjob_validates_against_the_crd(nodes, schema, tmp_path, ca
     assert job["spec"]["trainer"]["numProcPerNode"] == 4
 
 
+# GPUs per node -> what each PPO node asks for: CPU and memory per GPU times the GPUs, /dev/shm per process.
+PER_NODE = {
+    1: ({"cpu": "4", "memory": "48Gi"}, {"cpu": "8", "memory": "96Gi"}, None),
+    8: ({"cpu": "32", "memory": "384Gi"}, {"cpu": "64", "memory": "768Gi"}, "16Gi"),
+}
+
+
+def shm_of(pod: dict) -> str | None:
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for c in pod["containers"] for m in c["volumeMounts"]}
+    if "/dev/shm" not in mounts:
+        return None
+    empty = volumes[mounts["/dev/shm"]]["emptyDir"]
+    assert empty["medium"] == "Memory"
+    return empty["sizeLimit"]
+
+
+@pytest.mark.parametrize("nodes, gpus", [(1, 1), (1, 8), (2, 8)])
+def test_each_node_asks_for_cpu_memory_and_shm_for_its_gpus(nodes, gpus, schema, capsys):
+    assert main(["render-trainjob", "--stage", "ppo", "--nodes", str(nodes), "--gpus-per-node", str(gpus)]) == 0
+    job = yaml.safe_load(capsys.readouterr().out)
+    jsonschema.validate(job, schema)
+    requests, limits, shm = PER_NODE[gpus]
+    resources = job["spec"]["trainer"]["resourcesPerNode"]
+    assert resources == {
+        "requests": {**requests, "nvidia.com/gpu": str(gpus)},
+        "limits": {**limits, "nvidia.com/gpu": str(gpus)},
+    }
+    assert shm_of(node_pod(job)["spec"]) == shm
+
+
+@pytest.mark.skipif(not TOOL.exists(), reason=f"kfp-argo-compile not found at {TOOL}")
+def test_a_multi_gpu_pod_asks_for_its_gpus_cpu_memory_shm_and_nccl_env(tmp_path):
+    argv = ["compile", "--output", str(tmp_path), "--gpus", "ppo=8", "--nccl", "NCCL_SOCKET_IFNAME=eth0"]
+    assert main(argv) == 0
+    pods = stage_pods(_compile(tmp_path / "rlhf.yaml"))
+    for label, gpus in (("exec-ppo", 8), ("exec-sft", 1)):
+        container, k8s = pods[label]["container"], pods[label]["k8s"]
+        requests, limits, shm = PER_NODE[gpus]
+        if label == "exec-sft":
+            requests, limits = {**requests, "memory": "32Gi"}, {**limits, "memory": "64Gi"}
+        got = container["resources"]
+        assert (got["resourceCpuRequest"], got["resourceMemoryRequest"]) == (requests["cpu"], requests["memory"])
+        assert (got["resourceCpuLimit"], got["resourceMemoryLimit"]) == (limits["cpu"], limits["memory"])
+        mounts = {m["mountPath"]: (m["medium"], m["sizeLimit"]) for m in k8s.get("emptyDirMounts", [])}
+        assert mounts.get("/dev/shm") == (shm and ("Memory", shm)), label
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env.get("NCCL_SOCKET_IFNAME") == ("eth0" if gpus > 1 else None), label
+        assert json.loads(env["RLHF_TRAINJOB_TEMPLATE"])["env"]["NCCL_SOCKET_IFNAME"] == "eth0"
+
+
 def test_render_refuses_a_bad_distributed_section(tmp_path, capsys):
     config = tmp_path / "bad.yaml"
     config.write_text("ppo:\n  distributed:\n    strategy: fsdp\n")

@@ -2,7 +2,7 @@
 
 The compiled pipeline hands each training task a `NodeTemplate` (env `RLHF_TRAINJOB_TEMPLATE`, JSON,
 written by `kfrlhf.pipelines.platform`): what every node's pod of the job gets. It is the task's own
-settings: its image, its resources as the resources per node, the GPU node pool (node selector,
+settings: its image, its resources scaled to the GPUs per node, the GPU node pool (node selector,
 tolerations), the same secrets as env vars, the shared PVC (the model cache, which also holds the
 job's inputs, outputs and checkpoints) with the same env, and the non-root security context.
 At run time `with_launcher_pod` adds what the cluster gave the launching task's own pod: an overlay's
@@ -26,6 +26,13 @@ API_GROUP, API_VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 NODE = "node"  # the torch-distributed runtime's replicated job and container
 MANAGER = "kubeflow-rlhf"
 CACHE_VOLUME = "model-cache"
+SHM_VOLUME = "dshm"
+SHM_GI_PER_PROCESS = 2  # /dev/shm for NCCL's shared-memory transport and data loaders (default 64 MiB)
+
+
+def shm_size(processes: int) -> str:
+    """The memory-backed /dev/shm of a pod running `processes` processes; it counts against its memory limit."""
+    return f"{SHM_GI_PER_PROCESS * processes}Gi"
 
 
 @dataclass
@@ -134,6 +141,11 @@ def trainjob_manifest(
     if template.gpus:
         pod["nodeSelector"] = dict(template.node_selector)
         pod["tolerations"] = [_toleration(t) for t in template.tolerations]
+    if processes_per_node > 1:
+        pod["volumes"].append(
+            {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(processes_per_node)}}
+        )
+        pod["containers"][0]["volumeMounts"].append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
     if template.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": name} for name in template.image_pull_secrets]
     if template.service_account:
