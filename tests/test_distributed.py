@@ -216,3 +216,13 @@ def test_one_ppo_update_split_across_ranks_matches_one_process(two, monkeypatch)
     assert (expected - start).abs().max() > 1e-3  # the update moved the weights
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
     assert two["probe"]["update"]["ranks_agree"]
+
+
+def test_every_strategy_offered_has_its_config_and_deepspeed_is_not_offered():
+    from kfrlhf.common.config import ConfigError, from_dict
+    from kfrlhf.common.distributed import STRATEGIES, DistributedConfig
+    from kfrlhf.common.launcher import CONFIGS
+
+    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted(STRATEGIES)
+    with pytest.raises(ConfigError, match="one of ddp, fsdp"):
+        from_dict(DistributedConfig, {"strategy": "deepspeed-zero3"}, "ppo.distributed")

@@ -22,7 +22,8 @@ import torch.distributed as dist
 
 from .config import NON_NEGATIVE, POSITIVE, ConfigError, StageConfig
 
-STRATEGIES = ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
+# DeepSpeed ZeRO is not offered: deepspeed is in no extra and no image, so nothing here could run or test it.
+STRATEGIES = ("ddp", "fsdp")
 CLEANUP = ("always", "on-success", "never")
 
 
@@ -32,9 +33,8 @@ class DistributedConfig(StageConfig):
 
     `processes_per_node` (0: one per GPU of the node, one on a CPU-only node), `nodes` (more than 1:
     a Kubeflow Trainer TrainJob on the `runtime` ClusterTrainingRuntime), `strategy`: `ddp` (a full
-    replica per GPU: fastest while the model, its gradients and optimizer state fit one GPU), `fsdp`
-    or `deepspeed-zero3` (parameters, gradients and optimizer state sharded across GPUs),
-    `deepspeed-zero2` (gradients and optimizer state sharded). `cleanup`: when the TrainJob is
+    replica per GPU: fastest while the model, its gradients and optimizer state fit one GPU) or `fsdp`
+    (parameters, gradients and optimizer state sharded across GPUs). `cleanup`: when the TrainJob is
     deleted (always, on-success: failed ones stay for `kubectl logs`, never)."""
 
     section: ClassVar[str] = "distributed"

@@ -32,7 +32,7 @@ class SFTConfig(TrainerFields, LoraFields, DistributedFields):
     max_eval_rows: int = 0
 
     def check(self) -> None:
-        if self.load_in_4bit and self.distributed.strategy in ("fsdp", "deepspeed-zero3"):
+        if self.load_in_4bit and self.distributed.strategy == "fsdp":
             raise ConfigError(
                 f"sft.load_in_4bit cannot be sharded with sft.distributed.strategy {self.distributed.strategy} "
                 "(a sharded 4-bit base needs bf16 quant storage, not wired): use ddp, or load_in_4bit false"
