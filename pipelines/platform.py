@@ -62,7 +62,8 @@ def _default_resources() -> dict[str, StageResources]:
     return {
         "data": StageResources("1", "2", "4Gi", "8Gi", gpus=0, timeout_seconds=2 * 3600),
         "sft": StageResources(),
-        "merge": StageResources("2", "4", "32Gi", "48Gi", timeout_seconds=2 * 3600),
+        # peft's merge_and_unload in fp32 on the CPU: no GPU.
+        "merge": StageResources("2", "4", "32Gi", "48Gi", gpus=0, timeout_seconds=2 * 3600),
         "rlaif": StageResources(),
         "reward": StageResources(),
         "ppo": StageResources(memory_request="48Gi", memory_limit="96Gi"),

@@ -25,10 +25,10 @@ REGENERATE = "rlhf compile --output pipelines/compiled --manifests manifests/bas
 # Pipeline -> the stages that run on a GPU, each with an image of its own.
 GPU_STAGES = {
     **{
-        name: ("sft", "merge", "reward", tuner, "eval")
+        name: ("sft", "reward", tuner, "eval")
         for name, tuner in (("rlhf", "ppo"), ("dpo", "dpo"), ("rest", "rest"), ("grpo", "grpo"))
     },
-    "rlaif": ("sft", "merge", "rlaif", "reward", "ppo", "eval"),
+    "rlaif": ("sft", "rlaif", "reward", "ppo", "eval"),
 }
 
 
@@ -74,7 +74,9 @@ def test_training_stages_are_separate_gpu_executors(fresh, pipeline):
             acc = executors[name]["container"]["resources"]["accelerator"]
             assert acc["resourceType"] == "nvidia.com/gpu" and int(acc["resourceCount"]) >= 1, name
     assert len(by_image[image_for("merge")]) == 2  # merge_sft and merge_ppo / merge_dpo / ...
-    assert "accelerator" not in executors[by_image[image_for("data")][0]]["container"]["resources"]
+    # No pod holds a GPU it does not use: data prep, and merge (fp32 on the CPU).
+    for name in by_image[image_for("data")] + by_image[image_for("merge")]:
+        assert "accelerator" not in executors[name]["container"]["resources"], name
 
 
 def _assert_rest_chain(ir: dict, n: int) -> None:

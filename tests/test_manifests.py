@@ -140,6 +140,8 @@ def test_gpu_cluster_overlay_sets_node_pool(built):
                 where = f"{version['spec']['pipelineName']}: {name}"
                 assert k8s[name]["nodeSelector"]["labels"].get("node-pool") == "rlhf-gpu", where
                 assert {t.get("key") for t in k8s[name]["tolerations"]} >= {"nvidia.com/gpu", "dedicated"}, where
+            else:  # the pool holds only what uses its GPUs
+                assert "node-pool" not in k8s.get(name, {}).get("nodeSelector", {}).get("labels", {}), name
 
 
 def test_promoted_model_lands_on_the_gpu_pool(built):
