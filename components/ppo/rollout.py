@@ -25,7 +25,7 @@ class RunningMoments:
     def update(self, x: torch.Tensor) -> None:
         """Add `x`; under data parallelism the values of every rank (one all-reduce of count, sum, sum of squares)."""
         x = x.double()
-        n, sums, squares = all_reduce_sum(torch.stack([torch.tensor(x.numel()).double(), x.sum(), (x**2).sum()]))
+        n, sums, squares = all_reduce_sum(torch.stack([x.new_tensor(x.numel()), x.sum(), (x**2).sum()]))
         n, mean = int(n.item()), (sums / n).item()
         var = max((squares / n).item() - mean**2, 0.0)
         total = self.count + n

@@ -137,7 +137,7 @@ def divergence(cfg: PPOConfig, raw_rewards: torch.Tensor, mean_kl: float) -> str
     """Why this step's rollout (all ranks') must not be trained on, or None."""
     finite = torch.isfinite(raw_rewards)
     bad, n, total = distributed.all_reduce_sum(
-        torch.stack([(~finite).sum().float(), torch.tensor(float(raw_rewards.numel())), raw_rewards[finite].sum()])
+        torch.stack([(~finite).sum().float(), raw_rewards.new_tensor(raw_rewards.numel()), raw_rewards[finite].sum()])
     ).tolist()
     if bad:
         return f"reward is NaN/inf for {bad:.0f} of {n:.0f} responses"
@@ -167,12 +167,12 @@ def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mean = total / n
     (squares,) = distributed.all_reduce_sum(((x - mean) ** 2 * mask).sum().reshape(1)).tolist()
     var = squares / n * n / max(n - 1, 1)
-    return (x - mean) * torch.rsqrt(torch.tensor(var + 1e-8, dtype=x.dtype)) * mask
+    return (x - mean) * (var + 1e-8) ** -0.5 * mask
 
 
 def global_mean_kl(kl: torch.Tensor) -> float:
     """The sequence-level KL (the quantity target_kl refers to), averaged over every rank's responses."""
-    total, n = distributed.all_reduce_sum(torch.stack([kl.sum(), torch.tensor(float(len(kl)))])).tolist()
+    total, n = distributed.all_reduce_sum(torch.stack([kl.sum(), kl.new_tensor(len(kl))])).tolist()
     return total / n
 
 

@@ -1,0 +1,95 @@
+"""Every tensor a stage makes lives on its model's device: the PPO step, its reductions, sampling, the eval, the
+RLAIF judge and `rlhf generate`, run with their models on a GPU that the CPU stands in for (`tests.fake_gpu`).
+On a real GPU, `make gpu-check` runs the same paths on CUDA."""
+
+import math
+
+import pytest
+import torch
+
+from kfrlhf.common import models
+from kfrlhf.eval.config import EvalConfig
+from kfrlhf.eval.evaluate import evaluate
+from kfrlhf.ppo.config import PPOConfig
+from kfrlhf.ppo.rollout import RunningMoments
+from kfrlhf.ppo.trainer import divergence, global_mean_kl, run_ppo, whiten
+from kfrlhf.rlaif import judge as judge_module
+from kfrlhf.serve.generate import Generator
+from tests import word_task
+from tests.fake_gpu import DeviceMix, marked, on_fake_gpu
+from tests.word_task import PROMPTS, tiny_lm, tiny_tokenizer
+
+QUESTIONS = [f"Question: Why do people like {t}?\n\nAnswer: " for t in ("tea", "maps", "bees", "kites")]
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """Inside: `models.device()` is cuda, and tensors there are marked CPU tensors that refuse CPU partners."""
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(models, "device", lambda: cuda)
+    monkeypatch.setattr(judge_module, "device", lambda: cuda)
+    with on_fake_gpu():
+        yield cuda
+
+
+def test_the_stand_in_refuses_what_cuda_refuses(gpu):
+    x = torch.ones(3, device=gpu)
+    assert x.device == torch.device("cuda", 0) and x.is_cuda and marked(x * 2 + x.sum())
+    with pytest.raises(DeviceMix):
+        torch.stack([x.sum(), torch.tensor(3.0)])  # the GPU issue's crash: a CPU count stacked with CUDA sums
+    with pytest.raises(DeviceMix):
+        x + torch.ones(3)
+    with pytest.raises(TypeError, match="numpy"):
+        x.numpy()
+    # What CUDA accepts: a CPU scalar in an element-wise op, CPU indices, copies both ways.
+    assert marked(x * torch.tensor(2.0)) and marked(x[torch.tensor([0, 2])])
+    assert not marked(x.cpu()) and x.cpu().tolist() == [1.0, 1.0, 1.0] and marked(torch.zeros(3).to(x.device))
+    assert marked(x.new_tensor(5)) and marked(torch.zeros_like(x)) and marked(x.float().long())
+
+
+def test_ppo_reductions_stay_on_the_device(gpu):
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0], device=gpu)
+    moments = RunningMoments()
+    moments.update(x)
+    assert moments.count == 4 and moments.mean == pytest.approx(2.5)
+    assert marked(moments.normalize(x))
+    assert divergence(PPOConfig(), x, 0.1) is None
+    assert "NaN/inf for 1 of 4" in divergence(PPOConfig(), torch.tensor([1.0, math.nan, 0.0, 1.0], device=gpu), 0.1)
+    assert global_mean_kl(x) == pytest.approx(2.5)
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]], device=gpu)
+    white = whiten(torch.tensor([[1.0, 2.0], [3.0, 9.0]], device=gpu), mask)
+    assert marked(white) and white[1, 1].item() == 0.0 and white.sum().item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_ppo_steps_with_the_policy_on_the_gpu(gpu):
+    tok = tiny_tokenizer()
+    model = tiny_lm(tok).to(gpu)
+    cfg = PPOConfig(
+        steps=2, batch_size=8, mini_batch_size=4, ppo_epochs=1, min_new_tokens=3, max_new_tokens=5,
+        max_prompt_length=16, lora_r=4, lora_alpha=8, lora_dropout=0.0, missing_eos_penalty=1.0, seed=0,
+    )  # fmt: skip
+
+    def reward(prompts, responses):  # a scorer's answer comes back on the CPU, as RewardScorer's does
+        return word_task.target_fraction(responses)
+
+    result = run_ppo(cfg, model, tok, PROMPTS, reward)
+    assert len(result["history"]) == 2 and all(math.isfinite(h["policy_loss"]) for h in result["history"])
+    assert all(marked(p) for p in model.parameters())
+
+
+def test_eval_with_both_models_on_the_gpu(gpu, tiny_lm_dir, reward_dir, tmp_path):
+    cfg = EvalConfig(num_prompts=4, max_new_tokens=4, batch_size=2, num_samples=2, second_judge=str(reward_dir[0]))
+    report = evaluate(cfg, str(tiny_lm_dir), str(tiny_lm_dir), str(reward_dir[0]), QUESTIONS, tmp_path)
+    assert report["kl"] == pytest.approx(0.0, abs=1e-5) and report["win_rate"] == 0.5
+    assert report["win_rate_second_judge"] == 0.5
+
+
+def test_the_rlaif_judge_on_the_gpu(gpu, tiny_lm_dir):
+    judge = judge_module.LMJudge(str(tiny_lm_dir), ["Be kind."], batch_size=2)
+    scores = judge(QUESTIONS[:3], ["Yes.", "No.", "Maybe."], ["No.", "Yes.", "Maybe."])
+    assert not marked(scores) and scores.shape == (3,) and torch.isfinite(scores).all()  # back on the CPU
+
+
+def test_rlhf_generate_on_the_gpu(gpu, tiny_lm_dir):
+    answers = Generator(tiny_lm_dir)(QUESTIONS[:2], {"max_new_tokens": 4}, seed=0)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
