@@ -27,6 +27,7 @@ from kfp import compiler
 from kfp.compiler.compiler_utils import KubernetesManifestOptions
 from kfp.compiler.pipeline_spec_builder import extract_comments_from_pipeline_spec
 
+from kfrlhf.pipelines.images import image_repository
 from kfrlhf.pipelines.platform import DISTRIBUTED_STAGES, ClusterSettings, make_configure
 from kfrlhf.pipelines.registry import PIPELINES
 from kfrlhf.pipelines.run_config import RunConfig
@@ -165,23 +166,30 @@ def compile_all(
     output_dir.mkdir(parents=True, exist_ok=True)
     written = [p for name in PIPELINES for p in compile_pipeline(name, output_dir, settings, config)]
     if manifests_dir is not None:
-        written += _copy_manifests([p for p in written if p.name.endswith(".k8s.yaml")], Path(manifests_dir))
+        written += _copy_manifests([p for p in written if p.name.endswith(".k8s.yaml")], Path(manifests_dir), settings)
     if overlays_dir is not None:
         written += _name_overlays(Path(overlays_dir), settings.tag)
     return written
 
 
-def _copy_manifests(k8s_files: list[Path], manifests_dir: Path) -> list[Path]:
+def _copy_manifests(k8s_files: list[Path], manifests_dir: Path, settings: ClusterSettings) -> list[Path]:
+    """The `.k8s.yaml` copies and a Component listing them that also points the base's cache-init hook at
+    the compiled data image (registry, tag or digest): the base lists it under `components:`, so its
+    `images:` reaches the hook's Job."""
     manifests_dir.mkdir(parents=True, exist_ok=True)
     copies = [Path(shutil.copyfile(src, manifests_dir / src.name)) for src in k8s_files]
+    data = {"name": image_repository("data"), "newName": image_repository("data", settings.registry)}
+    digest = settings.digests.get("data")
+    data.update({"digest": digest} if digest else {"newTag": settings.tag})
     kustomization = manifests_dir / "kustomization.yaml"
     kustomization.write_text(
         "# Written by `rlhf compile`; do not edit.\n"
         + yaml.safe_dump(
             {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
+                "apiVersion": "kustomize.config.k8s.io/v1alpha1",
+                "kind": "Component",
                 "resources": sorted(p.name for p in copies),
+                "images": [data],
             },
             sort_keys=False,
         )

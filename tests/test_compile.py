@@ -212,3 +212,23 @@ def test_committed_files_match_a_fresh_compile(fresh):
         )
         for n in names:
             assert (committed / n).read_text() == (new / n).read_text(), f"{committed / n} is stale; run {REGENERATE}"
+
+
+def test_compile_retargets_the_cache_init_hook_image(tmp_path):
+    """The base's cache-init Job pulls the data image the pipelines were compiled for."""
+    import shutil
+    import subprocess
+
+    shutil.copytree(ROOT / "manifests" / "base", tmp_path / "base")
+    digest = "sha256:" + "ab" * 32
+    settings = ClusterSettings(registry="mirror.example/ml", tag="v9", digests={"data": digest})
+    compile_all(tmp_path / "compiled", settings, tmp_path / "base" / "pipelines")
+    out = subprocess.run(["kubectl", "kustomize", str(tmp_path / "base")], capture_output=True, text=True, check=True)
+    objects = list(yaml.safe_load_all(out.stdout))
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"mirror.example/ml/kubeflow-rlhf-data@{digest}"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    rlhf = next(o for o in objects if o["kind"] == "PipelineVersion" and o["spec"]["pipelineName"] == "rlhf")
+    executors = rlhf["spec"]["pipelineSpec"]["deploymentSpec"]["executors"]
+    assert executors["exec-prepare-data"]["container"]["image"] == container["image"]  # the same image
