@@ -85,8 +85,6 @@ def cmd_run(args) -> int:
 
     from .local_run import run_local
 
-    if not args.output.strip():
-        raise ValueError("--output must name a directory, got an empty string")
     cfg = _load(args)
     # W&B goes online only when asked on the command line (and not WANDB_MODE=offline), with a key it accepts.
     asked = args.report_to == "wandb" and os.environ.get("WANDB_MODE", "online") == "online"
@@ -178,10 +176,9 @@ def cmd_generate(args) -> int:
 
 
 def cmd_models_prepare(args) -> int:
-    from kfrlhf.common.packaged_models import SMOLLM2, prepare_smollm2, resolve
+    from kfrlhf.common.packaged_models import prepare, resolve
 
-    path = prepare_smollm2(args.output) if args.name == SMOLLM2 else resolve(args.name)
-    print(path)
+    print(prepare(args.name, args.output) if args.output is not None else resolve(args.name))
     return 0
 
 
@@ -263,19 +260,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from kfrlhf.pipelines.console import Stopped
-
+    try:
+        args = build_parser().parse_args(argv)
+        from kfrlhf.pipelines.console import Stopped
+    except KeyboardInterrupt:
+        print("rlhf: stopped by Ctrl-C", file=sys.stderr)
+        return 130
+    command = " ".join(["rlhf", *(argv if argv is not None else sys.argv[1:])])
     try:
         return args.func(args)
     except Stopped as stop:
-        command = " ".join(["rlhf", *(argv if argv is not None else sys.argv[1:])])
-        print(
-            f"rlhf {args.command}: stopped by SIGTERM {stop}; to resume, run the same command again: {command}",
-            file=sys.stderr,
-        )
-        return 143
+        print(f"rlhf {args.command}: stopped {stop}; to resume, run the same command again: {command}", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:  # outside the pipeline call (pre-flight, building the pipeline, the report)
+        print(f"rlhf {args.command}: stopped by Ctrl-C; run the same command again: {command}", file=sys.stderr)
+        return 130
     except Exception as err:  # ConfigError and DataError are ValueErrors; anything else is one line too
         if args.debug:
             raise

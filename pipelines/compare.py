@@ -100,23 +100,42 @@ def gain_kl_svg(rows: list[dict]) -> str:
     return svg_figure(parts, "reward gain against KL")
 
 
+PAGE_START = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>rlhf compare</title>"
+
+
 def html_page(rows: list[dict]) -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in HEADER)
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells(r)) + "</tr>" for r in rows)
     return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>rlhf compare</title><style>{CSS}</style></head>"
+        f"{PAGE_START}<style>{CSS}</style></head>"
         f"<body><h1>Runs compared</h1><table><tr>{head}</tr>{body}</table>"
         f"<h2>Reward gain (± 2 standard errors) against KL(tuned ‖ SFT)</h2><figure>{gain_kl_svg(rows)}</figure>"
         "</body></html>\n"
     )
 
 
+# How compare's own files begin: the only compare.md / compare.html it replaces (a user's are refused).
+OWN_START = {"compare.md": "| " + " | ".join(HEADER) + " |", "compare.html": PAGE_START}
+
+
+def check_output(output: str | Path) -> Path:
+    """`output` if compare may write its two files there: it sits beside the runs, so it may hold anything else."""
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output {out} is a file, not a directory: give the directory for compare.md/.html")
+    for name, start in OWN_START.items():
+        path = out / name
+        if path.exists() and not (path.is_file() and path.read_text(errors="replace").startswith(start)):
+            raise ValueError(f"--output {out} holds a {name} that rlhf compare did not write: give another directory")
+    return out
+
+
 def compare(run_dirs: list[str | Path], output: str | Path | None = None) -> str:
     """The text table of `run_dirs`; with `output`, compare.md and compare.html written there."""
+    out = check_output(output) if output is not None else None
     rows = [load_run(d) for d in run_dirs]
-    if output is not None:
-        out = Path(output)
+    if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "compare.md").write_text(markdown_table(rows))
         (out / "compare.html").write_text(html_page(rows))

@@ -27,6 +27,7 @@ from kfp import compiler
 from kfp.compiler.compiler_utils import KubernetesManifestOptions
 from kfp.compiler.pipeline_spec_builder import extract_comments_from_pipeline_spec
 
+from kfrlhf.common.outputs import check_output_dir
 from kfrlhf.pipelines.images import image_repository
 from kfrlhf.pipelines.platform import DISTRIBUTED_STAGES, ClusterSettings, make_configure
 from kfrlhf.pipelines.registry import PIPELINES
@@ -162,11 +163,15 @@ def compile_all(
 ) -> list[Path]:
     """Compile every pipeline in PIPELINES (defaults from `config`, a RunConfig); return the paths written."""
     settings = settings or ClusterSettings()
-    output_dir = Path(output_dir)
+    # Only into new directories or ones holding nothing but what compile writes: a user's file is never replaced.
+    written_names = frozenset(f"{n}{ext}" for n in PIPELINES for ext in (".yaml", ".k8s.yaml")) | {"kustomization.yaml"}
+    output_dir = check_output_dir(output_dir, "compile", written_names)
+    if manifests_dir is not None:
+        manifests_dir = check_output_dir(manifests_dir, "compile", written_names, "--manifests")
     output_dir.mkdir(parents=True, exist_ok=True)
     written = [p for name in PIPELINES for p in compile_pipeline(name, output_dir, settings, config)]
     if manifests_dir is not None:
-        written += _copy_manifests([p for p in written if p.name.endswith(".k8s.yaml")], Path(manifests_dir), settings)
+        written += _copy_manifests([p for p in written if p.name.endswith(".k8s.yaml")], manifests_dir, settings)
     if overlays_dir is not None:
         written += _name_overlays(Path(overlays_dir), settings.tag)
     return written

@@ -35,8 +35,15 @@ LABELS = {
 }
 
 
+SIGNAL_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}
+
+
 class Stopped(BaseException):
-    """SIGTERM reached `rlhf run` (a BaseException: kfp's orchestrator must not swallow it)."""
+    """SIGTERM or Ctrl-C reached `rlhf run` (a BaseException: kfp's orchestrator must not swallow it)."""
+
+    def __init__(self, when: str, signum: int = signal.SIGTERM):
+        super().__init__(f"by {SIGNAL_NAMES[signum]} {when}")
+        self.exit_code = 128 + signum
 
 
 class Console:
@@ -47,7 +54,7 @@ class Console:
         self.index, self.task, self.log = 0, "", None
         self.times: dict[str, float] = {}
         self.failure: tuple[str, str] | None = None  # (task, last error line)
-        self.stopping, self.proc, self._bar, self._drawn = False, None, None, 0.0
+        self.stopping, self.proc, self._bar, self._drawn = 0, None, None, 0.0  # stopping: the signal number
 
     def say(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -85,9 +92,9 @@ class Console:
 
     def _stop(self, signum, frame):
         """SIGTERM or Ctrl-C: the running stage saves a checkpoint and exits 143, then the run stops."""
-        self.stopping = True
+        self.stopping = signum
         if self.proc is None:
-            raise Stopped(f"after {self.label(self.task)}" if self.task else "before the first stage")
+            raise Stopped(f"after {self.label(self.task)}" if self.task else "before the first stage", signum)
         # The task runs under `sh -c` in its own process group (out of the terminal's Ctrl-C): signal
         # the whole group, or the shell would die and leave the stage running to its end.
         os.killpg(self.proc.pid, signal.SIGTERM)
@@ -95,7 +102,7 @@ class Console:
     @contextlib.contextmanager
     def _task(self, task: str):
         if self.stopping:
-            raise Stopped(f"after {self.label(self.task)}")
+            raise Stopped(f"after {self.label(self.task)}", self.stopping)
         outer, self.task, self._bar = self.log, task, None
         self.index += 1
         started = time.time()
@@ -110,12 +117,12 @@ class Console:
         status = "failed" if self.failure and self.failure[0] == task else "done"
         self._line(f"{self.label(task):<22} {status} in {self.times[task]:.0f} s")
         if self.stopping:
-            raise Stopped(f"during {self.label(task)}")
+            raise Stopped(f"during {self.label(task)}", self.stopping)
 
     def _run(self, full_command: list[str], env_vars: dict | None = None) -> int:
         """kfp's run_local_subprocess, with the output split on newlines and tqdm's carriage returns."""
         if self.stopping:
-            raise Stopped(f"during {self.label(self.task)}")
+            raise Stopped(f"during {self.label(self.task)}", self.stopping)
         env = {**os.environ, **(env_vars or {}), "PYTHONUNBUFFERED": "1"}
         last_error, pending = "", b""
         with subprocess.Popen(  # noqa: S603

