@@ -54,6 +54,21 @@ def add_compile_parser(subparsers) -> argparse.ArgumentParser:
         help="run a training stage as a TrainJob of N nodes with its --gpus each, e.g. ppo=4 (repeatable)",
     )
     p.add_argument(
+        "--gpu-node-selector",
+        action="append",
+        default=[],
+        metavar="LABEL=VALUE",
+        help="the GPU pool's node label, instead of nvidia.com/gpu.present=true (which needs GPU Feature "
+        "Discovery), e.g. cloud.google.com/gke-accelerator=nvidia-h100-80gb (repeatable)",
+    )
+    p.add_argument(
+        "--image-pull-secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a docker-registry secret every pod and TrainJob node pulls its image with (repeatable)",
+    )
+    p.add_argument(
         "--nccl",
         action="append",
         default=[],
@@ -89,6 +104,14 @@ def _compile(args) -> int:
             )
             return 2
         settings.digests[target] = digest
+    for item in args.gpu_node_selector:
+        label, _, value = item.partition("=")
+        if not label or not value:
+            print(f"--gpu-node-selector {item!r}: expected LABEL=VALUE", file=sys.stderr)
+            return 2
+    if args.gpu_node_selector:
+        settings.node_selector = dict(item.partition("=")[::2] for item in args.gpu_node_selector)
+    settings.image_pull_secrets = list(args.image_pull_secret)
     for item in args.nccl:
         name, _, value = item.partition("=")
         if not name.startswith("NCCL_") or not value:

@@ -89,7 +89,8 @@ class ClusterSettings:
     # Dockerfile target -> pushed digest (sha256:...): images named by digest instead of the tag.
     digests: dict[str, str] = field(default_factory=dict)
     resources: dict[str, StageResources] = field(default_factory=_default_resources)
-    # GPU node pool: applied to stages with gpus > 0.
+    # GPU node pool: applied to stages with gpus > 0. The label needs NVIDIA GPU Feature Discovery; without it
+    # (GKE-managed drivers, EKS's plain device plugin) choose another: `rlhf compile --gpu-node-selector`.
     node_selector: dict[str, str] = field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
     tolerations: list[dict] = field(
         default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -104,6 +105,8 @@ class ClusterSettings:
     # NCCL_* env for every pod with several GPUs and every TrainJob node (`rlhf compile --nccl`), e.g.
     # NCCL_SOCKET_IFNAME, NCCL_IB_HCA, NCCL_DEBUG.
     nccl_env: dict[str, str] = field(default_factory=dict)
+    # Secrets (kubernetes.io/dockerconfigjson) for pulling the images: every pod and TrainJob node.
+    image_pull_secrets: list[str] = field(default_factory=list)
     cache_pvc: str = "rlhf-model-cache"
     cache_mount_path: str = "/cache"
     # Argo retries a task only while now < first attempt's start + backoff maxDuration, and caps a
@@ -160,6 +163,7 @@ def node_template(settings: ClusterSettings, stage: str) -> NodeTemplate:
         run_as_group=settings.run_as_group,
         labels=dict(settings.pod_labels),
         timeout_seconds=res.timeout_seconds,
+        image_pull_secrets=list(settings.image_pull_secrets),
     )
 
 
@@ -181,6 +185,8 @@ def make_configure(settings: ClusterSettings):
                 kubernetes.add_node_selector(task, key, value)
             for tol in settings.tolerations:
                 kubernetes.add_toleration(task, **tol)
+        if settings.image_pull_secrets:
+            kubernetes.set_image_pull_secrets(task, list(settings.image_pull_secrets))
         for secret, key_to_env in settings.secret_env.items():
             kubernetes.use_secret_as_env(task, secret, key_to_env, optional=True)
         kubernetes.mount_pvc(task, settings.cache_pvc, settings.cache_mount_path)

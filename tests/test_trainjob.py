@@ -20,7 +20,7 @@ import yaml
 
 from kfrlhf.common.checkpoint import checkpoint_root
 from kfrlhf.common.launcher import entry_point
-from kfrlhf.common.trainjob import trainjob_manifest, with_launcher_pod
+from kfrlhf.common.trainjob import NodeTemplate, trainjob_manifest, with_launcher_pod
 from kfrlhf.common.trainjob_run import TrainJobFailed, TrainJobPreempted, TrainJobWatch, job_name, run_trainjob
 from kfrlhf.pipelines import cli_cluster
 from kfrlhf.pipelines.cli import main
@@ -498,3 +498,27 @@ def test_the_gpu_cluster_overlay_reaches_the_trainjob_pods(schema, tmp_path):
         {"key": "dedicated", "operator": "Equal", "value": "rlhf-gpu", "effect": "NoSchedule"},
     ]
     assert pod["serviceAccountName"] == "rlhf-pipeline-runner"
+
+
+@pytest.mark.skipif(not TOOL.exists(), reason=f"kfp-argo-compile not found at {TOOL}")
+def test_compile_chooses_the_gpu_node_label_and_pull_secrets_for_every_pod_and_node(tmp_path):
+    label = "cloud.google.com/gke-accelerator=nvidia-h100-80gb"
+    argv = ["compile", "--output", str(tmp_path), "--gpu-node-selector", label, "--image-pull-secret", "regcred"]
+    assert main(argv + ["--nodes", "ppo=2"]) == 0
+    pods = stage_pods(_compile(tmp_path / "rlhf.yaml"))
+    for name, pod in pods.items():
+        assert [s["secretName"] for s in pod["k8s"]["imagePullSecret"]] == ["regcred"], name
+        if "accelerator" in pod["container"]["resources"]:
+            assert pod["k8s"]["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+    env = {e["name"]: e["value"] for e in pods["exec-ppo"]["container"]["env"]}
+    template = NodeTemplate(**json.loads(env["RLHF_TRAINJOB_TEMPLATE"]))
+    pod = node_pod(trainjob_manifest("rlhf-ppo-x", "kubeflow-rlhf", template, 2, 1, ["python"]))["spec"]
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_the_run_identity_carries_the_pull_secret_to_the_hook():
+    (account,) = yaml.safe_load_all((ROOT / "manifests/base/serviceaccount.yaml").read_text())
+    (job,) = yaml.safe_load_all((ROOT / "manifests/base/cache-init.yaml").read_text())
+    assert account["imagePullSecrets"] == [{"name": "rlhf-registry"}]
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
