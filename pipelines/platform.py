@@ -164,6 +164,7 @@ def node_template(settings: ClusterSettings, stage: str) -> NodeTemplate:
         labels=dict(settings.pod_labels),
         timeout_seconds=res.timeout_seconds,
         image_pull_secrets=list(settings.image_pull_secrets),
+        launcher=res.nodes > 1,
     )
 
 

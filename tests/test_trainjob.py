@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from kfrlhf.common.checkpoint import checkpoint_root
+from kfrlhf.common.config import ConfigError
 from kfrlhf.common.launcher import entry_point
 from kfrlhf.common.trainjob import NodeTemplate, trainjob_manifest, with_launcher_pod
 from kfrlhf.common.trainjob_run import TrainJobFailed, TrainJobPreempted, TrainJobWatch, job_name, run_trainjob
@@ -172,7 +173,7 @@ def test_a_multi_node_stage_compiles_to_a_launcher_pod(tmp_path):
     ppo, sft = pods["exec-ppo"], pods["exec-sft"]
     assert "accelerator" not in ppo["container"]["resources"] and not ppo["k8s"].get("nodeSelector")
     template = {e["name"]: e["value"] for e in ppo["container"]["env"]}["RLHF_TRAINJOB_TEMPLATE"]
-    assert json.loads(template)["gpus"] == 8
+    assert json.loads(template)["gpus"] == 8 and json.loads(template)["launcher"] is True
     assert sft["container"]["resources"]["accelerator"]["resourceCount"] == "1"  # the others are unchanged
 
 
@@ -347,13 +348,14 @@ def test_a_retry_adopts_the_earlier_attempts_running_job(tmp_path, monkeypatch):
     assert calls[-1] == ("DELETE", f"{JOBS}/rlhf-ppo-test")
 
 
-def attempt(scenario: str, hostname: str, tmp_path, monkeypatch, nodes_write) -> tuple[object, str]:
+def attempt(scenario: str, hostname: str, tmp_path, monkeypatch, nodes_write, compiled_nodes=2) -> tuple[object, str]:
     """One attempt of the PPO task (pod `hostname`) with 2 nodes against the fake API: what
     `run_trainjob` returns or raises, and its log. `nodes_write(args, result_file)` plays the nodes."""
     from kfrlhf.common import trainjob_run
     from kfrlhf.common.distributed import DistributedConfig
 
     settings = ClusterSettings(cache_mount_path=str(tmp_path / "cache"))
+    settings.resources["ppo"].nodes = compiled_nodes
     monkeypatch.setenv("RLHF_TRAINJOB_TEMPLATE", node_template(settings, "ppo").to_env())
     monkeypatch.setenv("RLHF_CHECKPOINT_ROOT", str(tmp_path / "cache" / "checkpoints"))
     monkeypatch.setenv("POD_NAMESPACE", "kubeflow-rlhf")
@@ -441,6 +443,13 @@ def test_a_preempted_multi_node_task_exits_143_is_retried_and_resumes(tmp_path, 
 
     result, log = attempt("retried", "launcher-b", tmp_path, monkeypatch, resuming_nodes)
     assert result == {"steps": 4} and found == ["step-2"], log
+
+
+def test_nodes_set_at_run_time_on_a_one_node_task_is_refused_before_anything_starts(tmp_path, monkeypatch):
+    """Its pod holds a GPU: launching a TrainJob from it would leave that GPU idle for the whole job."""
+    with pytest.raises(ConfigError, match="rlhf compile --nodes ppo=2"):
+        attempt("success", "launcher-a", tmp_path, monkeypatch, finish, compiled_nodes=1)
+    assert FakeTrainerAPI.calls == []
 
 
 def test_the_job_name_is_the_tasks_whatever_the_pod(monkeypatch):

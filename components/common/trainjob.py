@@ -26,6 +26,8 @@ API_GROUP, API_VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 NODE = "node"  # the torch-distributed runtime's replicated job and container
 MANAGER = "kubeflow-rlhf"
 CACHE_VOLUME = "model-cache"
+# On every node's pod: the NetworkPolicy rlhf-trainjob-nodes lets the nodes reach each other.
+NODE_LABEL = "kubeflow-rlhf/trainjob-node"
 SHM_VOLUME = "dshm"
 SHM_GI_PER_PROCESS = 2  # /dev/shm for NCCL's shared-memory transport and data loaders (default 64 MiB)
 
@@ -58,6 +60,7 @@ class NodeTemplate:
     timeout_seconds: int = 0
     image_pull_secrets: list[str] = field(default_factory=list)
     service_account: str = ""  # empty: the namespace's default; at run time, the launcher pod's
+    launcher: bool = False  # the task was compiled as a GPU-less launcher (`rlhf compile --nodes STAGE=N`)
 
     def to_env(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -150,6 +153,7 @@ def trainjob_manifest(
         pod["imagePullSecrets"] = [{"name": name} for name in template.image_pull_secrets]
     if template.service_account:
         pod["serviceAccountName"] = template.service_account
+    node = {"metadata": {"labels": {**template.labels, NODE_LABEL: "true"}}, "spec": pod}
     spec = {
         "runtimeRef": {"name": runtime, "kind": "ClusterTrainingRuntime", "apiGroup": API_GROUP},
         "trainer": {
@@ -164,9 +168,7 @@ def trainjob_manifest(
             {
                 "manager": MANAGER,
                 "trainingRuntimeSpec": {
-                    "template": {
-                        "spec": {"replicatedJobs": [{"name": NODE, "template": {"spec": {"template": {"spec": pod}}}}]}
-                    }
+                    "template": {"spec": {"replicatedJobs": [{"name": NODE, "template": {"spec": {"template": node}}}]}}
                 },
             }
         ],

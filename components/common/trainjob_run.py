@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .checkpoint import PREEMPTED_EXIT
+from .config import ConfigError
 from .distributed import DistributedConfig
 from .trainjob import API_GROUP, API_VERSION, PLURAL, NodeTemplate, trainjob_manifest, with_launcher_pod
 
@@ -94,10 +95,17 @@ def build_trainjob(
 
 def run_trainjob(target: str, section: str, kwargs: dict, dist: DistributedConfig, inputs, output: str) -> dict:
     """Run `target(**kwargs)` as a TrainJob of `dist.nodes` nodes; rank 0's result."""
+    template = NodeTemplate.from_env()
+    if template.gpus and not template.launcher:
+        raise ConfigError(
+            f"{section}.distributed.nodes={dist.nodes}: this task was compiled for one node and holds "
+            f"{template.gpus} GPU(s) that would idle for the whole TrainJob; compile it as a launcher "
+            f"(`rlhf compile --nodes {section}={dist.nodes}`), or run with {section}.distributed.nodes=1"
+        )
     namespace = current_namespace()
     _, core = clients()
     launcher = core.read_namespaced_pod(os.environ["HOSTNAME"], namespace)  # this task's own pod
-    template = with_launcher_pod(NodeTemplate.from_env(), core.api_client.sanitize_for_serialization(launcher)["spec"])
+    template = with_launcher_pod(template, core.api_client.sanitize_for_serialization(launcher)["spec"])
     workdir = workdir_of(template, kwargs[output])
     result_file = workdir / "result.json"
 
