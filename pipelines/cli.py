@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 
 from kfrlhf.common.config import ConfigError, from_dict, parse_set
@@ -45,6 +46,39 @@ SUMMARY_KEYS = (
     "win_rate_second_judge",
     "wall_time_s",
 )
+
+
+# The numeric options of every subcommand that has them: (flag, lowest, highest), checked before any work.
+RANGES = {
+    "batch_size": ("--batch-size", 1, 4096),
+    "seed": ("--seed", 0, 2**32 - 1),
+    "nodes": ("--nodes", 1, 1024),
+    "gpus_per_node": ("--gpus-per-node", 0, 64),
+    "timeout": ("--timeout", 1, 366 * 24 * 3600),
+}
+# Kubernetes names: a namespace is a DNS-1123 label, a service account a DNS-1123 subdomain.
+K8S_NAMES = {
+    "namespace": ("--namespace", re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"), "a DNS-1123 label"),
+    "service_account": (
+        "--service-account",
+        re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?"),
+        "a DNS-1123 subdomain",
+    ),
+}
+
+
+def check_arguments(args) -> None:
+    for attr, (flag, low, high) in RANGES.items():
+        value = getattr(args, attr, None)
+        if isinstance(value, (int, float)) and not low <= value <= high:  # NaN fails too
+            raise ValueError(f"{flag} must be from {low:,} to {high:,}, got {value}")
+    for attr, (flag, pattern, kind) in K8S_NAMES.items():
+        value = getattr(args, attr, None)
+        if value is not None and not pattern.fullmatch(value):
+            raise ValueError(
+                f"{flag} {value!r} is not {kind}: lower-case letters, digits and '-', starting and ending with "
+                "a letter or digit"
+            )
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -153,10 +187,12 @@ def cmd_data_check(args) -> int:
 def cmd_generate(args) -> int:
     import json
 
-    from kfrlhf.data.config import DataConfig
+    from kfrlhf.data.config import DataConfig, check_template
     from kfrlhf.data.prepare import model_prompt
     from kfrlhf.serve import generate as gen
 
+    if args.template is not None:
+        check_template(args.template, "--template")
     source = gen.resolve(args.model)
     template = args.template or source.template or DataConfig().template
     raw = [args.prompt] if args.prompt is not None else gen.read_prompts(args.prompts)
@@ -268,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     command = " ".join(["rlhf", *(argv if argv is not None else sys.argv[1:])])
     try:
+        check_arguments(args)
         return args.func(args)
     except Stopped as stop:
         print(f"rlhf {args.command}: stopped {stop}; to resume, run the same command again: {command}", file=sys.stderr)

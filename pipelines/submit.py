@@ -48,6 +48,22 @@ def _declared(spec: dict) -> set[str]:
     return set(spec["root"]["inputDefinitions"]["parameters"])
 
 
+def package_parameters(package: str | Path) -> set[str]:
+    """The parameters of a compiled pipeline file; a file that is none is one line naming it."""
+    try:
+        spec = next(yaml.safe_load_all(Path(package).read_text(encoding="utf-8")), None)
+    except OSError as err:
+        raise ValueError(f"--package {package}: {err.strerror or err}") from None
+    except (UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ValueError(f"--package {package} is not a YAML file: {' '.join(str(err).split())[:200]}") from None
+    try:
+        return _declared(spec)
+    except (AttributeError, KeyError, TypeError):
+        raise ValueError(
+            f"--package {package} is not a compiled KFP pipeline (no root.inputDefinitions): use rlhf compile"
+        ) from None
+
+
 def _taken(arguments: dict, declared: set[str]) -> dict:
     return {k: v for k, v in arguments.items() if k in declared}
 
@@ -82,6 +98,8 @@ def submit(
 ) -> tuple[str, str | None]:
     """Create a run of the deployed `pipeline` (or of a local `package`); return (run URL, final state or None)."""
     arguments = pipeline_arguments(params_yaml, preset, overrides)
+    if package:  # checked before the host is contacted
+        arguments = _taken(arguments, package_parameters(package))
     with _api_errors(host):
         return _create_run(
             host,
@@ -121,7 +139,7 @@ def _create_run(
     if package:
         result = client.create_run_from_pipeline_package(
             str(package),
-            arguments=_taken(arguments, _declared(next(yaml.safe_load_all(Path(package).read_text())))),
+            arguments=arguments,
             run_name=run_name or Path(package).name.split(".")[0],
             experiment_name=experiment,
             namespace=namespace,

@@ -272,7 +272,7 @@ def test_deeplake_wrong_schema(tmp_path):
 def test_unreadable_sources(tmp_path):
     with pytest.raises(data.DataError, match=r"nowhere.jsonl: no such file or directory"):
         data.load_sft(str(tmp_path / "nowhere.jsonl"), CFG)
-    (tmp_path / "x.jsonl.gz").write_bytes(b"not gzip")
+    (tmp_path / "x.jsonl.gz").write_bytes(b"\x1f\x8b not gzip after its magic bytes")
     with pytest.raises(data.DataError, match=r"x.jsonl.gz: cannot read the file"):
         data.load_sft(str(tmp_path / "x.jsonl.gz"), CFG)
     with pytest.raises(data.DataError, match=r"^al://nobody/nothing: could not open the deeplake dataset"):

@@ -203,7 +203,7 @@ def test_a_prompt_file_row_without_a_prompt_is_refused(tmp_path, capsys):
     prompts.write_text('{"prompt": "Hi?"}\n{"text": "Why?"}\n')
     assert main(["generate", "--model", str(tmp_path), "--prompts", str(prompts)]) == 2
     assert "neither a run directory" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="row 2: expected a JSON object with a `prompt` or `question` string"):
+    with pytest.raises(ValueError, match="row 2: expected a `prompt` or `question` string"):
         read_prompts(prompts)
 
 

@@ -3,7 +3,8 @@
 Sources, tried in this order:
 - a deeplake URI (`hub://`, `al://`, `s3://`, `gcs://`, `azure://` ...): `deeplake.open_read_only`,
   with the token from `ACTIVELOOP_TOKEN` when set;
-- a local file: `.jsonl`/`.json` (JSON Lines or one JSON array), optionally `.gz`; `.parquet`, `.csv`;
+- a local file, recognised by content (gzip and Parquet by their magic bytes, JSON by its first character)
+  whatever its name: JSON Lines or one JSON array, gzipped or not; Parquet; else `.csv` by name;
 - a local directory: a deeplake 4 dataset (has `_deeplake_log/`), a `datasets` `save_to_disk`
   directory (Dataset or DatasetDict, then `split` picks one), else `datasets.load_dataset(dir)`;
 - an `org/name` id: `datasets.load_dataset(id, split=split)` from the Hugging Face hub;
@@ -116,12 +117,19 @@ def _open(source: str, split: str):
         return "row", _hf_rows(source, split, builder="json")
     path = Path(source)
     if path.is_file():
+        opener, head = peek(source)
         name = path.name.lower()
-        if name.endswith(_JSON_SUFFIXES):
-            return _json_rows(source)
-        if name.endswith((".parquet", ".csv")):
-            return "row", _hf_rows(source, split, builder=path.suffix[1:])
-        raise DataError(source, "unsupported file type (expected .jsonl, .json, .jsonl.gz, .parquet or .csv)")
+        if head.startswith((b"[", b"{")) or (not head and name.endswith(_JSON_SUFFIXES)):
+            return _json_rows(source, opener, head)
+        if head.startswith(b"PAR1") or name.endswith(".parquet"):
+            return "row", _hf_rows(source, split, builder="parquet")
+        if name.endswith(".csv"):
+            return "row", _hf_rows(source, split, builder="csv")
+        if name.endswith(_JSON_SUFFIXES):  # not JSON after all: the first line's error
+            return _json_rows(source, opener, head)
+        raise DataError(
+            source, "unsupported file type (expected JSON Lines or a JSON array, gzipped or not, Parquet or .csv)"
+        )
     if path.is_dir():
         if (path / "_deeplake_log").is_dir():
             return "row", _deeplake_rows(source)
@@ -133,13 +141,19 @@ def _open(source: str, split: str):
     raise DataError(source, "no such file or directory, and not a hub id (org/name) or deeplake URI")
 
 
-def _json_rows(source: str):
-    opener = gzip.open if source.lower().endswith(".gz") else open
+def peek(source: str | Path):
+    """`(opener, head)`: gzip.open for a gzip file (by its magic bytes, whatever its name), else open; the
+    first bytes of the (decompressed) content without a BOM and leading whitespace."""
     try:
+        with open(source, "rb") as f:
+            opener = gzip.open if f.read(2) == b"\x1f\x8b" else open
         with opener(source, "rb") as f:
-            head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+            return opener, f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
     except (OSError, EOFError) as err:
         raise DataError(source, f"cannot read the file: {err}") from None
+
+
+def _json_rows(source: str, opener, head: bytes):
     if head.startswith(b"["):
         return "record", _json_array_rows(source, opener)
     return "line", _jsonl_rows(source, opener)

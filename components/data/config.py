@@ -48,10 +48,10 @@ class DataConfig(StageConfig):
         check_template(self.template)
 
 
-def check_template(template: str) -> None:
+def check_template(template: str, what: str = "data.template") -> None:
     try:
         ok = "{question}" in template and template.format(question="") is not None
     except (KeyError, IndexError, ValueError):
         ok = False
     if not ok:
-        raise ConfigError(f"data.template must contain {{question}} and no other fields, got {template!r}")
+        raise ConfigError(f"{what} must contain {{question}} and no other fields, got {template!r}")

@@ -55,15 +55,28 @@ def resolve(model: str | Path) -> Source:
 
 
 def read_prompts(path: str | Path) -> list[str]:
-    """A JSONL file (a `prompt` or `question` per row) or a text file (a prompt per line)."""
-    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not str(path).endswith(".jsonl"):
-        return lines
-    prompts = [json.loads(line) for line in lines]
-    prompts = [row.get("prompt", row.get("question")) if isinstance(row, dict) else None for row in prompts]
-    missing = [i for i, p in enumerate(prompts, 1) if not isinstance(p, str)]
-    if missing:
-        raise ValueError(f"{path} row {missing[0]}: expected a JSON object with a `prompt` or `question` string")
+    """JSON (JSON Lines or an array; a `prompt` or `question` per row) or text (a prompt per line), gzipped
+    or not: recognised by content, whatever the file's name."""
+    from kfrlhf.common.data_sources import DataError, peek, read_rows
+
+    opener, head = peek(path)
+    if head.startswith((b"{", b"[")):
+        prompts = []
+        for n, row in read_rows(str(path)):
+            prompt = row.get("prompt", row.get("question"))
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise DataError(path, "expected a `prompt` or `question` string that is not empty", n)
+            prompts.append(prompt)
+    else:
+        try:
+            with opener(path, "rt", encoding="utf-8") as f:
+                prompts = [line for line in f.read().splitlines() if line.strip()]
+        except UnicodeDecodeError as err:
+            raise DataError(
+                path, f"not valid UTF-8 text (byte offset {err.start}): give JSONL or UTF-8 lines"
+            ) from None
+    if not prompts:
+        raise DataError(path, "no prompts: the file is empty")
     return prompts
 
 
