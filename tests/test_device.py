@@ -1,6 +1,6 @@
 """Every tensor a stage makes lives on its model's device: the PPO step, its reductions, sampling, the eval, the
-RLAIF judge and `rlhf generate`, run with their models on a GPU that the CPU stands in for (`tests.fake_gpu`).
-On a real GPU, `make gpu-check` runs the same paths on CUDA."""
+RLAIF judge and `rlhf generate`, run with their models on a GPU: a real one where CUDA is available (the GPU
+check, `make gpu-check`, runs this file there), else one that the CPU stands in for (`tests.fake_gpu`)."""
 
 import math
 
@@ -16,7 +16,7 @@ from kfrlhf.ppo.trainer import divergence, global_mean_kl, run_ppo, whiten
 from kfrlhf.rlaif import judge as judge_module
 from kfrlhf.serve.generate import Generator
 from tests import word_task
-from tests.fake_gpu import DeviceMix, marked, on_fake_gpu
+from tests.fake_gpu import on_fake_gpu
 from tests.word_task import PROMPTS, tiny_lm, tiny_tokenizer
 
 QUESTIONS = [f"Question: Why do people like {t}?\n\nAnswer: " for t in ("tea", "maps", "bees", "kites")]
@@ -24,27 +24,34 @@ QUESTIONS = [f"Question: Why do people like {t}?\n\nAnswer: " for t in ("tea", "
 
 @pytest.fixture
 def gpu(monkeypatch):
-    """Inside: `models.device()` is cuda, and tensors there are marked CPU tensors that refuse CPU partners."""
+    """The device the models go to: CUDA, real or stood in for (then tensors there refuse CPU partners)."""
     cuda = torch.device("cuda")
+    if torch.cuda.is_available():
+        yield cuda
+        return
     monkeypatch.setattr(models, "device", lambda: cuda)
     monkeypatch.setattr(judge_module, "device", lambda: cuda)
     with on_fake_gpu():
         yield cuda
 
 
+def on_gpu(x: torch.Tensor) -> bool:
+    return x.device.type == "cuda"
+
+
 def test_the_stand_in_refuses_what_cuda_refuses(gpu):
     x = torch.ones(3, device=gpu)
-    assert x.device == torch.device("cuda", 0) and x.is_cuda and marked(x * 2 + x.sum())
-    with pytest.raises(DeviceMix):
+    assert x.device == torch.device("cuda", 0) and x.is_cuda and on_gpu(x * 2 + x.sum())
+    with pytest.raises(RuntimeError, match="same device"):
         torch.stack([x.sum(), torch.tensor(3.0)])  # the GPU issue's crash: a CPU count stacked with CUDA sums
-    with pytest.raises(DeviceMix):
+    with pytest.raises(RuntimeError, match="same device"):
         x + torch.ones(3)
     with pytest.raises(TypeError, match="numpy"):
         x.numpy()
     # What CUDA accepts: a CPU scalar in an element-wise op, CPU indices, copies both ways.
-    assert marked(x * torch.tensor(2.0)) and marked(x[torch.tensor([0, 2])])
-    assert not marked(x.cpu()) and x.cpu().tolist() == [1.0, 1.0, 1.0] and marked(torch.zeros(3).to(x.device))
-    assert marked(x.new_tensor(5)) and marked(torch.zeros_like(x)) and marked(x.float().long())
+    assert on_gpu(x * torch.tensor(2.0)) and on_gpu(x[torch.tensor([0, 2])])
+    assert not on_gpu(x.cpu()) and x.cpu().tolist() == [1.0, 1.0, 1.0] and on_gpu(torch.zeros(3).to(x.device))
+    assert on_gpu(x.new_tensor(5)) and on_gpu(torch.zeros_like(x)) and on_gpu(x.float().long())
 
 
 def test_ppo_reductions_stay_on_the_device(gpu):
@@ -52,13 +59,13 @@ def test_ppo_reductions_stay_on_the_device(gpu):
     moments = RunningMoments()
     moments.update(x)
     assert moments.count == 4 and moments.mean == pytest.approx(2.5)
-    assert marked(moments.normalize(x))
+    assert on_gpu(moments.normalize(x))
     assert divergence(PPOConfig(), x, 0.1) is None
     assert "NaN/inf for 1 of 4" in divergence(PPOConfig(), torch.tensor([1.0, math.nan, 0.0, 1.0], device=gpu), 0.1)
     assert global_mean_kl(x) == pytest.approx(2.5)
     mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]], device=gpu)
     white = whiten(torch.tensor([[1.0, 2.0], [3.0, 9.0]], device=gpu), mask)
-    assert marked(white) and white[1, 1].item() == 0.0 and white.sum().item() == pytest.approx(0.0, abs=1e-5)
+    assert on_gpu(white) and white[1, 1].item() == 0.0 and white.sum().item() == pytest.approx(0.0, abs=1e-5)
 
 
 def test_ppo_steps_with_the_policy_on_the_gpu(gpu):
@@ -74,7 +81,7 @@ def test_ppo_steps_with_the_policy_on_the_gpu(gpu):
 
     result = run_ppo(cfg, model, tok, PROMPTS, reward)
     assert len(result["history"]) == 2 and all(math.isfinite(h["policy_loss"]) for h in result["history"])
-    assert all(marked(p) for p in model.parameters())
+    assert all(on_gpu(p) for p in model.parameters())
 
 
 def test_eval_with_both_models_on_the_gpu(gpu, tiny_lm_dir, reward_dir, tmp_path):
@@ -87,7 +94,7 @@ def test_eval_with_both_models_on_the_gpu(gpu, tiny_lm_dir, reward_dir, tmp_path
 def test_the_rlaif_judge_on_the_gpu(gpu, tiny_lm_dir):
     judge = judge_module.LMJudge(str(tiny_lm_dir), ["Be kind."], batch_size=2)
     scores = judge(QUESTIONS[:3], ["Yes.", "No.", "Maybe."], ["No.", "Yes.", "Maybe."])
-    assert not marked(scores) and scores.shape == (3,) and torch.isfinite(scores).all()  # back on the CPU
+    assert not on_gpu(scores) and scores.shape == (3,) and torch.isfinite(scores).all()  # back on the CPU
 
 
 def test_rlhf_generate_on_the_gpu(gpu, tiny_lm_dir):
