@@ -311,7 +311,9 @@ def _egress_allowed(policy: dict, namespace: str, port: int, protocol: str = "TC
 
 def test_network_policy(built):
     for overlay, objects in built.items():
-        (policy,) = [o for o in objects if o["kind"] == "NetworkPolicy"]
+        policies = {o["metadata"]["name"]: o for o in objects if o["kind"] == "NetworkPolicy"}
+        assert set(policies) == {"rlhf-pipeline-pods", "rlhf-trainjob-nodes"}, overlay  # the nodes': test_trainjob
+        policy = policies["rlhf-pipeline-pods"]
         assert policy["spec"]["podSelector"]["matchLabels"] == ClusterSettings().pod_labels, overlay
         assert policy["spec"]["ingress"] == [] and "Ingress" in policy["spec"]["policyTypes"]
         allowed = lambda ns, port, proto="TCP", p=policy: _egress_allowed(p, ns, port, proto)  # noqa: E731

@@ -531,3 +531,37 @@ def test_the_run_identity_carries_the_pull_secret_to_the_hook():
     (job,) = yaml.safe_load_all((ROOT / "manifests/base/cache-init.yaml").read_text())
     assert account["imagePullSecrets"] == [{"name": "rlhf-registry"}]
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
+
+
+def _allowed(policies: list[dict], direction: str, pod: dict, peer: dict, port: int) -> bool:
+    """Whether the namespace's NetworkPolicies let `pod` (labels) take `direction` traffic from or to `peer`
+    (labels, same namespace) on TCP `port`: the union of the rules of every policy that selects `pod`."""
+    key, side = {"ingress": ("Ingress", "from"), "egress": ("Egress", "to")}[direction]
+    selecting = [p["spec"] for p in policies if p["spec"]["podSelector"]["matchLabels"].items() <= pod.items()]
+    selecting = [s for s in selecting if key in s["policyTypes"]]
+    if not selecting:
+        return True
+    for spec in selecting:
+        for rule in spec.get(direction, []):
+            peers = rule.get(side)
+            matched = peers is None or any(
+                "podSelector" in p and p["podSelector"]["matchLabels"].items() <= peer.items() for p in peers
+            )
+            ports = rule.get("ports")
+            if matched and (ports is None or any(p["port"] == port for p in ports)):
+                return True
+    return False
+
+
+def test_the_network_policies_let_trainjob_nodes_reach_each_other_and_only_them(capsys):
+    policies = list(yaml.safe_load_all((ROOT / "manifests/base/networkpolicy.yaml").read_text()))
+    assert main(["render-trainjob", "--stage", "ppo", "--nodes", "2", "--gpus-per-node", "8"]) == 0
+    node = node_pod(yaml.safe_load(capsys.readouterr().out))["metadata"]["labels"]
+    stage = dict(ClusterSettings().pod_labels)  # a KFP stage pod
+    assert node.items() >= stage.items()  # the stage pods' policy covers the nodes
+    for port in (29500, 41234):  # the master port, a port NCCL picked
+        assert _allowed(policies, "ingress", node, node, port) and _allowed(policies, "egress", node, node, port)
+    assert not _allowed(policies, "ingress", node, stage, 29500)  # no other pod reaches a node
+    assert not _allowed(policies, "egress", node, {"app": "elsewhere"}, 29500)
+    assert _allowed(policies, "egress", node, {"app": "huggingface"}, 443)
+    assert not _allowed(policies, "ingress", stage, node, 29500)  # nor does a node reach a stage pod
