@@ -340,3 +340,11 @@ def test_cache_init_job_makes_the_pvc_writable(built):
         assert container["image"] == images.image_for("data")
         script = " ".join(container["args"])
         assert env["HF_HOME"] in script and env["RLHF_CHECKPOINT_ROOT"] in script and "chmod 2775" in script
+
+
+def test_the_cache_is_read_write_many_except_on_a_single_node(built):
+    """SFT and reward run at the same time and a TrainJob mounts the cache on every node."""
+    for overlay, objects in built.items():
+        (pvc,) = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+        expected = ["ReadWriteOnce"] if overlay == "local" else ["ReadWriteMany"]
+        assert pvc["spec"]["accessModes"] == expected, overlay
