@@ -11,10 +11,10 @@ summed into the stages every pipeline shares (data, SFT, reward, merge, eval, ga
 from __future__ import annotations
 
 import html
-import json
 import math
 from pathlib import Path
 
+from kfrlhf.common.outputs import read_report
 from kfrlhf.eval.report import BLUE, CSS, svg_axes, svg_figure
 
 # KFP task name (kfp.local names a task after its component) -> the column its seconds add to.
@@ -37,14 +37,18 @@ HEADER = ("run", "pipeline", "reward gain ± stderr", "z", "KL", "win rate", "wa
 def load_run(run_dir: str | Path) -> dict:
     """One finished run's row: the headline figures and the seconds per stage column."""
     path = Path(run_dir) / "report.json"
-    try:
-        report = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{run_dir} is not a finished run (rlhf run --output DIR): no report.json") from None
+    if not path.is_file():
+        raise ValueError(f"{run_dir} is not a finished run (rlhf run --output DIR): no report.json")
+    report = read_report(path, ("reward_gain", "kl", "win_rate"))
+    times = report.get("stage_times_s", {})
+    if not isinstance(times, dict) or not all(isinstance(s, (int, float)) for s in times.values()):
+        raise ValueError(f"{path}: stage_times_s must map task names to seconds")
     stages = dict.fromkeys(STAGE_COLUMNS, 0.0)
-    for task, seconds in report.get("stage_times_s", {}).items():
+    for task, seconds in times.items():
         stages[SHARED_TASKS.get(task, "tune")] += seconds
-    gain, se = report["reward_gain"], report["reward_gain_stderr"]
+    gain, se = report["reward_gain"], report.get("reward_gain_stderr", math.nan)
+    if isinstance(se, bool) or not isinstance(se, (int, float)):
+        raise ValueError(f"{path}: reward_gain_stderr must be a number, got {str(se)[:60]}")
     return {
         "run": Path(run_dir).name,
         "pipeline": report.get("pipeline", "?"),

@@ -3,6 +3,7 @@ line on stderr naming the problem (file and row where there is one), no tracebac
 `rlhf run --output` left uncreated. `rlhf run` fails in its pre-flight, before any model loads.
 """
 
+import gzip
 import json
 import subprocess
 import sys
@@ -124,6 +125,12 @@ DATA_CASES = {
     "mistyped-local-path": ("sft_dataset", "data/train.csv", None, "data/train.csv: no such file or directory"),
     "broken-csv": ("sft_dataset", "d.csv", b'question,response\n"a,b\n', "d.csv: could not be loaded as a CSV file"),
     "broken-parquet": ("sft_dataset", "d.parquet", b"PAR", "d.parquet: could not be loaded as a Parquet file"),
+    "later-column-refused-by-row": (
+        "prompt_dataset",
+        "q.jsonl",
+        lines({"question": "q1"}, {"prompt": "p2"}),
+        "q.jsonl line 2: missing column 'question'",
+    ),
     "too-few-rows": (
         "prompt_dataset",
         "q.jsonl",
@@ -201,6 +208,12 @@ CONFIG_CASES = {
         "sft.lora_target_modules: query_key_value not in tiny-opt (its layers: ",
     ),
     "max-rows-3": (None, ["--set", "data.max_rows=3"], "sample: 3 rows leave 1 held out"),
+    "yaml12-sexagesimal": (None, ["--set", "ppo.steps=1:30"], "ppo.steps: expected an integer, got '1:30'"),
+    "yaml11-no-is-not-false": ("sft:\n  packing: no\n", [], "sft.packing: expected true/false, got 'no'"),
+    "yaml12-octal-looking-int": ("ppo:\n  batch_size: 010\n", [], "ppo.batch_size (10) must be divisible"),
+    "rest-iterations-huge": (None, ["--set", "rest.iterations=100000"], "rest.iterations must be from 1 to 50"),
+    "chat-template-missing-dir": (None, ["--set", "data.chat_template=./nope"], "data.chat_template './nope': no such"),
+    "chat-template-without-one": (None, ["--set", "data.chat_template=tiny-opt"], "has no chat template"),
 }
 
 # name: (argv, expected text): command-line mistakes outside the config.
@@ -214,6 +227,90 @@ CLI_CASES = {
         ["submit", "--host", "http://127.0.0.1:9", "--preset", "tiny"],
         "cannot reach the KFP API at http://127.0.0.1:9: ",
     ),
+}
+
+MODEL = {"m/config.json": b"{}", "m/model.safetensors": b"", "m/tokenizer.json": b"{}"}  # enough to resolve
+RUN = {"run/report.json": json.dumps({"models": {"sft": "gone/sft", "tuned": "gone/tuned"}}).encode()}
+GEN = ["generate", "--model", "m"]
+SUBMIT = ["submit", "--host", "http://127.0.0.1:9"]
+TRAINJOB = ["render-trainjob", "--stage", "ppo", "--nodes", "1", "--gpus-per-node", "1"]
+
+
+def report(**values) -> dict:
+    return {"run/report.json": json.dumps(values).encode() if values else b'{"reward_gain": 1'}
+
+
+# name: (files to create {path: bytes}, argv, expected text): commands other than `rlhf run` and their files.
+FILE_CASES = {
+    # read what users give the way they mean it
+    "prompts-empty-file": ({**MODEL, "p.txt": b""}, [*GEN, "--prompts", "p.txt"], "p.txt: no prompts"),
+    "prompts-gzip-jsonl-row-without-prompt": (
+        {**MODEL, "p.DATA": gzip.compress(b'{"prompt": "a"}\n{"text": "b"}\n')},
+        [*GEN, "--prompts", "p.DATA"],
+        "p.DATA row 2: expected a `prompt` or `question` string",
+    ),
+    "prompts-json-array-empty-prompt": (
+        {**MODEL, "p.txt": b'[{"prompt": " "}]'},
+        [*GEN, "--prompts", "p.txt"],
+        "p.txt row 1: expected a `prompt` or `question` string",
+    ),
+    "template-without-field": ({**MODEL}, [*GEN, "--prompt", "hi", "--template", "Q: "], "--template must contain"),
+    # numeric arguments, Kubernetes names, files checked before any work
+    "batch-size-zero": (MODEL, [*GEN, "--prompt", "hi", "--batch-size", "0"], "--batch-size must be from 1 to"),
+    "seed-negative": (MODEL, [*GEN, "--prompt", "hi", "--seed", "-1"], "--seed must be from 0 to"),
+    "gpus-per-node-negative": ({}, [*TRAINJOB[:-1], "-1"], "--gpus-per-node must be from 0 to 64, got -1"),
+    "nodes-zero": ({}, [*TRAINJOB[:4], "0", *TRAINJOB[5:]], "--nodes must be from 1 to 1,024, got 0"),
+    "timeout-nan": ({}, [*SUBMIT, "--timeout", "nan"], "--timeout must be from 1 to"),
+    "namespace-not-dns-1123": ({}, [*TRAINJOB, "--namespace", "My_Team"], "--namespace 'My_Team' is not a DNS-1123"),
+    "service-account-with-space": ({}, [*SUBMIT, "--service-account", "a b"], "--service-account 'a b' is not a DNS"),
+    "submit-package-missing": ({}, [*SUBMIT, "--package", "nope.yaml"], "--package nope.yaml: No such file"),
+    "submit-package-not-a-pipeline": (
+        {"p.yaml": b"a: 1\n"},
+        [*SUBMIT, "--package", "p.yaml"],
+        "--package p.yaml is not a compiled KFP pipeline",
+    ),
+    "model-dir-without-weights": (
+        {"m/config.json": b"{}", "m/tokenizer.json": b"{}"},
+        [*GEN, "--prompt", "hi"],
+        "m holds no model weights",
+    ),
+    "model-dir-without-tokenizer": (
+        {"m/config.json": b"{}", "m/model.safetensors": b""},
+        [*GEN, "--prompt", "hi"],
+        "m holds no tokenizer",
+    ),
+    # reports other commands read
+    "report-truncated": (report(), ["compare", "run"], "run/report.json cannot be read (Expecting"),
+    "report-non-finite": (
+        {"run/report.json": b'{"reward_gain": NaN, "kl": 1, "win_rate": 0.5}'},
+        ["compare", "run"],
+        "reward_gain must be a finite number, got nan",
+    ),
+    "report-missing-keys": (report(reward_gain=1.0), ["compare", "run"], "run/report.json has no kl, win_rate"),
+    "report-wrong-shape": ({"run/report.json": b"[1, 2]"}, ["compare", "run"], "expected a JSON object, got list"),
+    "run-models-moved": (RUN, ["generate", "--model", "run", "--prompt", "hi"], "the run's sft model run/gone/sft is"),
+    "run-config-invalid-yaml": (
+        {**RUN, "run/gone/sft/x": b"", "run/gone/tuned/x": b"", "run/config.yaml": b"data: [\n"},
+        ["generate", "--model", "run", "--prompt", "hi"],
+        "run/config.yaml is not valid YAML",
+    ),
+    # a new set, in categories beyond the issue's
+    "stage-times-wrong-shape": (
+        report(reward_gain=1.0, kl=1.0, win_rate=0.5, stage_times_s=[1]),
+        ["compare", "run"],
+        "stage_times_s must map task names to seconds",
+    ),
+    "prompts-binary-file": ({**MODEL, "p.txt": b"\xff\xfe\x00a"}, [*GEN, "--prompts", "p.txt"], "not valid UTF-8"),
+    "prompts-truncated-gzip": (
+        {**MODEL, "p.gz": gzip.compress(b'{"prompt": "a"}\n' * 50)[:30]},
+        [*GEN, "--prompts", "p.gz"],
+        "p.gz: cannot read the file",
+    ),
+    "models-prepare-empty-output": ({}, ["models", "prepare", "all-minilm-l6-v2", "--output", ""], "--output must"),
+    "compile-empty-output": ({}, ["compile", "--output", " "], "--output must name a directory"),
+    "compare-a-file-as-run": ({"r.txt": b"x"}, ["compare", "r.txt"], "r.txt is not a finished run"),
+    "report-json-is-a-folder": ({"run/report.json/x": b""}, ["compare", "run"], "run is not a finished run"),
+    "render-trainjob-namespace-too-long": ({}, [*TRAINJOB, "--namespace", "a" * 64], "is not a DNS-1123 label"),
 }
 
 # What each case stands for; every case is in one (test_every_case_has_a_category).
@@ -255,7 +352,53 @@ CATEGORIES = {
         "set-key-then-section",
     ],
     "commands": ["data-check-non-data-set", "submit-dead-port"],
+    "read as meant": [
+        "prompts-empty-file",
+        "prompts-gzip-jsonl-row-without-prompt",
+        "prompts-json-array-empty-prompt",
+        "template-without-field",
+        "yaml12-sexagesimal",
+        "yaml11-no-is-not-false",
+        "yaml12-octal-looking-int",
+        "later-column-refused-by-row",
+    ],
+    "checked before work": [
+        "batch-size-zero",
+        "seed-negative",
+        "gpus-per-node-negative",
+        "nodes-zero",
+        "timeout-nan",
+        "namespace-not-dns-1123",
+        "service-account-with-space",
+        "submit-package-missing",
+        "submit-package-not-a-pipeline",
+        "model-dir-without-weights",
+        "model-dir-without-tokenizer",
+        "rest-iterations-huge",
+        "chat-template-missing-dir",
+        "chat-template-without-one",
+    ],
+    "reports other commands read": [
+        "report-truncated",
+        "report-non-finite",
+        "report-missing-keys",
+        "report-wrong-shape",
+        "run-models-moved",
+        "run-config-invalid-yaml",
+    ],
 }
+# The new set, written for issue 25 in categories beyond the ones above (README "Reliability" counts them).
+NEW_SET = [
+    "stage-times-wrong-shape",
+    "prompts-binary-file",
+    "prompts-truncated-gzip",
+    "models-prepare-empty-output",
+    "compile-empty-output",
+    "compare-a-file-as-run",
+    "report-json-is-a-folder",
+    "render-trainjob-namespace-too-long",
+]
+CATEGORIES["new set"] = NEW_SET
 
 
 def fails_cleanly(capsys, tmp_path: Path, argv: list[str], expected: str) -> str:
@@ -265,6 +408,7 @@ def fails_cleanly(capsys, tmp_path: Path, argv: list[str], expected: str) -> str
     assert rc != 0
     assert err.count("\n") == 1 and err.startswith(f"rlhf {argv[0]}: error: "), err
     assert "Traceback" not in err + out
+    assert "rlhf --debug shows the traceback" not in err  # an internal error: the message must name the input
     assert expected in err, err
     assert not (tmp_path / "out").exists()
     return err
@@ -299,9 +443,45 @@ def test_bad_command_line(case, capsys, tmp_path, monkeypatch):
     fails_cleanly(capsys, tmp_path, argv, expected)
 
 
+@pytest.mark.parametrize("case", FILE_CASES)
+def test_bad_input_of_other_commands(case, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    files, argv, expected = FILE_CASES[case]
+    for name, content in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(content)
+    fails_cleanly(capsys, tmp_path, argv, expected)
+
+
 def test_every_case_has_a_category():
     listed = [case for cases in CATEGORIES.values() for case in cases]
-    assert sorted(listed) == sorted([*DATA_CASES, *CONFIG_CASES, *CLI_CASES])
+    assert sorted(listed) == sorted([*DATA_CASES, *CONFIG_CASES, *CLI_CASES, *FILE_CASES])
+
+
+def test_an_internal_error_is_caught_by_the_check(capsys, monkeypatch):
+    """The line every case is checked against: an unexpected exception type in a command."""
+    from kfrlhf.pipelines import compare
+
+    monkeypatch.setattr(compare, "compare", lambda runs, output: {}["x"])
+    assert main(["compare", "r"]) == 2
+    assert capsys.readouterr().err == "rlhf compare: error: KeyError: 'x' (rlhf --debug shows the traceback)\n"
+
+
+@pytest.mark.parametrize("where", ["pre-flight", "pipeline"])
+def test_ctrl_c_is_one_line_and_exit_130(where, capsys, monkeypatch, tmp_path):
+    import signal
+
+    from kfrlhf.pipelines import local_run
+    from kfrlhf.pipelines.console import Stopped
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt if where == "pre-flight" else Stopped("during [4/9] ppo", signal.SIGINT)
+
+    monkeypatch.setattr(local_run, "run_local", interrupted)
+    assert main(["run", "--output", str(tmp_path / "x")]) == 130
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("rlhf run: stopped by Ctrl-C") and "Traceback" not in out + err
+    assert ("during [4/9] ppo; to resume" in err) == (where == "pipeline")
 
 
 def test_accepted_first_row_without_prompt(tmp_path):

@@ -6,6 +6,8 @@ accept a directory holding only those names.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 MARKER = ".rlhf-output"
@@ -43,3 +45,28 @@ def _marked_by(path: Path) -> str | None:
         return (path / MARKER).read_text().strip().removeprefix("rlhf ")
     except (OSError, UnicodeDecodeError):
         return None
+
+
+def read_report(path: str | Path, numbers: tuple[str, ...] = (), mappings: tuple[str, ...] = ()) -> dict:
+    """A JSON report another command wrote (report.json), with finite `numbers` and `mappings` of text;
+    anything else (truncated, non-finite, missing keys, wrong shape) is one line naming the file."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        problem = err.strerror if isinstance(err, OSError) else " ".join(str(err).split())[:200]
+        raise ValueError(f"{path} cannot be read ({problem}): run the command that writes it again") from None
+    if not isinstance(report, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(report).__name__}")
+    missing = [key for key in (*numbers, *mappings) if key not in report]
+    if missing:
+        raise ValueError(f"{path} has no {', '.join(missing)}: not a finished rlhf run's report (run it again)")
+    for key in numbers:
+        value = report[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{path}: {key} must be a finite number, got {str(value)[:60]}")
+    for key in mappings:
+        value = report[key]
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueError(f"{path}: {key} must map names to paths, got {str(value)[:60]}")
+    return report

@@ -20,6 +20,7 @@ import logging
 import random
 import unicodedata
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from kfrlhf.common.data_sources import DataError, is_remote, read_jsonl, read_rows, scan, write_jsonl
 
@@ -91,10 +92,34 @@ def preflight(cfg: DataConfig) -> None:
     problem = format_problem(cfg)
     if problem:
         raise ConfigError(problem)
+    check_chat_template(cfg.chat_template)
     sources = [(cfg.sft_dataset, "sft"), (cfg.preference_dataset, "preference"), (cfg.prompt_dataset, "prompts")]
     for source, kind in sources:
         if source and not is_remote(source):  # empty: derived from the preference pairs
             check_held_out(source, _load(source, kind, cfg), cfg)
+
+
+def check_chat_template(name: str) -> None:
+    """A `data.chat_template` on this machine (a directory, a tiny or packaged model) has a chat template;
+    a hub id is left to the data stage, as remote datasets are."""
+    from kfrlhf.common.models import is_tiny
+    from kfrlhf.common.packaged_models import is_packaged
+
+    from .chat import chat_tokenizer
+
+    if not name or not (is_tiny(name) or is_packaged(name) or "/" in name or name.startswith(".")):
+        return
+    if not (is_tiny(name) or is_packaged(name) or Path(name).is_dir()):
+        if not is_remote(name):
+            raise ConfigError(f"data.chat_template {name!r}: no such directory (give a model name or its directory)")
+        return
+    try:
+        chat_tokenizer(name)
+    except (OSError, ValueError) as err:
+        problem = " ".join(str(err).split())[:300]
+        raise ConfigError(
+            problem if "data.chat_template" in problem else f"data.chat_template {name!r}: {problem}"
+        ) from None
 
 
 def check_held_out(source: str, rows: list, cfg: DataConfig) -> None:

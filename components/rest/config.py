@@ -15,6 +15,8 @@ from kfrlhf.common.config import (
     from_dict,
 )
 
+MAX_ITERATIONS = 50  # the pipeline is unrolled: more would build (and run) thousands of tasks
+
 
 @dataclass
 class RESTConfig(TrainerFields, LoraFields, SamplingFields):
@@ -38,7 +40,10 @@ class RESTConfig(TrainerFields, LoraFields, SamplingFields):
 
     section: ClassVar[str] = "rest"
     RULES: ClassVar[dict] = dict(
-        iterations=POSITIVE,
+        iterations=(
+            lambda v: 0 < v <= MAX_ITERATIONS,
+            f"from 1 to {MAX_ITERATIONS} (each is a Grow and an Improve task)",
+        ),
         samples_per_prompt=POSITIVE,
         num_prompts=NON_NEGATIVE,
         max_new_tokens=POSITIVE,

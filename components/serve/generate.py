@@ -13,7 +13,6 @@ scores both answers with the run's reward model.
 
 from __future__ import annotations
 
-import json
 import shutil
 import textwrap
 from dataclasses import dataclass
@@ -21,9 +20,10 @@ from itertools import zip_longest
 from pathlib import Path
 
 import torch
-import yaml
 
+from kfrlhf.common.config import load_yaml
 from kfrlhf.common.models import RewardScorer, load_pretrained_causal_lm, load_tokenizer
+from kfrlhf.common.outputs import read_report
 
 DEFAULTS = {"max_new_tokens": 128, "do_sample": True}
 
@@ -44,14 +44,31 @@ def resolve(model: str | Path) -> Source:
     """A run directory (its report.json names the models) or a merged model directory."""
     path = Path(model)
     if (path / "report.json").is_file():
-        models = json.loads((path / "report.json").read_text()).get("models")
-        if not models:
-            raise ValueError(f"{path}/report.json names no models (a run from before `rlhf generate`: run it again)")
-        config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").is_file() else {}
-        return Source({k: path / v for k, v in models.items()}, (config.get("data") or {}).get("template"))
+        models = read_report(path / "report.json", mappings=("models",))["models"]
+        if not {"sft", "tuned"} <= set(models):
+            raise ValueError(f"{path}/report.json names no sft and tuned models (a run from before `rlhf generate`)")
+        for role, folder in models.items():
+            if not (path / folder).is_dir():
+                raise ValueError(f"{path}: the run's {role} model {path / folder} is missing (moved or deleted?)")
+        return Source({k: path / v for k, v in models.items()}, _run_template(path / "config.yaml"))
     if not (path / "config.json").is_file():
         raise ValueError(f"{path} is neither a run directory (report.json) nor a saved model (config.json)")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise ValueError(f"{path} holds no model weights (*.safetensors): give a merged model directory")
+    if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        raise ValueError(f"{path} holds no tokenizer (tokenizer.json): give a merged model directory")
     return Source({"tuned": path})
+
+
+def _run_template(path: Path) -> str | None:
+    """The prompt template in a run's config.yaml, or None without one."""
+    if not path.is_file():
+        return None
+    config = load_yaml(path, str(path))
+    template = ((config or {}).get("data") or {}).get("template") if isinstance(config, dict) else None
+    if template is not None and not isinstance(template, str):
+        raise ValueError(f"{path}: data.template must be text, got {str(template)[:60]}")
+    return template
 
 
 def read_prompts(path: str | Path) -> list[str]:
