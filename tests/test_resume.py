@@ -84,7 +84,7 @@ def final(stage: str, out: Path) -> dict:
     result = {k: v for k, v in json.loads((out / "metrics.json").read_text()).items() if k not in drop}
     if stage == "run_ppo_stage":
         for h in json.loads((out / "history.json").read_text()):
-            result.update({f"step {h['step']} {k}": v for k, v in h.items() if k not in drop})
+            result.update({f"step {h['step']} {k}": v for k, v in h.items() if k not in drop and k[:5] != "time_"})
     return result
 
 

@@ -124,19 +124,29 @@ def response_texts(rollouts: list[Rollout]) -> list[str]:
 
 
 def forward(model, value_head, input_ids, attention_mask, prompt_len: int, temperature: float):
-    """Logits (temperature-scaled, as sampled) and values at the positions that predict the response tokens."""
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids(attention_mask),
-        output_hidden_states=value_head is not None,
-        use_cache=False,
-    )
-    logits = out.logits[:, prompt_len - 1 : -1].float() / temperature
+    """Logits (temperature-scaled, as sampled) and values at the positions that predict the response tokens.
+
+    Only those positions go through the output layer (`logits_to_keep`: the prompt's vocabulary-wide logits are
+    never made), and the value head reads the output layer's input there (a hook), so no other layer's hidden
+    states are returned."""
+    found = []
+    head = model.get_output_embeddings()
+    hook = head.register_forward_hook(lambda m, args, out: found.append(args[0])) if value_head is not None else None
+    try:
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids(attention_mask),
+            use_cache=False,
+            logits_to_keep=input_ids.shape[1] - prompt_len + 1,  # from the prompt's last token; the last dropped
+        )
+    finally:
+        if hook is not None:
+            hook.remove()
+    logits = out.logits[:, :-1].float() / temperature
     values = None
     if value_head is not None:
-        hidden = out.hidden_states[-1][:, prompt_len - 1 : -1]
-        values = value_head(hidden.to(value_head.weight.dtype)).squeeze(-1)
+        values = value_head(found[-1][:, :-1].to(value_head.weight.dtype)).squeeze(-1)
     return logits, values
 
 

@@ -44,7 +44,7 @@ def kl_penalty_rewards(
     kl = (logprobs - ref_logprobs) * mask
     rewards = -kl_coef * kl
     last = (mask.sum(1).long() - 1).clamp(min=0)
-    rewards[torch.arange(len(scores)), last] += scores
+    rewards[torch.arange(len(scores), device=scores.device), last] += scores
     return rewards, kl
 
 

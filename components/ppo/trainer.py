@@ -68,6 +68,7 @@ from .state import PREFIX, VALUE_HEAD, load_checkpoint, save_checkpoint, save_va
 log = logging.getLogger(__name__)
 
 MAX_GRAD_NORM = 1.0
+PHASES = ("generate", "reward", "score", "update")  # a step's parts, timed in its metrics (time_<phase>_s)
 ROLLBACK_LR_FACTOR = 0.5
 
 
@@ -259,7 +260,9 @@ def run_ppo(
             batch = next(batches)[rank * share : (rank + 1) * share]  # this rank's prompts of the step
             n_new = length_rng.randint(cfg.min_new_tokens, cfg.max_new_tokens)
             r = generate(policy, tokenizer, batch, n_new, cfg)
+            clock = [t0, time.perf_counter()]  # phase ends: generate, reward, score, update
             raw = torch.as_tensor(reward_fn(batch, r.texts), dtype=torch.float).reshape(-1).to(r.mask.device)
+            clock.append(time.perf_counter())
             scores = raw
             if cfg.missing_eos_penalty:
                 scores = torch.where(r.ended, raw, raw - cfg.missing_eos_penalty)
@@ -267,6 +270,7 @@ def run_ppo(
                 moments.update(scores)
                 scores = moments.normalize(scores).float()
             score(policy, value_head, r, cfg.temperature, cfg.mini_batch_size)
+            clock.append(time.perf_counter())
 
             rewards, kl = L.kl_penalty_rewards(scores, r.logprobs, r.ref_logprobs, r.mask, kl_ctl.value)
             mean_kl = global_mean_kl(kl.sum(1))
@@ -296,12 +300,13 @@ def run_ppo(
 
             kl_coef = kl_ctl.value
             kl_ctl.update(mean_kl, cfg.batch_size)
-            elapsed = time.perf_counter() - t0
+            clock.append(time.perf_counter())
             local = {
                 "reward": raw.mean().item(),
                 "entropy": L.masked_mean(r.entropy, r.mask).item(),
                 "response_length": r.mask.sum(1).mean().item(),
-                "tokens_per_second": r.mask.sum().item() * world / elapsed,
+                "tokens_per_second": r.mask.sum().item() * world / (clock[-1] - t0),
+                **{f"time_{phase}_s": b - a for phase, a, b in zip(PHASES, clock, clock[1:])},
             }
             metrics = {"step": step, "kl": mean_kl, "kl_coef": kl_coef, **distributed.all_reduce_mean(local), **stats}
             history.append(metrics)
