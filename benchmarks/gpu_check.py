@@ -75,6 +75,20 @@ def gpu() -> dict:
     }
 
 
+def stale_install() -> str | None:
+    """A file of this checkout that the imported kfrlhf lacks or holds otherwise (a wheel from before a change)."""
+    import kfrlhf
+    import kfrlhf.pipelines
+
+    roots = {"components": kfrlhf, "pipelines": kfrlhf.pipelines}
+    for src_root, dst_root in ((ROOT / name, Path(pkg.__file__).parent) for name, pkg in roots.items()):
+        for src in src_root.rglob("*.py"):
+            dst = dst_root / src.relative_to(src_root)
+            if not dst.is_file() or dst.read_bytes() != src.read_bytes():
+                return str(src.relative_to(ROOT))
+    return None
+
+
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "kfrlhf.pipelines.cli", *args]
 
@@ -175,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.time()
     summary = {"mode": "dry-run" if args.dry_run else "gpu", "versions": versions(), "gpu": gpu()}
+    stale = stale_install()
+    if stale:
+        print(f"gpu-check: the kfrlhf installed is not this checkout's ({stale}): make gpu-wheels", file=sys.stderr)
+        return 2
     if args.dry_run:
         summary.update(dry_run(args.extra, args.tests))
     elif not summary["gpu"]["cuda"] and not args.cpu:

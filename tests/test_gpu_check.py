@@ -2,6 +2,7 @@
 its tests exist; a check that cannot build a pipeline or find a test fails."""
 
 import json
+import shutil
 
 import pytest
 
@@ -36,3 +37,14 @@ def test_without_a_gpu_the_check_refuses(tmp_path, capsys):
         pytest.skip("a GPU is here")
     assert gpu_check.main(["--json", str(tmp_path / "x.json")]) == 2
     assert "no CUDA GPU here" in capsys.readouterr().err
+
+
+def test_a_stale_install_is_named(tmp_path, monkeypatch):
+    """The GPU machine imports kfrlhf from carried wheels: a checkout changed since they were built is refused."""
+    assert gpu_check.stale_install() is None  # this checkout's own code
+    for name in ("components", "pipelines"):
+        shutil.copytree(gpu_check.ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(gpu_check, "ROOT", tmp_path)
+    assert gpu_check.stale_install() is None
+    (tmp_path / "components" / "ppo" / "trainer.py").write_text("# changed\n")
+    assert gpu_check.stale_install() == "components/ppo/trainer.py"
