@@ -12,7 +12,7 @@ TOOLS ?= .venv-tools
 # TRL 1.12 (the last with PPOTrainer) for the side-by-side PPO benchmark, in its own venv.
 TRL112 ?= .venv-trl112
 
-.PHONY: install run test compile bench clean
+.PHONY: install run test compile bench gpu-wheels clean
 
 install: $(VENV)/.installed
 
@@ -57,6 +57,12 @@ bench: install $(TRL112)/.installed
 # (tests check drift).
 compile: install
 	$(BIN)/rlhf compile --output pipelines/compiled --manifests manifests/base/pipelines --overlays manifests/overlays
+
+# The wheels an offline GPU machine whose image has torch needs beyond it (images/gpu-wheels.txt, CPython 3.12,
+# manylinux x86_64), with the project's own; README "On a GPU" says how to carry and install them.
+gpu-wheels:
+	nice python3 images/gpu_wheels.py images/gpu-wheels.txt .whl
+	du -sh .whl
 
 clean:
 	rm -rf runs .pytest_cache
