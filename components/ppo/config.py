@@ -82,6 +82,9 @@ class PPOConfig(StageConfig, LoraFields, SamplingFields, DistributedFields):
     bf16: bool = False
     load_in_4bit: bool = False
     gradient_checkpointing: bool = False
+    # Speed: sample from a copy of the policy with its adapter merged (kfrlhf.ppo.merged; one more copy of the
+    # weights; a 4-bit base samples unmerged).
+    merged_generation: bool = True
     seed: int = 42
 
     def check(self) -> None:

@@ -62,6 +62,7 @@ from kfrlhf.common.sampling import Rollout, forward, generate, logprobs_from_log
 from . import losses as L
 from .config import PPOConfig
 from .kl import AdaptiveKLController, FixedKLController
+from .merged import MergedCopy, can_merge
 from .rollout import RunningMoments, score
 from .state import PREFIX, VALUE_HEAD, load_checkpoint, save_checkpoint, save_value_head
 
@@ -220,6 +221,7 @@ def run_ppo(
         set_seed(cfg.seed + rank)  # each rank samples its own responses
     # Dropout stays off (eval mode) so that the first PPO epoch starts at ratio 1 exactly.
     policy.eval()
+    sampler = MergedCopy(policy) if cfg.merged_generation and can_merge(model) else None
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=1e-5)
     if cfg.adaptive_kl:
         kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.horizon)
@@ -259,7 +261,7 @@ def run_ppo(
             share = cfg.batch_size // world
             batch = next(batches)[rank * share : (rank + 1) * share]  # this rank's prompts of the step
             n_new = length_rng.randint(cfg.min_new_tokens, cfg.max_new_tokens)
-            r = generate(policy, tokenizer, batch, n_new, cfg)
+            r = generate(sampler.sync() if sampler else policy, tokenizer, batch, n_new, cfg)
             clock = [t0, time.perf_counter()]  # phase ends: generate, reward, score, update
             raw = torch.as_tensor(reward_fn(batch, r.texts), dtype=torch.float).reshape(-1).to(r.mask.device)
             clock.append(time.perf_counter())
