@@ -84,3 +84,17 @@ bench-gpu:
 	  $(GPU_PY) -m benchmarks.gpu_step --device cuda --shape $$shape --prompts $(HH) $(GPU_STEP_TRL) \
 	    $(if $(GPU_STEP_TOKENIZER),--tokenizer $(GPU_STEP_TOKENIZER)) --json runs/gpu-step-$$shape.json || exit 1; \
 	done
+
+# The GPU check (benchmarks/gpu_check.py): the five pipelines with QLoRA + bf16, rlhf generate and the device and
+# training tests on CUDA, summary in runs/gpu-check.json; on a GPU machine, with the wheels of `make gpu-wheels`
+# installed first (README "On a GPU"). DRY=1: here, without a GPU: every pipeline built, the tests collected.
+GPU_SITE ?= /tmp/site
+.PHONY: gpu-check
+gpu-check: $(if $(DRY),install)
+	mkdir -p runs
+ifdef DRY
+	$(BIN)/python -m benchmarks.gpu_check --dry-run --json runs/gpu-check.json
+else
+	$(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $(GPU_SITE) .whl/*.whl
+	PYTHONPATH=$(GPU_SITE) PATH=$(GPU_SITE)/bin:$$PATH $(GPU_PY) -m benchmarks.gpu_check --json runs/gpu-check.json
+endif

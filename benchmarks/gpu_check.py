@@ -33,6 +33,8 @@ PIPELINES = {
 TESTS = [
     "tests/test_device.py",
     "tests/test_ppo_trainer.py",
+    "tests/test_ppo_sampling.py",
+    "tests/test_ppo_merged.py",
     "tests/test_ppo_memory.py",
     "tests/test_precision.py",
     "tests/test_grpo.py",
