@@ -6,7 +6,7 @@ standard error; KL <= bound; the Wilson lower bound of the win rate over the unt
 optionally the second judge's win rate, the length-controlled gain and an absolute accuracy floor.
 A missing or non-finite metric fails its check. Every check carries a sentence (`says`) with its
 figures and why it holds or not. The gated report is the eval report plus a `gate` section
-({passed, checks, reasons}) and a "Gate" section in report.md; the pipelines return it and promote
+({passed, summary, checks, reasons}) and a "Gate" section in report.md; the pipelines return it and promote
 only when it passed (`dsl.If`).
 """
 
