@@ -387,7 +387,7 @@ CATEGORIES = {
         "run-config-invalid-yaml",
     ],
 }
-# The new set, written for issue 25 in categories beyond the ones above (README "Reliability" counts them).
+# The new set, written for issue 25 in categories beyond the ones above (docs/reliability.md counts them).
 NEW_SET = [
     "stage-times-wrong-shape",
     "prompts-binary-file",

@@ -1,5 +1,5 @@
 """Images you can build and pin: the CI workflow builds every Dockerfile target, pushes by digest and
-compiles against the digests; the CUDA base, the torch index and the README's driver agree."""
+compiles against the digests; the CUDA base, the torch index and the driver in docs/cluster.md agree."""
 
 from __future__ import annotations
 
@@ -51,12 +51,12 @@ def test_cuda_base_torch_index_and_driver_agree():
     cuda = re.search(r"ARG CUDA_IMAGE=nvidia/cuda:(\d+)\.(\d+)\.\d+-", text).groups()
     index = re.search(r"ARG TORCH_INDEX=https://download.pytorch.org/whl/cu(\d+)", text)[1]
     assert index == "".join(cuda), "the torch wheels' CUDA must be the base image's (PyPI's default is CUDA 13.0)"
-    readme = (ROOT / "README.md").read_text() + (ROOT / "images" / "README.md").read_text()
+    readme = (ROOT / "docs" / "cluster.md").read_text() + (ROOT / "images" / "README.md").read_text()
     assert f"CUDA {cuda[0]}.{cuda[1]}" in readme and "driver ≥ 570" in readme
 
 
 def test_readmes_build_every_target():
-    loop = re.search(r"for target in ([a-z ]+); do", (ROOT / "README.md").read_text())[1].split()
+    loop = re.search(r"for target in ([a-z ]+); do", (ROOT / "docs" / "cluster.md").read_text())[1].split()
     assert sorted(loop) == TARGETS
     table = (ROOT / "images" / "README.md").read_text()
     assert all(f"`{t}`" in table for t in TARGETS)

@@ -1,6 +1,7 @@
 """The layout holds: one folder per stage with its code and its KFP component, shared code that never
 reaches into a stage, kfp only in component specs and pipelines/, and one stage list that the
-component folders, the Dockerfile, the images, the platform defaults and the README agree with."""
+component folders, the Dockerfile, the images, the platform defaults and the build loop of
+docs/cluster.md agree with."""
 
 import ast
 import re
@@ -88,7 +89,7 @@ def test_one_stage_list():
     assert set(STAGES) <= targets, f"Dockerfile targets missing: {set(STAGES) - targets}"
     assert set(ClusterSettings().resources) == set(STAGES)
     assert {stage for stage, _ in TASKS.values()} == set(STAGES)
-    for doc in ("README.md", "images/README.md"):
+    for doc in ("docs/cluster.md", "images/README.md"):
         loop = re.search(r"for target in ([\w ]+); do", (ROOT / doc).read_text())
         assert loop and loop.group(1).split() == list(STAGES), f"{doc}: the image build loop must build {STAGES}"
 

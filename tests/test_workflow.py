@@ -247,7 +247,7 @@ def test_stage_pods(workflows):
 
 
 def test_backend_requests_no_ephemeral_storage(workflows):
-    """README "Large artifacts": the launcher stages artifacts in unsized emptyDirs; no
+    """docs/cluster.md, "Large artifacts": the launcher stages artifacts in unsized emptyDirs; no
     ephemeral-storage request reaches the pod (the IR and the platform spec cannot carry one)."""
     wf, _ = workflows["rlhf"]
     for pod in stage_pods(wf).values():
