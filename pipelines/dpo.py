@@ -3,7 +3,8 @@
 DPO takes the place of reward model + PPO.
 DPO learns from the preference pairs directly; the reward model is still trained, but only to
 score the eval (tuned vs SFT, the same report as the RLHF pipeline). Parameters and
-`configure` as in pipelines/rlhf.py; the `ppo` section is not a parameter here.
+`configure` as in pipelines/rlhf.py, the head and tail from pipelines/blocks.py; the `ppo` section
+is not a parameter here.
 (No `from __future__ import annotations`: KFP reads the parameter annotations at decoration time.)
 """
 
@@ -11,7 +12,7 @@ from kfp import dsl
 from kfp.dsl import Dataset
 
 from kfrlhf.dpo.component import dpo_train
-from kfrlhf.pipelines.rlhf import gate_and_promote, merge_and_evaluate, sft_and_reward, stage_hook
+from kfrlhf.pipelines.blocks import single_tuner, stage_hook
 from kfrlhf.pipelines.run_config import RunConfig
 
 
@@ -33,17 +34,6 @@ def build_dpo_pipeline(configure=None, config: RunConfig | None = None):
         serve: dict = defaults["serve"],
         report_to: str = defaults["report_to"],
     ) -> Dataset:
-        tasks = sft_and_reward(stage, data, sft, reward, report_to)
-        dpo_task = stage(
-            dpo_train(
-                dpo=dpo,
-                report_to=report_to,
-                sft_model=tasks["merge_sft"].outputs["model"],
-                preference_data=tasks["data"].outputs["preference_data"],
-            ),
-            "dpo",
-        )
-        eval_task = merge_and_evaluate(stage, eval, tasks, dpo_task.outputs["adapter"], "merge_dpo")
-        return gate_and_promote(stage, gate, serve, eval_task)
+        return single_tuner(stage, locals(), dpo_train, "dpo", ("sft_model", "preference_data"))
 
     return dpo

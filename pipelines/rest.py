@@ -6,14 +6,14 @@ above the iteration's rising threshold and fine-tunes the policy's LoRA adapter 
 over a run-time count, so the iterations are unrolled here, in Python, from the `config` the pipeline
 is built with (`rlhf run` builds it from the run's config; `rlhf compile --set rest.iterations=N`); each
 task gets its `iteration` and the unrolled count as constants and refuses a `rest` parameter whose
-`iterations` differs. Parameters, `configure` and the shared head and tail as in pipelines/rlhf.py.
+`iterations` differs. Parameters and `configure` as in pipelines/rlhf.py, the head and tail from pipelines/blocks.py.
 (No `from __future__ import annotations`: KFP reads the parameter annotations at decoration time.)
 """
 
 from kfp import dsl
 from kfp.dsl import Dataset
 
-from kfrlhf.pipelines.rlhf import gate_and_promote, merge_and_evaluate, sft_and_reward, stage_hook
+from kfrlhf.pipelines.blocks import evaluate_and_promote, sft_and_reward, stage_hook
 from kfrlhf.pipelines.run_config import RunConfig
 from kfrlhf.pipelines.stages import DISPLAY_NAMES
 from kfrlhf.rest.component import rest_grow, rest_improve
@@ -43,17 +43,15 @@ def build_rest_pipeline(configure=None, config: RunConfig | None = None):
         serve: dict = defaults["serve"],
         report_to: str = defaults["report_to"],
     ) -> Dataset:
-        tasks = sft_and_reward(stage, data, sft, reward, report_to)
-        sft_model = tasks["merge_sft"].outputs["model"]
+        head = sft_and_reward(stage, data, sft, reward, report_to)
+        sft_model = head["sft_model"]
         adapter = None  # the policy is the SFT model until the first Improve step
         for i in range(iterations):
             grow = rest_grow(
                 rest=rest,
                 iteration=i,
                 iterations=iterations,
-                sft_model=sft_model,
-                reward_model=tasks["reward"].outputs["reward_model"],
-                prompt_data=tasks["data"].outputs["prompt_data"],
+                **head.inputs("sft_model", "reward_model", "prompt_data"),
                 **({"adapter": adapter} if adapter is not None else {}),
             )
             improve = rest_improve(
@@ -66,7 +64,6 @@ def build_rest_pipeline(configure=None, config: RunConfig | None = None):
                 **({"previous_adapter": adapter} if adapter is not None else {}),
             )
             adapter = numbered(improve, "rest_improve", i).outputs["adapter"]
-        eval_task = merge_and_evaluate(stage, eval, tasks, adapter, "merge_rest")
-        return gate_and_promote(stage, gate, serve, eval_task)
+        return evaluate_and_promote(stage, head, adapter, "merge_rest", eval, gate, serve)
 
     return rest

@@ -4,16 +4,17 @@ RLAIF replaces the human preference pairs: the merged SFT model answers the prom
 judge labels each pair against the constitution in both orders (`kfrlhf.rlaif`), and the reward
 model trains on the consistent verdicts; PPO, eval, gate and promotion are the RLHF pipeline's.
 The data stage's own preference pairs are not used. The report carries the judging's metrics
-(agreement rate, dropped pairs). Parameters and `configure` as in pipelines/rlhf.py; the `dpo`
-section is not a parameter here.
+(agreement rate, dropped pairs). Parameters and `configure` as in pipelines/rlhf.py, the head and tail
+from pipelines/blocks.py; the `dpo` section is not a parameter here.
 (No `from __future__ import annotations`: KFP reads the parameter annotations at decoration time.)
 """
 
 from kfp import dsl
 from kfp.dsl import Dataset
 
-from kfrlhf.pipelines.rlhf import gate_and_promote, merge_and_evaluate, ppo_stage, reward_stage, sft_stages, stage_hook
+from kfrlhf.pipelines.blocks import add_reward, evaluate_and_promote, sft_head, stage_hook
 from kfrlhf.pipelines.run_config import RunConfig
+from kfrlhf.ppo.component import ppo as ppo_component
 from kfrlhf.rlaif.component import rlaif_label
 
 
@@ -36,14 +37,11 @@ def build_rlaif_pipeline(configure=None, config: RunConfig | None = None):
         serve: dict = defaults["serve"],
         report_to: str = defaults["report_to"],
     ) -> Dataset:
-        tasks = sft_stages(stage, data, sft, report_to)
-        sft_model, prompt_data = tasks["merge_sft"].outputs["model"], tasks["data"].outputs["prompt_data"]
-        labels = stage(rlaif_label(rlaif=rlaif, sft_model=sft_model, prompt_data=prompt_data), "rlaif")
-        tasks["reward"] = reward_stage(stage, reward, report_to, labels.outputs["preference_data"])
-        ppo_task = ppo_stage(stage, ppo, report_to, tasks)
-        eval_task = merge_and_evaluate(
-            stage, eval, tasks, ppo_task.outputs["adapter"], "merge_ppo", extra_metrics=labels.outputs["metrics"]
-        )
-        return gate_and_promote(stage, gate, serve, eval_task)
+        head = sft_head(stage, data, sft, report_to)
+        labels = stage(rlaif_label(rlaif=rlaif, **head.inputs("sft_model", "prompt_data")), "rlaif")
+        add_reward(stage, head, reward, report_to, preference_data=labels.outputs["preference_data"])
+        policy = ppo_component(ppo=ppo, report_to=report_to, **head.inputs("sft_model", "reward_model", "prompt_data"))
+        adapter, judging = stage(policy, "ppo").outputs["adapter"], labels.outputs["metrics"]
+        return evaluate_and_promote(stage, head, adapter, "merge_ppo", eval, gate, serve, extra_metrics=judging)
 
     return rlaif

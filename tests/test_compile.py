@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import filecmp
 import re
 from pathlib import Path
@@ -202,6 +203,17 @@ def test_cli_overrides_registry_tag_and_gpus(tmp_path):
     executors = ir["deploymentSpec"]["executors"]
     (ppo,) = _executors_by_image(ir)[image_for("ppo", "registry.example/ml", "v9")]
     assert executors[ppo]["container"]["resources"]["accelerator"]["resourceCount"] == "2"
+
+
+@pytest.mark.parametrize("pipeline", sorted(PIPELINES))
+def test_a_pipeline_module_holds_its_pipeline_only(pipeline):
+    """The head and tail the pipelines share live in pipelines/blocks.py: a pipeline's module defines
+    its builder (the explicit @dsl.pipeline signature and a few block calls) and nothing else."""
+    tree = ast.parse((ROOT / "pipelines" / f"{pipeline}.py").read_text())
+    defined = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    assert defined == [f"build_{pipeline}_pipeline"], f"pipelines/{pipeline}.py defines {defined}"
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not {f"kfrlhf.pipelines.{other}" for other in PIPELINES} & imported, "import shared blocks from blocks.py"
 
 
 def test_committed_files_match_a_fresh_compile(fresh):
