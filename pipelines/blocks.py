@@ -18,14 +18,14 @@ from kfrlhf.reward.component import reward as reward_component
 from kfrlhf.serve.component import promote
 from kfrlhf.sft.component import sft as sft_component
 
-# Component input name -> (head task, its output): what the head hands on.
+# Component input name -> "head task.its output": what the head hands on.
 HEAD_OUTPUTS = {
-    "sft_model": ("merge_sft", "model"),
-    "reward_model": ("reward", "reward_model"),
-    "prompt_data": ("data", "prompt_data"),
-    "preference_data": ("data", "preference_data"),
-    "sft_metrics": ("sft", "metrics"),
-    "reward_metrics": ("reward", "metrics"),
+    "sft_model": "merge_sft.model",
+    "reward_model": "reward.reward_model",
+    "prompt_data": "data.prompt_data",
+    "preference_data": "data.preference_data",
+    "sft_metrics": "sft.metrics",
+    "reward_metrics": "reward.metrics",
 }
 
 
@@ -50,7 +50,7 @@ class Head:
 
     def __getitem__(self, name: str):
         """One of the head's artifacts, by its input name: `head["sft_model"]`."""
-        task, output = HEAD_OUTPUTS[name]
+        task, output = HEAD_OUTPUTS[name].split(".")
         return self.tasks[task].outputs[output]
 
     def inputs(self, *names: str) -> dict:
