@@ -14,7 +14,8 @@ from kfrlhf.common import distributed
 from kfrlhf.common.launcher import call
 from kfrlhf.common.sampling import generate
 from kfrlhf.ppo.config import PPOConfig
-from kfrlhf.ppo.rollout import RunningMoments, score
+from kfrlhf.ppo.normalization import RunningMoments
+from kfrlhf.ppo.rollout import score
 from kfrlhf.ppo.trainer import divergence, global_mean_kl, make_policy, ppo_update, whiten
 from tests.word_task import PROMPTS, tiny_lm, tiny_tokenizer
 

@@ -8,11 +8,14 @@ import pytest
 import torch
 
 from kfrlhf.common import models
+from kfrlhf.common.data_sources import write_jsonl
 from kfrlhf.eval.config import EvalConfig
 from kfrlhf.eval.evaluate import evaluate
 from kfrlhf.ppo.config import PPOConfig
-from kfrlhf.ppo.rollout import RunningMoments
+from kfrlhf.ppo.normalization import RunningMoments
+from kfrlhf.ppo.stage import run_ppo_stage
 from kfrlhf.ppo.trainer import divergence, global_mean_kl, run_ppo, whiten
+from kfrlhf.rest.grow import run_grow
 from kfrlhf.rlaif import judge as judge_module
 from kfrlhf.serve.generate import Generator
 from tests import word_task
@@ -100,3 +103,26 @@ def test_the_rlaif_judge_on_the_gpu(gpu, tiny_lm_dir):
 def test_rlhf_generate_on_the_gpu(gpu, tiny_lm_dir):
     answers = Generator(tiny_lm_dir)(QUESTIONS[:2], {"max_new_tokens": 4}, seed=0)
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+@pytest.fixture
+def stage_inputs(tmp_path, reward_dir) -> tuple[str, str]:
+    """A prompt dataset folder and the reward stage's output folder, as the pipeline hands them on."""
+    write_jsonl([{"prompt": q} for q in QUESTIONS * 2], tmp_path / "prompts" / "train.jsonl")
+    return str(tmp_path / "prompts"), str(reward_dir[0].parent)
+
+
+def test_the_ppo_stage_on_the_gpu(gpu, tiny_lm_dir, stage_inputs, tmp_path):
+    """The stage as the pipeline runs it: policy and reward model loaded onto the device, checkpoints, outputs."""
+    prompts, reward = stage_inputs
+    ppo = dict(steps=2, batch_size=4, mini_batch_size=2, ppo_epochs=1, min_new_tokens=3, max_new_tokens=5, save_every=1)
+    metrics = run_ppo_stage(ppo, str(tiny_lm_dir), reward, prompts, str(tmp_path / "ppo"))
+    assert math.isfinite(metrics["reward_last"]) and math.isfinite(metrics["kl_last"])
+    assert (tmp_path / "ppo" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_rest_grow_on_the_gpu(gpu, tiny_lm_dir, stage_inputs, tmp_path):
+    prompts, reward = stage_inputs
+    rest = dict(iterations=1, num_prompts=4, samples_per_prompt=2, max_new_tokens=4, generation_batch_size=4)
+    summary = run_grow(rest, 0, 1, str(tiny_lm_dir), None, reward, prompts, str(tmp_path / "grow"))
+    assert summary["rest_grow_samples"] == 8 and math.isfinite(summary["rest_grow_reward_mean"])

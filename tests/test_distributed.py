@@ -37,7 +37,7 @@ from kfrlhf.common.launcher import call, run_stage
 from kfrlhf.pipelines import run_config as config
 from kfrlhf.ppo import losses as L
 from kfrlhf.ppo.config import PPOConfig
-from kfrlhf.ppo.rollout import RunningMoments
+from kfrlhf.ppo.normalization import RunningMoments
 from kfrlhf.ppo.trainer import divergence
 from tests import distributed_jobs as jobs
 from tests.conftest import preference_rows, sft_rows

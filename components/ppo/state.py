@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from kfrlhf.common import distributed
 from kfrlhf.common.checkpoint import atomic_dir, rng_state, set_rng_state, write_config
 
-from .rollout import RunningMoments
+from .normalization import RunningMoments
 
 VALUE_HEAD = "value_head.safetensors"
 PREFIX = "step"  # checkpoints/step-N

@@ -63,7 +63,8 @@ from . import losses as L
 from .config import PPOConfig
 from .kl import AdaptiveKLController, FixedKLController
 from .merged import MergedCopy, can_merge
-from .rollout import RunningMoments, score
+from .normalization import RunningMoments
+from .rollout import score
 from .state import PREFIX, VALUE_HEAD, load_checkpoint, save_checkpoint, save_value_head
 
 log = logging.getLogger(__name__)
