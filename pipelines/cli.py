@@ -189,7 +189,7 @@ def cmd_generate(args) -> int:
 
     from kfrlhf.data.config import DataConfig, check_template
     from kfrlhf.data.prepare import model_prompt
-    from kfrlhf.serve import generate as gen
+    from kfrlhf.pipelines.local import generate as gen
 
     if args.template is not None:
         check_template(args.template, "--template")

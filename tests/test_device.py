@@ -11,13 +11,13 @@ from kfrlhf.common import models
 from kfrlhf.common.data_sources import write_jsonl
 from kfrlhf.eval.config import EvalConfig
 from kfrlhf.eval.evaluate import evaluate
+from kfrlhf.pipelines.local.generate import Generator
 from kfrlhf.ppo.config import PPOConfig
 from kfrlhf.ppo.normalization import RunningMoments
 from kfrlhf.ppo.stage import run_ppo_stage
 from kfrlhf.ppo.trainer import divergence, global_mean_kl, run_ppo, whiten
 from kfrlhf.rest.grow import run_grow
 from kfrlhf.rlaif import judge as judge_module
-from kfrlhf.serve.generate import Generator
 from tests import word_task
 from tests.fake_gpu import on_fake_gpu
 from tests.word_task import PROMPTS, tiny_lm, tiny_tokenizer

@@ -1,4 +1,4 @@
-"""Serving: promote a gated model (Kubeflow Model Registry, KServe InferenceService; `promote.py`) and
-answer prompts with a merged model or a run's models (`generate.py`, what `rlhf generate` calls).
+"""Serving: promote a gated model (Kubeflow Model Registry, KServe InferenceService; `promote.py`).
+`rlhf generate`, which answers prompts locally, is in `kfrlhf.pipelines.local.generate`.
 
 The KFP component is in `component.py`; nothing here imports it, so the stage runs without kfp."""
