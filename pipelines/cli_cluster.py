@@ -166,8 +166,8 @@ def render_trainjob(stage: str, nodes: int, gpus_per_node: int, files=(), namesp
     import dataclasses
 
     from kfrlhf.common.config import from_dict
-    from kfrlhf.common.distributed import DistributedConfig
-    from kfrlhf.common.trainjob_run import build_trainjob, job_name, workdir_of
+    from kfrlhf.launch.config import DistributedConfig
+    from kfrlhf.launch.trainjob_run import build_trainjob, job_name, workdir_of
     from kfrlhf.pipelines.platform import ClusterSettings, node_template
     from kfrlhf.pipelines.run_config import load_config
 

@@ -8,7 +8,7 @@ The local runner (`kfp.local`) builds the same pipeline without the hook.
 
 Training stages (DISTRIBUTED_STAGES) also get `RLHF_TRAINJOB_TEMPLATE`: the same settings as the
 node template of the TrainJob they create when their config asks for `distributed.nodes` > 1
-(`kfrlhf.common.trainjob`). A stage compiled with `nodes` > 1 (`rlhf compile --nodes ppo=4`) is a
+(`kfrlhf.launch.trainjob`). A stage compiled with `nodes` > 1 (`rlhf compile --nodes ppo=4`) is a
 launcher pod: no GPUs of its own (its `gpus` are the GPUs per node), and the pipeline's default
 `<stage>.distributed.nodes` is set to match (`kfrlhf.pipelines.compile`).
 """
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from kfrlhf.common.trainjob import SHM_VOLUME, TEMPLATE_ENV, NodeTemplate, shm_size
+from kfrlhf.launch.trainjob import SHM_VOLUME, TEMPLATE_ENV, NodeTemplate, shm_size
 from kfrlhf.pipelines.images import DEFAULT_REGISTRY, DEFAULT_TAG, image_for, image_repository
 from kfrlhf.pipelines.stages import DISPLAY_NAMES, stage_of
 

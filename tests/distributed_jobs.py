@@ -1,4 +1,4 @@
-"""What tests/test_distributed.py runs on 2 gloo processes through `kfrlhf.common.launcher.run_stage`
+"""What tests/test_distributed.py runs on 2 gloo processes through `kfrlhf.launch.launcher.run_stage`
 (the same `accelerate launch` path as on GPUs): every stage's entry point in one launch (a launch
 costs a minute of start-up on 2 loaded cores), and a probe of PPO's all-reduced statistics.
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 
 from kfrlhf.common import distributed
-from kfrlhf.common.launcher import call
 from kfrlhf.common.sampling import generate
+from kfrlhf.launch.launcher import call
 from kfrlhf.ppo.config import PPOConfig
 from kfrlhf.ppo.normalization import RunningMoments
 from kfrlhf.ppo.rollout import score

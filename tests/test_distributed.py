@@ -1,5 +1,5 @@
 """Scale-out on a CPU: SFT, reward, DPO and PPO on 2 gloo processes, started by
-`kfrlhf.common.launcher.run_stage` through `accelerate launch` (the path GPUs take), reach what
+`kfrlhf.launch.launcher.run_stage` through `accelerate launch` (the path GPUs take), reach what
 1 process reaches.
 
 Tolerances. Trained SFT and DPO: relative 1e-4 (each process takes half of every global batch in the
@@ -33,7 +33,7 @@ import torch
 from kfrlhf.common import models
 from kfrlhf.common.checkpoint import PREEMPTED_EXIT, latest_complete
 from kfrlhf.common.data_sources import write_jsonl
-from kfrlhf.common.launcher import call, run_stage
+from kfrlhf.launch.launcher import call, run_stage
 from kfrlhf.pipelines import run_config as config
 from kfrlhf.ppo import losses as L
 from kfrlhf.ppo.config import PPOConfig
@@ -174,7 +174,7 @@ def test_sigterm_stops_both_ranks_at_one_checkpoint_and_both_resume(inputs, two,
     target, kwargs = stage_jobs(inputs, tmp_path, ppo_steps=4)["ppo"]
     kwargs["ppo"]["distributed"] = {"processes_per_node": 2}
     out, log = Path(kwargs["output_dir"]), tmp_path / "stderr"
-    code = "import json, sys; from kfrlhf.common.launcher import run_stage; run_stage(*json.loads(sys.argv[1]))"
+    code = "import json, sys; from kfrlhf.launch.launcher import run_stage; run_stage(*json.loads(sys.argv[1]))"
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, "-c", code, json.dumps([target, "ppo", kwargs])], stderr=err)
         deadline = time.monotonic() + 300
@@ -220,8 +220,8 @@ def test_one_ppo_update_split_across_ranks_matches_one_process(two, monkeypatch)
 
 def test_every_strategy_offered_has_its_config_and_deepspeed_is_not_offered():
     from kfrlhf.common.config import ConfigError, from_dict
-    from kfrlhf.common.distributed import STRATEGIES, DistributedConfig
-    from kfrlhf.common.launcher import CONFIGS
+    from kfrlhf.launch.config import STRATEGIES, DistributedConfig
+    from kfrlhf.launch.launcher import CONFIGS
 
     assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted(STRATEGIES)
     with pytest.raises(ConfigError, match="one of ddp, fsdp"):

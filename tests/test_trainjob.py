@@ -20,9 +20,9 @@ import yaml
 
 from kfrlhf.common.checkpoint import checkpoint_root
 from kfrlhf.common.config import ConfigError
-from kfrlhf.common.launcher import entry_point
-from kfrlhf.common.trainjob import NodeTemplate, trainjob_manifest, with_launcher_pod
-from kfrlhf.common.trainjob_run import TrainJobFailed, TrainJobPreempted, TrainJobWatch, job_name, run_trainjob
+from kfrlhf.launch.launcher import entry_point
+from kfrlhf.launch.trainjob import NodeTemplate, trainjob_manifest, with_launcher_pod
+from kfrlhf.launch.trainjob_run import TrainJobFailed, TrainJobPreempted, TrainJobWatch, job_name, run_trainjob
 from kfrlhf.pipelines import cli_cluster
 from kfrlhf.pipelines.cli import main
 from kfrlhf.pipelines.compile import compile_pipeline
@@ -76,7 +76,7 @@ def test_rendered_trainjob_validates_against_the_crd(nodes, schema, tmp_path, ca
     trainer = job["spec"]["trainer"]
     assert trainer["numNodes"] == nodes and trainer["numProcPerNode"] == 8  # processes_per_node 0: one per GPU
     assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "8"
-    assert trainer["command"][:5] == ["python", "-m", "kfrlhf.common.launcher", "node", "ppo"]
+    assert trainer["command"][:5] == ["python", "-m", "kfrlhf.launch.launcher", "node", "ppo"]
     assert {e["name"] for e in trainer["env"]} >= {"HF_TOKEN", "WANDB_API_KEY", "HF_HOME", "RLHF_CHECKPOINT_ROOT"}
     (patch,) = job["spec"]["runtimePatches"]
     pod = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
@@ -351,8 +351,8 @@ def test_a_retry_adopts_the_earlier_attempts_running_job(tmp_path, monkeypatch):
 def attempt(scenario: str, hostname: str, tmp_path, monkeypatch, nodes_write, compiled_nodes=2) -> tuple[object, str]:
     """One attempt of the PPO task (pod `hostname`) with 2 nodes against the fake API: what
     `run_trainjob` returns or raises, and its log. `nodes_write(args, result_file)` plays the nodes."""
-    from kfrlhf.common import trainjob_run
-    from kfrlhf.common.distributed import DistributedConfig
+    from kfrlhf.launch import trainjob_run
+    from kfrlhf.launch.config import DistributedConfig
 
     settings = ClusterSettings(cache_mount_path=str(tmp_path / "cache"))
     settings.resources["ppo"].nodes = compiled_nodes

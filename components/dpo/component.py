@@ -1,5 +1,5 @@
 """The DPO stage's KFP component (a thin wrapper around `kfrlhf.dpo.train.run_dpo`, started on the
-processes `dpo.distributed` asks for by `kfrlhf.common.launcher`).
+processes `dpo.distributed` asks for by `kfrlhf.launch.launcher`).
 
 Named `dpo_train`: the DPO pipeline is called `dpo`, and kfp's loader confuses the two names.
 """
@@ -18,8 +18,8 @@ def dpo_train(
     adapter: Output[Model],
     metrics: Output[Metrics],
 ):
-    from kfrlhf.common.launcher import run_stage
     from kfrlhf.dpo.train import run_dpo
+    from kfrlhf.launch.launcher import run_stage
 
     paths = dict(sft_model=sft_model.path, preference_data=preference_data.path, output_dir=adapter.path)
     kwargs, inputs = dict(dpo=dpo, report_to=report_to, **paths), ("sft_model", "preference_data")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from kfrlhf.common.config import LENGTH, NON_NEGATIVE, POSITIVE, LoraFields, TrainerFields
-from kfrlhf.common.distributed import DistributedFields
+from kfrlhf.launch.config import DistributedFields
 
 
 @dataclass

@@ -18,8 +18,8 @@ def grpo_train(
     adapter: Output[Model],
     metrics: Output[Metrics],
 ):
-    from kfrlhf.common.launcher import run_stage
     from kfrlhf.grpo.train import run_grpo
+    from kfrlhf.launch.launcher import run_stage
 
     inputs = ("sft_model", "reward_model", "prompt_data")
     kwargs = dict(grpo=grpo, report_to=report_to, output_dir=adapter.path)

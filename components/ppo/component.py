@@ -1,5 +1,5 @@
 """The PPO stage's KFP component (a thin wrapper around `kfrlhf.ppo.stage.run_ppo_stage`, started on the
-processes `ppo.distributed` asks for by `kfrlhf.common.launcher`)."""
+processes `ppo.distributed` asks for by `kfrlhf.launch.launcher`)."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -16,7 +16,7 @@ def ppo(
     adapter: Output[Model],
     metrics: Output[Metrics],
 ):
-    from kfrlhf.common.launcher import run_stage
+    from kfrlhf.launch.launcher import run_stage
     from kfrlhf.ppo.stage import run_ppo_stage
 
     inputs = dict(sft_model=sft_model.path, reward_model=reward_model.path, prompt_data=prompt_data.path)

@@ -20,7 +20,7 @@ one and, seeded, reproduces the uninterrupted run. The prompt position is the st
 `max_rollbacks`, the run first goes back to the newest checkpoint that predates the last
 update (at least) and halves the learning rate, at most `max_rollbacks` times per run.
 
-Data parallelism (launched by `kfrlhf.common.launcher`, `ppo.distributed`): each rank samples and
+Data parallelism (launched by `kfrlhf.launch.launcher`, `ppo.distributed`): each rank samples and
 scores its `batch_size / N` prompts of the step; the reward moments, mean KL, whitening statistics,
 divergence checks, SIGTERM and logged metrics are all-reduced, the gradients averaged (each rank's
 loss weighted by its share of the mini-batch's tokens), so every rank holds the same weights; rank 0

@@ -1,5 +1,5 @@
 """The reward stage's KFP component (a thin wrapper around `kfrlhf.reward.train.run_reward`, started on the
-processes `reward.distributed` asks for by `kfrlhf.common.launcher`)."""
+processes `reward.distributed` asks for by `kfrlhf.launch.launcher`)."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -10,7 +10,7 @@ from kfrlhf.common.component import stage_component
 def reward(
     reward: dict, report_to: str, preference_data: Input[Dataset], reward_model: Output[Model], metrics: Output[Metrics]
 ):
-    from kfrlhf.common.launcher import run_stage
+    from kfrlhf.launch.launcher import run_stage
     from kfrlhf.reward.train import run_reward
 
     kwargs = dict(reward=reward, preference_data=preference_data.path, output_dir=reward_model.path)

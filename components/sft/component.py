@@ -1,5 +1,5 @@
 """The SFT stage's KFP component (a thin wrapper around `kfrlhf.sft.train.run_sft`, started on the
-processes `sft.distributed` asks for by `kfrlhf.common.launcher`)."""
+processes `sft.distributed` asks for by `kfrlhf.launch.launcher`)."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -8,7 +8,7 @@ from kfrlhf.common.component import stage_component
 
 @stage_component
 def sft(sft: dict, report_to: str, sft_data: Input[Dataset], adapter: Output[Model], metrics: Output[Metrics]):
-    from kfrlhf.common.launcher import run_stage
+    from kfrlhf.launch.launcher import run_stage
     from kfrlhf.sft.train import run_sft
 
     kwargs = dict(sft=sft, sft_data=sft_data.path, output_dir=adapter.path, report_to=report_to)

@@ -5,9 +5,9 @@
   - in this process when one process is asked for (or this already is a launched process);
   - through `accelerate launch` across this pod's processes when `nodes` is 1, with the shipped
     config of the strategy (accelerate_configs/): each process runs `python -m
-    kfrlhf.common.launcher worker TARGET ARGS RESULT`, rank 0 writes the function's result;
-  - as a Kubeflow Trainer TrainJob when `nodes` > 1 (`kfrlhf.common.trainjob_run`): every node runs
-    `python -m kfrlhf.common.launcher node SECTION TARGET ARGS RESULT`, which builds the same
+    kfrlhf.launch.launcher worker TARGET ARGS RESULT`, rank 0 writes the function's result;
+  - as a Kubeflow Trainer TrainJob when `nodes` > 1 (`kfrlhf.launch.trainjob_run`): every node runs
+    `python -m kfrlhf.launch.launcher node SECTION TARGET ARGS RESULT`, which builds the same
     `accelerate launch` command from the runtime's PET_* environment (node rank, master address).
 A SIGTERM to the component is passed on to the processes (each saves a checkpoint and stops, exit 143).
 """
@@ -24,10 +24,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import distributed
-from .checkpoint import PREEMPTED_EXIT, atomic_write_text
-from .config import from_dict
-from .distributed import DistributedConfig
+from kfrlhf.common import distributed
+from kfrlhf.common.checkpoint import PREEMPTED_EXIT, atomic_write_text
+from kfrlhf.common.config import from_dict
+
+from .config import DistributedConfig
 
 CONFIGS = Path(__file__).parent / "accelerate_configs"
 
@@ -61,7 +62,7 @@ def launch_command(
         *("--num_processes", str(processes * dist.nodes), "--num_machines", str(dist.nodes)),
         *("--machine_rank", str(machine_rank)),
         *("--main_process_ip", main_process_ip, "--main_process_port", str(main_process_port)),
-        *("--module", "kfrlhf.common.launcher", "worker", target, args_file, result_file),
+        *("--module", "kfrlhf.launch.launcher", "worker", target, args_file, result_file),
     ]
 
 

@@ -31,9 +31,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .checkpoint import PREEMPTED_EXIT
-from .config import ConfigError
-from .distributed import DistributedConfig
+from kfrlhf.common.checkpoint import PREEMPTED_EXIT
+from kfrlhf.common.config import ConfigError
+
+from .config import DistributedConfig
 from .trainjob import API_GROUP, API_VERSION, PLURAL, NodeTemplate, trainjob_manifest, with_launcher_pod
 
 JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"  # the JobSet, named after the TrainJob, labels its pods
@@ -75,7 +76,7 @@ def job_name(section: str, output_dir: str) -> str:
 
 
 def node_command(section: str, target: str, args_file: Path, result_file: Path) -> list[str]:
-    return ["python", "-m", "kfrlhf.common.launcher", "node", section, target, str(args_file), str(result_file)]
+    return ["python", "-m", "kfrlhf.launch.launcher", "node", section, target, str(args_file), str(result_file)]
 
 
 def workdir_of(template: NodeTemplate, output_dir: str) -> Path:
