@@ -162,8 +162,8 @@ def check(work: Path, timeout: float, extra: list[str], tests: list[str]) -> dic
 
 def dry_run(extra: list[str], tests: list[str]) -> dict:
     """No GPU: each pipeline built from the check's config, and the check's tests collected."""
-    from kfrlhf.pipelines.registry import PIPELINES as BUILDERS
-    from kfrlhf.pipelines.run_config import load_config
+    from kfrlhf.pipelines.definitions.registry import PIPELINES as BUILDERS
+    from kfrlhf.pipelines.definitions.run_config import load_config
 
     results = {}
     for name in PIPELINES:

@@ -107,7 +107,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 def _load(args):
     overrides = list(args.overrides) + ([f"report_to={args.report_to}"] if args.report_to else [])
-    from kfrlhf.pipelines.run_config import load_config
+    from kfrlhf.pipelines.definitions.run_config import load_config
 
     return load_config(None if args.preset == "none" else args.preset, args.config, overrides)
 
@@ -117,7 +117,7 @@ def cmd_run(args) -> int:
 
     from kfrlhf.common.tracking import check_wandb_key
 
-    from .local_run import run_local
+    from .local.run import run_local
 
     cfg = _load(args)
     # W&B goes online only when asked on the command line (and not WANDB_MODE=offline), with a key it accepts.
@@ -148,7 +148,7 @@ def print_summary(report: dict) -> None:
 
 
 def cmd_compare(args) -> int:
-    from .compare import compare
+    from .local.compare import compare
 
     print(compare(args.runs, args.output), end="")
     print(f"\nwritten: {args.output}/compare.md, {args.output}/compare.html")
@@ -219,7 +219,7 @@ def cmd_models_prepare(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from kfrlhf.pipelines.cli_cluster import add_compile_parser, add_render_trainjob_parser, add_submit_parser
+    from kfrlhf.pipelines.cluster.cli import add_compile_parser, add_render_trainjob_parser, add_submit_parser
 
     parser = argparse.ArgumentParser(prog="rlhf", description=__doc__.split("\n\n")[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        from kfrlhf.pipelines.console import Stopped
+        from kfrlhf.pipelines.local.console import Stopped
     except KeyboardInterrupt:
         print("rlhf: stopped by Ctrl-C", file=sys.stderr)
         return 130

@@ -8,7 +8,7 @@ import pytest
 from kfrlhf.common import models, sample_data
 from kfrlhf.data.config import DataConfig
 from kfrlhf.data.prepare import model_prompt
-from kfrlhf.pipelines import run_config as config
+from kfrlhf.pipelines.definitions import run_config as config
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TEMPLATE = DataConfig().template

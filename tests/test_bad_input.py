@@ -460,7 +460,7 @@ def test_every_case_has_a_category():
 
 def test_an_internal_error_is_caught_by_the_check(capsys, monkeypatch):
     """The line every case is checked against: an unexpected exception type in a command."""
-    from kfrlhf.pipelines import compare
+    from kfrlhf.pipelines.local import compare
 
     monkeypatch.setattr(compare, "compare", lambda runs, output: {}["x"])
     assert main(["compare", "r"]) == 2
@@ -471,8 +471,8 @@ def test_an_internal_error_is_caught_by_the_check(capsys, monkeypatch):
 def test_ctrl_c_is_one_line_and_exit_130(where, capsys, monkeypatch, tmp_path):
     import signal
 
-    from kfrlhf.pipelines import local_run
-    from kfrlhf.pipelines.console import Stopped
+    from kfrlhf.pipelines.local import run as local_run
+    from kfrlhf.pipelines.local.console import Stopped
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt if where == "pre-flight" else Stopped("during [4/9] ppo", signal.SIGINT)

@@ -12,7 +12,7 @@ from kfrlhf.common.sampling import answer_ends, generate
 from kfrlhf.data import loaders
 from kfrlhf.data.config import DataConfig
 from kfrlhf.data.prepare import prepare_data
-from kfrlhf.pipelines import run_config as config
+from kfrlhf.pipelines.definitions import run_config as config
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

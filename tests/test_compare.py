@@ -6,7 +6,7 @@ import json
 import pytest
 
 from kfrlhf.pipelines.cli import main
-from kfrlhf.pipelines.compare import load_run
+from kfrlhf.pipelines.local.compare import load_run
 
 
 def _run(root, name, pipeline, gain, stderr, kl, win, times):

@@ -14,10 +14,10 @@ from google.protobuf import json_format
 from kfp import components
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kfrlhf.pipelines import cli_cluster
-from kfrlhf.pipelines.compile import PIPELINES, compile_all
-from kfrlhf.pipelines.images import image_for
-from kfrlhf.pipelines.platform import DISPLAY_NAMES, ClusterSettings
+from kfrlhf.pipelines.cluster import cli as cli_cluster
+from kfrlhf.pipelines.cluster.compile import PIPELINES, compile_all
+from kfrlhf.pipelines.cluster.images import image_for
+from kfrlhf.pipelines.cluster.platform import DISPLAY_NAMES, ClusterSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "pipelines" / "compiled"
@@ -104,7 +104,7 @@ def _assert_rest_chain(ir: dict, n: int) -> None:
 
 
 def test_rest_unrolls_its_iterations_into_a_chain(fresh, tmp_path):
-    from kfrlhf.pipelines.run_config import RunConfig, load_config
+    from kfrlhf.pipelines.definitions.run_config import RunConfig, load_config
 
     _assert_rest_chain(_load(fresh / "compiled" / "rest.yaml")[0], RunConfig().rest.iterations)
     compile_all(tmp_path, ClusterSettings(), config=load_config(overrides=["rest.iterations=2"]))
@@ -207,11 +207,11 @@ def test_cli_overrides_registry_tag_and_gpus(tmp_path):
 
 @pytest.mark.parametrize("pipeline", sorted(PIPELINES))
 def test_a_pipeline_module_holds_its_pipeline_only(pipeline):
-    """The head and tail the pipelines share live in pipelines/blocks.py: a pipeline's module defines
+    """The head and tail the pipelines share live in pipelines/definitions/blocks.py: a pipeline's module defines
     its builder (the explicit @dsl.pipeline signature and a few block calls) and nothing else."""
-    tree = ast.parse((ROOT / "pipelines" / f"{pipeline}.py").read_text())
+    tree = ast.parse((ROOT / "pipelines" / "definitions" / f"{pipeline}.py").read_text())
     defined = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
-    assert defined == [f"build_{pipeline}_pipeline"], f"pipelines/{pipeline}.py defines {defined}"
+    assert defined == [f"build_{pipeline}_pipeline"], f"pipelines/definitions/{pipeline}.py defines {defined}"
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not {f"kfrlhf.pipelines.{other}" for other in PIPELINES} & imported, "import shared blocks from blocks.py"
 

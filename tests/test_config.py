@@ -1,7 +1,7 @@
 import pytest
 
 from kfrlhf.common.config import ConfigError, from_dict
-from kfrlhf.pipelines.run_config import RunConfig, load_config
+from kfrlhf.pipelines.definitions.run_config import RunConfig, load_config
 from kfrlhf.ppo.config import PPOConfig
 
 

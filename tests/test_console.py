@@ -8,9 +8,9 @@ import re
 import sys
 
 from kfrlhf.common.outputs import mark
-from kfrlhf.pipelines import local_run
 from kfrlhf.pipelines.cli import main
-from kfrlhf.pipelines.console import Console
+from kfrlhf.pipelines.local import run as local_run
+from kfrlhf.pipelines.local.console import Console
 
 TASK = r"""
 import sys

@@ -34,7 +34,7 @@ from kfrlhf.common import models
 from kfrlhf.common.checkpoint import PREEMPTED_EXIT, latest_complete
 from kfrlhf.common.data_sources import write_jsonl
 from kfrlhf.launch.launcher import call, run_stage
-from kfrlhf.pipelines import run_config as config
+from kfrlhf.pipelines.definitions import run_config as config
 from kfrlhf.ppo import losses as L
 from kfrlhf.ppo.config import PPOConfig
 from kfrlhf.ppo.normalization import RunningMoments

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from kfrlhf.pipelines import run_config as C
+from kfrlhf.pipelines.definitions import run_config as C
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "pipelines" / "configs").glob("*.yaml"))
 

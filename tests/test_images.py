@@ -9,8 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from kfrlhf.pipelines import cli_cluster, images
-from kfrlhf.pipelines.stages import STAGES
+from kfrlhf.pipelines.cluster import cli as cli_cluster
+from kfrlhf.pipelines.cluster import images
+from kfrlhf.pipelines.definitions.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "images.yaml"
@@ -20,7 +21,7 @@ TARGETS = sorted(STAGES)
 def test_ci_builds_every_target_pushes_by_digest_and_compiles_against_it():
     jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
     assert (
-        "kfrlhf.pipelines.stages import STAGES" in jobs["targets"]["steps"][-1]["run"]
+        "kfrlhf.pipelines.definitions.stages import STAGES" in jobs["targets"]["steps"][-1]["run"]
     )  # the stage list lives in one place
     assert jobs["build"]["strategy"]["matrix"]["target"] == "${{ fromJSON(needs.targets.outputs.targets) }}"
     (build,) = [s for s in jobs["build"]["steps"] if s.get("id") == "build"]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kfrlhf.pipelines import images
-from kfrlhf.pipelines.platform import ClusterSettings
-from kfrlhf.pipelines.stages import STAGES, TASKS
+from kfrlhf.pipelines.cluster import images
+from kfrlhf.pipelines.cluster.platform import ClusterSettings
+from kfrlhf.pipelines.definitions.stages import STAGES, TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = {"kfrlhf": ROOT / "components", "kfrlhf.pipelines": ROOT / "pipelines"}
@@ -107,3 +107,4 @@ def test_every_package_folder_is_in_the_wheel():
         if "__pycache__" not in p.parts
     }
     assert found <= listed, f"missing from pyproject's packages: {sorted(found - listed)}"
+

@@ -19,10 +19,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kfrlhf.pipelines import images
-from kfrlhf.pipelines.compile import SYNC_WAVES, load_rendered, version_name
-from kfrlhf.pipelines.platform import ClusterSettings
-from kfrlhf.pipelines.stages import STAGES
+from kfrlhf.pipelines.cluster import images
+from kfrlhf.pipelines.cluster.compile import SYNC_WAVES, load_rendered, version_name
+from kfrlhf.pipelines.cluster.platform import ClusterSettings
+from kfrlhf.pipelines.definitions.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = Path(__file__).resolve().parents[2] / "shared" / "crds" / "kubeflow-pipelines"

@@ -7,7 +7,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import OPTForSequenceClassification, PreTrainedTokenizerFast
 
 from kfrlhf.common.models import RewardScorer, reward_inputs
-from kfrlhf.pipelines.run_config import load_config
+from kfrlhf.pipelines.definitions.run_config import load_config
 from tests.word_task import tiny_config, tiny_tokenizer
 
 LONG_PROMPT = " ".join(["the big red dog ran far away"] * 4)  # 28 words

@@ -7,8 +7,8 @@ import pytest
 
 from kfrlhf.common import trainer_args
 from kfrlhf.common.extras import MissingExtra
-from kfrlhf.pipelines import run_config as config
-from kfrlhf.pipelines.local_run import run_local
+from kfrlhf.pipelines.definitions import run_config as config
+from kfrlhf.pipelines.local.run import run_local
 
 
 def test_bf16_without_a_bf16_gpu_falls_back_to_fp32(tmp_path, monkeypatch, caplog):

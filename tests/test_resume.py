@@ -26,7 +26,7 @@ import torch
 from kfrlhf.common import models
 from kfrlhf.common.checkpoint import MANIFEST, PREEMPTED_EXIT, CheckpointMismatch, latest_complete
 from kfrlhf.common.data_sources import write_jsonl
-from kfrlhf.pipelines import run_config as config
+from kfrlhf.pipelines.definitions import run_config as config
 from tests.conftest import preference_rows, sft_rows
 
 # Stage entry points, the way the KFP components call them.

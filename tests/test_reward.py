@@ -22,7 +22,7 @@ def test_untrained_reward_model_is_near_chance(tmp_path):
 
 
 def test_quality_gate_stops_a_model_that_did_not_learn(tmp_path):
-    from kfrlhf.pipelines import run_config as config
+    from kfrlhf.pipelines.definitions import run_config as config
     from kfrlhf.reward.train import RewardGateError, train_reward
 
     cfg = config.load_config("tiny").reward
@@ -46,7 +46,7 @@ def test_a_bert_reward_model_without_eos_trains_and_long_pairs_are_cut_not_dropp
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
-    from kfrlhf.pipelines import run_config as config
+    from kfrlhf.pipelines.definitions import run_config as config
     from kfrlhf.reward.train import train_reward
 
     rows = preference_rows(40)
@@ -125,7 +125,7 @@ def test_warm_start_saves_the_probe_the_eval_takes_as_second_judge(tmp_path, tin
     from kfrlhf.common.data_sources import write_jsonl
     from kfrlhf.common.models import load_reward_model
     from kfrlhf.eval.evaluate import PROBE_JUDGE, run_eval
-    from kfrlhf.pipelines import run_config as config
+    from kfrlhf.pipelines.definitions import run_config as config
     from kfrlhf.reward.train import train_reward
 
     cfg = config.load_config("tiny").reward

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_compiled_pipelines_and_parameters(fake_secrets, tmp_path):
-    from kfrlhf.pipelines.compile import compile_all
-    from kfrlhf.pipelines.submit import pipeline_arguments
+    from kfrlhf.pipelines.cluster.compile import compile_all
+    from kfrlhf.pipelines.cluster.submit import pipeline_arguments
 
     compile_all(tmp_path / "compiled", manifests_dir=tmp_path / "manifests")
     assert assert_tree_clean(tmp_path, fake_secrets) >= 3

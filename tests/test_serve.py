@@ -16,8 +16,8 @@ import yaml
 
 from kfrlhf.common.config import ConfigError, from_dict
 from kfrlhf.pipelines.cli import main
+from kfrlhf.pipelines.cluster.platform import ClusterSettings, make_configure
 from kfrlhf.pipelines.local.generate import read_prompts
-from kfrlhf.pipelines.platform import ClusterSettings, make_configure
 from kfrlhf.serve.config import ServeConfig
 from kfrlhf.serve.inference_service import apply, inference_service
 from kfrlhf.serve.promote import promote

@@ -1,6 +1,6 @@
 import torch
 
-from kfrlhf.pipelines import run_config as config
+from kfrlhf.pipelines.definitions import run_config as config
 from kfrlhf.sft.train import sft_trainer, train_sft
 from tests.conftest import sft_rows
 

@@ -17,8 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # (check id, path pattern relative to the repository): why the finding stands.
 ALLOWED = {
     ("B311", "components/*"): "`random` seeds data splits, sampling and the generated sample data; no security use",
-    ("B105", "pipelines/platform.py"): "'HF_TOKEN' is the name of the env var a Secret is mapped to, not a value",
-    ("B105", "pipelines/submit.py"): "'KFP_TOKEN' and the projected token path are names, not values",
+    (
+        "B105",
+        "pipelines/cluster/platform.py",
+    ): "'HF_TOKEN' is the name of the env var a Secret is mapped to, not a value",
+    ("B105", "pipelines/cluster/submit.py"): "'KFP_TOKEN' and the projected token path are names, not values",
     ("B106", "components/common/models.py"): "tokenizer special tokens ('<pad>'), not passwords",
     ("B106", "benchmarks/*.py"): "tokenizer special tokens ('<pad>', 'eos'), not passwords",
     ("B311", "benchmarks/*.py"): "`random` seeds the benchmark's synthetic data",
@@ -26,7 +29,7 @@ ALLOWED = {
     ("B404", "benchmarks/ppo_vs_trl.py"): "the benchmark runs its own child processes",
     ("B603", "benchmarks/ppo_vs_trl.py"): "fixed argv (the TRL venv's python and the benchmark's script), no shell",
     ("B108", "components/launch/trainjob.py"): "'/dev/shm' is where a memory-backed volume mounts (NCCL), no temp file",
-    ("B108", "pipelines/platform.py"): "'/dev/shm' is where a memory-backed volume mounts (NCCL), no temp file",
+    ("B108", "pipelines/cluster/platform.py"): "'/dev/shm' is where a memory-backed volume mounts (NCCL), no temp file",
     ("B404", "benchmarks/gpu_check.py"): "the GPU check runs the pipelines, generate and pytest as child processes",
     ("B603", "benchmarks/gpu_check.py"): "fixed argv (this python: -m kfrlhf.pipelines.cli, -m pytest), no shell",
     ("B615", "components/*"): "hub names are user config (default branch); pin by naming a local snapshot; "
@@ -38,11 +41,11 @@ ALLOWED = {
     ("B506", "components/rlaif/constitution.py"): "the constitution is read with the same StrictLoader",
     ("B404", "components/launch/launcher.py"): "a training stage starts `accelerate launch` across the pod's GPUs",
     ("B603", "components/launch/launcher.py"): "fixed argv (accelerate launch, the stage's entry point), no shell",
-    ("B404", "pipelines/console.py"): "rlhf run starts kfp.local's task commands itself, to capture their output",
-    ("B603", "pipelines/console.py"): "the argv is kfp.local's own task command, no shell of ours",
-    ("B404", "pipelines/compile.py"): "`rlhf compile --overlays` renders the overlays with kubectl",
-    ("B603", "pipelines/compile.py"): "fixed argv (kubectl kustomize DIR), no shell",
-    ("B607", "pipelines/compile.py"): "kubectl is looked up on PATH, as a user runs it",
+    ("B404", "pipelines/local/console.py"): "rlhf run starts kfp.local's task commands itself, to capture their output",
+    ("B603", "pipelines/local/console.py"): "the argv is kfp.local's own task command, no shell of ours",
+    ("B404", "pipelines/cluster/compile.py"): "`rlhf compile --overlays` renders the overlays with kubectl",
+    ("B603", "pipelines/cluster/compile.py"): "fixed argv (kubectl kustomize DIR), no shell",
+    ("B607", "pipelines/cluster/compile.py"): "kubectl is looked up on PATH, as a user runs it",
     ("CKV_K8S_40", "*overlay-*.yaml"): "the cache-init Job runs as uid/gid 1000, the images' user, whose group "
     "must own the PVC",
     ("CKV_K8S_43", "*overlay-*.yaml"): "the cache-init Job names the data image by tag like the compiled pipelines; "

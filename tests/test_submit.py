@@ -16,9 +16,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import yaml
 
-from kfrlhf.pipelines import cli_cluster
-from kfrlhf.pipelines.compile import compile_pipeline
-from kfrlhf.pipelines.platform import ClusterSettings
+from kfrlhf.pipelines.cluster import cli as cli_cluster
+from kfrlhf.pipelines.cluster.compile import compile_pipeline
+from kfrlhf.pipelines.cluster.platform import ClusterSettings
 from tests.fake_http import reply_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,7 +217,7 @@ def test_submit_fails_clearly_without_a_deployed_pipeline(kfp_server):
 
 
 def test_each_pipeline_gets_only_the_sections_it_declares():
-    from kfrlhf.pipelines.submit import _declared, _taken, pipeline_arguments
+    from kfrlhf.pipelines.cluster.submit import _declared, _taken, pipeline_arguments
 
     root = ROOT / "pipelines" / "compiled"
     arguments = pipeline_arguments()

@@ -4,8 +4,8 @@ one-line error before any work."""
 import pytest
 
 from kfrlhf.common import tracking
-from kfrlhf.pipelines import local_run
 from kfrlhf.pipelines.cli import main
+from kfrlhf.pipelines.local import run as local_run
 
 GOOD_FORMAT = "a" * 40
 

@@ -23,10 +23,10 @@ from kfrlhf.common.config import ConfigError
 from kfrlhf.launch.launcher import entry_point
 from kfrlhf.launch.trainjob import NodeTemplate, trainjob_manifest, with_launcher_pod
 from kfrlhf.launch.trainjob_run import TrainJobFailed, TrainJobPreempted, TrainJobWatch, job_name, run_trainjob
-from kfrlhf.pipelines import cli_cluster
 from kfrlhf.pipelines.cli import main
-from kfrlhf.pipelines.compile import compile_pipeline
-from kfrlhf.pipelines.platform import ClusterSettings, node_template
+from kfrlhf.pipelines.cluster import cli as cli_cluster
+from kfrlhf.pipelines.cluster.compile import compile_pipeline
+from kfrlhf.pipelines.cluster.platform import ClusterSettings, node_template
 from tests.fake_http import reply_json
 from tests.test_manifests import _strict
 from tests.test_workflow import TOOL, _compile, _killed, _merge_defaults, _overlay_versions, argo_decides, stage_pods
@@ -150,7 +150,7 @@ def test_render_refuses_a_bad_distributed_section(tmp_path, capsys):
 def test_render_names_the_entry_points_the_components_start():
     from kfrlhf.dpo.train import run_dpo
     from kfrlhf.grpo.train import run_grpo
-    from kfrlhf.pipelines.platform import DISTRIBUTED_STAGES
+    from kfrlhf.pipelines.cluster.platform import DISTRIBUTED_STAGES
     from kfrlhf.ppo.stage import run_ppo_stage
     from kfrlhf.reward.train import run_reward
     from kfrlhf.sft.train import run_sft

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfrlhf.pipelines.compile import load_rendered
-from kfrlhf.pipelines.images import image_for
-from kfrlhf.pipelines.platform import ClusterSettings, retry_window
+from kfrlhf.pipelines.cluster.compile import load_rendered
+from kfrlhf.pipelines.cluster.images import image_for
+from kfrlhf.pipelines.cluster.platform import ClusterSettings, retry_window
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT.parent / "shared" / "tools" / "kfp-argo-compile" / "kfp-argo-compile"

@@ -2,7 +2,7 @@
 
 A lightweight component with nothing installed at run time: the stage image already holds the
 project and kfp, and `kfp.local.SubprocessRunner` runs the same function in this Python. The
-base image is a placeholder: `rlhf compile` sets each task's image (`kfrlhf.pipelines.images`).
+base image is a placeholder: `rlhf compile` sets each task's image (`kfrlhf.pipelines.cluster.images`).
 """
 
 import functools

@@ -34,7 +34,7 @@ LENGTH_KEYS = (
     "win_rate_second_judge",
     "kl_temperature",
 )
-# RLAIF's judging (pipelines/rlaif.py), when the report has it.
+# RLAIF's judging (pipelines/definitions/rlaif.py), when the report has it.
 JUDGING_KEYS = ("rlaif_agreement_rate", "rlaif_kept_pairs", "rlaif_dropped_pairs", "rlaif_first_preferred")
 # Text rows: who judged the win rates, how the KL was estimated.
 LABELS = ("win_rate_judge", "second_judge", "kl_estimator")

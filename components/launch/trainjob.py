@@ -1,7 +1,7 @@
 """The Kubeflow Trainer TrainJob (`trainer.kubeflow.org/v1alpha1`) a multi-node stage runs as.
 
 The compiled pipeline hands each training task a `NodeTemplate` (env `RLHF_TRAINJOB_TEMPLATE`, JSON,
-written by `kfrlhf.pipelines.platform`): what every node's pod of the job gets. It is the task's own
+written by `kfrlhf.pipelines.cluster.platform`): what every node's pod of the job gets. It is the task's own
 settings: its image, its resources scaled to the GPUs per node, the GPU node pool (node selector,
 tolerations), the same secrets as env vars, the shared PVC (the model cache, which also holds the
 job's inputs, outputs and checkpoints) with the same env, and the non-root security context.

@@ -5,11 +5,11 @@
 Needs kfp only (not kfp-kubernetes), so the local runner can import it.
 """
 
-from kfrlhf.pipelines.dpo import build_dpo_pipeline
-from kfrlhf.pipelines.grpo import build_grpo_pipeline
-from kfrlhf.pipelines.rest import build_rest_pipeline
-from kfrlhf.pipelines.rlaif import build_rlaif_pipeline
-from kfrlhf.pipelines.rlhf import build_rlhf_pipeline
+from kfrlhf.pipelines.definitions.dpo import build_dpo_pipeline
+from kfrlhf.pipelines.definitions.grpo import build_grpo_pipeline
+from kfrlhf.pipelines.definitions.rest import build_rest_pipeline
+from kfrlhf.pipelines.definitions.rlaif import build_rlaif_pipeline
+from kfrlhf.pipelines.definitions.rlhf import build_rlhf_pipeline
 
 PIPELINES = {
     "rlhf": build_rlhf_pipeline,

@@ -3,7 +3,7 @@
 DPO takes the place of reward model + PPO.
 DPO learns from the preference pairs directly; the reward model is still trained, but only to
 score the eval (tuned vs SFT, the same report as the RLHF pipeline). Parameters and
-`configure` as in pipelines/rlhf.py, the head and tail from pipelines/blocks.py; the `ppo` section
+`configure` as in rlhf.py, the head and tail from blocks.py; the `ppo` section
 is not a parameter here.
 (No `from __future__ import annotations`: KFP reads the parameter annotations at decoration time.)
 """
@@ -12,8 +12,8 @@ from kfp import dsl
 from kfp.dsl import Dataset
 
 from kfrlhf.dpo.component import dpo_train
-from kfrlhf.pipelines.blocks import single_tuner, stage_hook
-from kfrlhf.pipelines.run_config import RunConfig
+from kfrlhf.pipelines.definitions.blocks import single_tuner, stage_hook
+from kfrlhf.pipelines.definitions.run_config import RunConfig
 
 
 def build_dpo_pipeline(configure=None, config: RunConfig | None = None):

@@ -25,7 +25,7 @@ from kfrlhf.rlaif.config import RLAIFConfig
 from kfrlhf.serve.config import ServeConfig
 from kfrlhf.sft.config import SFTConfig
 
-PRESETS_DIR = Path(__file__).parent / "presets"
+PRESETS_DIR = Path(__file__).parents[1] / "presets"
 REPORT_TO = ("wandb", "tensorboard", "none")
 
 

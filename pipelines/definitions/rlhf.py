@@ -1,19 +1,19 @@
 """The RLHF pipeline: data -> SFT -> merge -> reward -> PPO -> merge -> eval -> gate [-> promote].
 
 Parameters are one dict per stage, keyed by the fields of that stage's config dataclass
-(`kfrlhf.<stage>.config`, gathered in `kfrlhf.pipelines.run_config`), with the tutorial-scale
+(`kfrlhf.<stage>.config`, gathered in `kfrlhf.pipelines.definitions.run_config`), with the tutorial-scale
 defaults, or those of `config` (`rlhf run` builds the pipeline from the run's config).
 `configure(task, stage)` (see platform.py) adds images, GPUs and the rest for a cluster;
 the local runner builds the pipeline without it. The head (data, SFT, merge, reward) and the tail
-(merge, eval, gate, promotion) are the building blocks of pipelines/blocks.py, shared by every pipeline.
+(merge, eval, gate, promotion) are the building blocks of blocks.py, shared by every pipeline.
 (No `from __future__ import annotations`: KFP reads the parameter annotations at decoration time.)
 """
 
 from kfp import dsl
 from kfp.dsl import Dataset
 
-from kfrlhf.pipelines.blocks import single_tuner, stage_hook
-from kfrlhf.pipelines.run_config import RunConfig
+from kfrlhf.pipelines.definitions.blocks import single_tuner, stage_hook
+from kfrlhf.pipelines.definitions.run_config import RunConfig
 from kfrlhf.ppo.component import ppo as ppo_component
 
 

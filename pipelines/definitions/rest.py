@@ -6,16 +6,16 @@ above the iteration's rising threshold and fine-tunes the policy's LoRA adapter 
 over a run-time count, so the iterations are unrolled here, in Python, from the `config` the pipeline
 is built with (`rlhf run` builds it from the run's config; `rlhf compile --set rest.iterations=N`); each
 task gets its `iteration` and the unrolled count as constants and refuses a `rest` parameter whose
-`iterations` differs. Parameters and `configure` as in pipelines/rlhf.py, the head and tail from pipelines/blocks.py.
+`iterations` differs. Parameters and `configure` as in rlhf.py, the head and tail from blocks.py.
 (No `from __future__ import annotations`: KFP reads the parameter annotations at decoration time.)
 """
 
 from kfp import dsl
 from kfp.dsl import Dataset
 
-from kfrlhf.pipelines.blocks import evaluate_and_promote, sft_and_reward, stage_hook
-from kfrlhf.pipelines.run_config import RunConfig
-from kfrlhf.pipelines.stages import DISPLAY_NAMES
+from kfrlhf.pipelines.definitions.blocks import evaluate_and_promote, sft_and_reward, stage_hook
+from kfrlhf.pipelines.definitions.run_config import RunConfig
+from kfrlhf.pipelines.definitions.stages import DISPLAY_NAMES
 from kfrlhf.rest.component import rest_grow, rest_improve
 
 

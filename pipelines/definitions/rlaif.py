@@ -4,16 +4,16 @@ RLAIF replaces the human preference pairs: the merged SFT model answers the prom
 judge labels each pair against the constitution in both orders (`kfrlhf.rlaif`), and the reward
 model trains on the consistent verdicts; PPO, eval, gate and promotion are the RLHF pipeline's.
 The data stage's own preference pairs are not used. The report carries the judging's metrics
-(agreement rate, dropped pairs). Parameters and `configure` as in pipelines/rlhf.py, the head and tail
-from pipelines/blocks.py; the `dpo` section is not a parameter here.
+(agreement rate, dropped pairs). Parameters and `configure` as in rlhf.py, the head and tail
+from blocks.py; the `dpo` section is not a parameter here.
 (No `from __future__ import annotations`: KFP reads the parameter annotations at decoration time.)
 """
 
 from kfp import dsl
 from kfp.dsl import Dataset
 
-from kfrlhf.pipelines.blocks import add_reward, evaluate_and_promote, sft_head, stage_hook
-from kfrlhf.pipelines.run_config import RunConfig
+from kfrlhf.pipelines.definitions.blocks import add_reward, evaluate_and_promote, sft_head, stage_hook
+from kfrlhf.pipelines.definitions.run_config import RunConfig
 from kfrlhf.ppo.component import ppo as ppo_component
 from kfrlhf.rlaif.component import rlaif_label
 

@@ -10,7 +10,7 @@ Training stages (DISTRIBUTED_STAGES) also get `RLHF_TRAINJOB_TEMPLATE`: the same
 node template of the TrainJob they create when their config asks for `distributed.nodes` > 1
 (`kfrlhf.launch.trainjob`). A stage compiled with `nodes` > 1 (`rlhf compile --nodes ppo=4`) is a
 launcher pod: no GPUs of its own (its `gpus` are the GPUs per node), and the pipeline's default
-`<stage>.distributed.nodes` is set to match (`kfrlhf.pipelines.compile`).
+`<stage>.distributed.nodes` is set to match (`kfrlhf.pipelines.cluster.compile`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
 from kfrlhf.launch.trainjob import SHM_VOLUME, TEMPLATE_ENV, NodeTemplate, shm_size
-from kfrlhf.pipelines.images import DEFAULT_REGISTRY, DEFAULT_TAG, image_for, image_repository
-from kfrlhf.pipelines.stages import DISPLAY_NAMES, stage_of
+from kfrlhf.pipelines.cluster.images import DEFAULT_REGISTRY, DEFAULT_TAG, image_for, image_repository
+from kfrlhf.pipelines.definitions.stages import DISPLAY_NAMES, stage_of
 
 
 @dataclass

@@ -7,8 +7,8 @@ import os
 import sys
 
 from kfrlhf.common.extras import require
-from kfrlhf.pipelines import images
-from kfrlhf.pipelines.stages import STAGES
+from kfrlhf.pipelines.cluster import images
+from kfrlhf.pipelines.definitions.stages import STAGES
 
 
 def add_compile_parser(subparsers) -> argparse.ArgumentParser:
@@ -90,9 +90,9 @@ def add_compile_parser(subparsers) -> argparse.ArgumentParser:
 
 def _compile(args) -> int:
     require("kfp.kubernetes", "cluster", "rlhf compile")
-    from kfrlhf.pipelines.compile import compile_all
-    from kfrlhf.pipelines.platform import DISTRIBUTED_STAGES, ClusterSettings
-    from kfrlhf.pipelines.run_config import load_config
+    from kfrlhf.pipelines.cluster.compile import compile_all
+    from kfrlhf.pipelines.cluster.platform import DISTRIBUTED_STAGES, ClusterSettings
+    from kfrlhf.pipelines.definitions.run_config import load_config
 
     config = load_config(overrides=args.overrides)
     settings = ClusterSettings(registry=args.registry, tag=args.tag, caching=not args.no_caching)
@@ -168,8 +168,8 @@ def render_trainjob(stage: str, nodes: int, gpus_per_node: int, files=(), namesp
     from kfrlhf.common.config import from_dict
     from kfrlhf.launch.config import DistributedConfig
     from kfrlhf.launch.trainjob_run import build_trainjob, job_name, workdir_of
-    from kfrlhf.pipelines.platform import ClusterSettings, node_template
-    from kfrlhf.pipelines.run_config import load_config
+    from kfrlhf.pipelines.cluster.platform import ClusterSettings, node_template
+    from kfrlhf.pipelines.definitions.run_config import load_config
 
     section = getattr(load_config(None, list(files)), stage)
     values = {**dataclasses.asdict(section.distributed), "nodes": nodes}
@@ -213,7 +213,7 @@ def add_submit_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _submit(args) -> int:
-    from kfrlhf.pipelines.submit import submit
+    from kfrlhf.pipelines.cluster.submit import submit
 
     if not args.host:
         print("rlhf submit: give --host or set KFP_HOST", file=sys.stderr)

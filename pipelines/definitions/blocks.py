@@ -1,7 +1,7 @@
 """The building blocks the pipelines share: the head (data prep, SFT, merge, reward model) and the tail
 (merge the tuned adapter onto the SFT model, eval, gate [-> promote]).
 
-Every pipeline is head -> its own tuning -> tail: pipelines/rlhf.py (PPO), dpo.py, grpo.py, rest.py
+Every pipeline is head -> its own tuning -> tail: rlhf.py (PPO), dpo.py, grpo.py, rest.py
 (Grow/Improve) and rlaif.py (AI-judged pairs before the reward model). A block takes `stage` (from
 `stage_hook`: a task, configured for the cluster when the pipeline is built with `configure`) and the
 stage parameters it needs; the head is a `Head`, which hands its artifacts to the tuning and the tail by

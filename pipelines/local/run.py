@@ -2,7 +2,7 @@
 
 Each task runs as a subprocess of this Python (`use_venv=False`: the project is installed
 here, as it is in the stage images), passing artifacts through `OUTPUT/pipeline_root`; its output goes
-to `OUTPUT/logs/<task>.log` (`kfrlhf.pipelines.console`). One run at a time holds `OUTPUT/.lock`.
+to `OUTPUT/logs/<task>.log` (`kfrlhf.pipelines.local.console`). One run at a time holds `OUTPUT/.lock`.
 An existing OUTPUT must be empty or an earlier `rlhf run`'s (`kfrlhf.common.outputs`).
 When the pipeline is done, the gated eval report is copied to `OUTPUT/report.json` (its `models`
 relative to OUTPUT: what `rlhf generate` reads) and rendered, with the run's details (config, stage
@@ -29,8 +29,8 @@ from kfrlhf.common.outputs import check_output_dir, mark
 from kfrlhf.data.loaders import preflight
 from kfrlhf.eval.report import html_report, markdown_report
 from kfrlhf.gate.gate import markdown as gate_markdown
-from kfrlhf.pipelines.console import Console
-from kfrlhf.pipelines.run_config import RunConfig
+from kfrlhf.pipelines.definitions.run_config import RunConfig
+from kfrlhf.pipelines.local.console import Console
 from kfrlhf.rlaif.constitution import load_constitution
 
 # What a full disk looks like from inside a stage (torch.save says only "iostream error").
@@ -44,11 +44,11 @@ class StageFailed(RuntimeError):
 def run_local(
     cfg: RunConfig, output: str | Path, pipeline: str = "rlhf", verbose: bool = False, online: bool = False
 ) -> dict:
-    """Run the pipeline `pipeline` (a name in kfrlhf.pipelines.registry) with the config's sections as parameters.
+    """Run the pipeline `pipeline` (a name in `registry.PIPELINES`) with the config's sections as parameters.
 
     `online`: W&B logs online (the caller checked the key); otherwise every task runs with WANDB_MODE=offline.
     """
-    from kfrlhf.pipelines.registry import PIPELINES
+    from kfrlhf.pipelines.definitions.registry import PIPELINES
 
     if pipeline not in PIPELINES:
         raise ConfigError(f"unknown pipeline {pipeline!r} (known: {', '.join(PIPELINES)})")

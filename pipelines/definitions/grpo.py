@@ -2,7 +2,7 @@
 
 GRPO takes PPO's place: TRL's GRPOTrainer, a LoRA adapter on the SFT model, the reward model as its
 reward function and each prompt's group of answers as the baseline (no value model). Parameters and
-`configure` as in pipelines/rlhf.py, the head and tail from pipelines/blocks.py.
+`configure` as in rlhf.py, the head and tail from blocks.py.
 (No `from __future__ import annotations`: KFP reads the parameter annotations at decoration time.)
 """
 
@@ -10,8 +10,8 @@ from kfp import dsl
 from kfp.dsl import Dataset
 
 from kfrlhf.grpo.component import grpo_train
-from kfrlhf.pipelines.blocks import single_tuner, stage_hook
-from kfrlhf.pipelines.run_config import RunConfig
+from kfrlhf.pipelines.definitions.blocks import single_tuner, stage_hook
+from kfrlhf.pipelines.definitions.run_config import RunConfig
 
 
 def build_grpo_pipeline(configure=None, config: RunConfig | None = None):

@@ -28,10 +28,10 @@ from kfp.compiler.compiler_utils import KubernetesManifestOptions
 from kfp.compiler.pipeline_spec_builder import extract_comments_from_pipeline_spec
 
 from kfrlhf.common.outputs import check_output_dir
-from kfrlhf.pipelines.images import image_repository
-from kfrlhf.pipelines.platform import DISTRIBUTED_STAGES, ClusterSettings, make_configure
-from kfrlhf.pipelines.registry import PIPELINES
-from kfrlhf.pipelines.run_config import RunConfig
+from kfrlhf.pipelines.cluster.images import image_repository
+from kfrlhf.pipelines.cluster.platform import DISTRIBUTED_STAGES, ClusterSettings, make_configure
+from kfrlhf.pipelines.definitions.registry import PIPELINES
+from kfrlhf.pipelines.definitions.run_config import RunConfig
 
 
 def version_name(name: str, tag: str, pipeline_spec: dict, platform_spec: dict) -> str:

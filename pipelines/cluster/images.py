@@ -8,7 +8,7 @@ overrides the defaults below; the committed pipelines/compiled/ uses the default
 from __future__ import annotations
 
 from kfrlhf import __version__
-from kfrlhf.pipelines.stages import stage_of
+from kfrlhf.pipelines.definitions.stages import stage_of
 
 DEFAULT_REGISTRY = "ghcr.io/kubeflow-rlhf"
 DEFAULT_TAG = __version__

@@ -19,7 +19,7 @@ import yaml
 from kfp import Client
 from kfp.client import ServiceAccountTokenVolumeCredentials
 
-from kfrlhf.pipelines.run_config import load_config
+from kfrlhf.pipelines.definitions.run_config import load_config
 
 TOKEN_ENV = "KFP_TOKEN"
 # Where Kubeflow projects a pipelines-audience token into pods that may call the API.

@@ -1,0 +1,6 @@
+"""Cluster tooling: what a Kubeflow cluster needs to run the pipelines: `platform.py` (GPUs, node pools,
+secrets, PVC, retries), `images.py` (image names), `compile.py` (the YAML and manifests), `submit.py` (upload
+and run) and `cli.py` (`rlhf compile`, `render-trainjob`, `submit`).
+
+Imports the pipeline definitions, the launch room (`kfrlhf.launch`: the TrainJob) and `kfrlhf.common`, never
+the local tooling. Only `rlhf` (`kfrlhf.pipelines.cli`) imports it."""
