@@ -1,7 +1,7 @@
 """The layout holds: one folder per stage with its code and its KFP component, shared code that never
-reaches into a stage, kfp only in component specs and pipelines/, and one stage list that the
-component folders, the Dockerfile, the images, the platform defaults and the build loop of
-docs/cluster.md agree with."""
+reaches into a stage, kfp only in component specs and pipelines/, rooms whose imports are the arrows
+docs/layout.md draws, and one stage list that the component folders, the Dockerfile, the images, the
+platform defaults and the build loop of docs/cluster.md agree with."""
 
 import ast
 import re
@@ -108,3 +108,84 @@ def test_every_package_folder_is_in_the_wheel():
     }
     assert found <= listed, f"missing from pyproject's packages: {sorted(found - listed)}"
 
+
+# The rooms: folders whose __init__ docstring says what they hold and who may import them.
+ROOMS = ("components/common/", "components/launch/", "pipelines/definitions/", "pipelines/cluster/", "pipelines/local/")
+
+
+def _room(module: str) -> str | None:
+    """The room of a module as docs/layout.md names it: its folder, `components/<stage>/` for a stage's, or
+    pipelines/cli.py; None for the package's own __init__ files (the version and docstrings)."""
+    path = MODULES[module].relative_to(ROOT)
+    if path.parent == Path("components") or path.parent == Path("pipelines") and path.name == "__init__.py":
+        return None
+    if path.parent == Path("pipelines"):
+        return path.as_posix()
+    top, folder = path.parts[:2]
+    return f"{top}/<stage>/" if _stage(module) else f"{top}/{folder}/"
+
+
+def _owner(name: str) -> str | None:
+    """The module an imported name lives in (the longest module of the package it starts with), or None."""
+    parts = name.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in MODULES:
+            return ".".join(parts[:n])
+    return None
+
+
+def _import_graph() -> set[tuple[str, str]]:
+    arrows = set()
+    for module, path in MODULES.items():
+        for name in _imports(module, path):
+            target = _owner(name)
+            source, dest = _room(module), target and _room(target)
+            if source and dest and source != dest:
+                arrows.add((source, dest))
+    return arrows
+
+
+def _documented_arrows() -> set[tuple[str, str]]:
+    page = (ROOT / "docs" / "layout.md").read_text()
+    section = page.split("## Rooms and arrows", 1)[1]
+    block = section.split("```", 2)[1]
+    return {tuple(line.split(" -> ")) for line in block.strip().splitlines()}
+
+
+def test_the_layout_page_draws_the_import_graph():
+    """docs/layout.md's arrows are the import graph between rooms: none missing, none that is not there."""
+    drawn, actual = _documented_arrows(), _import_graph()
+    assert drawn, "docs/layout.md has no arrows under ## Rooms and arrows"
+    assert not actual - drawn, f"imports that docs/layout.md does not draw: {sorted(actual - drawn)}"
+    assert not drawn - actual, f"arrows in docs/layout.md that no import makes: {sorted(drawn - actual)}"
+
+
+def test_the_arrows_point_down():
+    """No cycle, and common/ imports no other room (the launch room included)."""
+    arrows = _import_graph()
+    assert not {(a, b) for a, b in arrows if (b, a) in arrows}, "two rooms import each other"
+    assert not {b for a, b in arrows if a == "components/common/"}, "components/common/ imports another room"
+
+
+def test_common_never_imports_the_launch_room():
+    for module, path in MODULES.items():
+        if module.startswith("kfrlhf.common"):
+            launch = {m for m in _imports(module, path) if m == "kfrlhf.launch" or m.startswith("kfrlhf.launch.")}
+            assert not launch, f"{module} imports the launch room: {sorted(launch)}"
+
+
+@pytest.mark.parametrize("room", ROOMS)
+def test_every_room_says_what_it_holds_and_who_may_import_it(room):
+    init = ROOT / room / "__init__.py"
+    doc = ast.get_docstring(ast.parse(init.read_text())) if init.exists() else None
+    assert doc, f"{room} has no __init__.py docstring"
+    assert "import" in doc, f"{room}__init__.py does not say who may import it"
+    unnamed = [p.stem for p in (ROOT / room).glob("*.py") if p.stem != "__init__" and p.stem not in doc]
+    assert not unnamed, f"{room}__init__.py does not name its module(s) {sorted(unnamed)}"
+
+
+def test_every_folder_is_a_stage_or_a_room():
+    folders = {
+        f"{p.parent.parent.name}/{p.parent.name}/" for top in PACKAGE_DIRS.values() for p in top.glob("*/__init__.py")
+    }
+    assert folders == set(ROOMS) | {f"components/{stage}/" for stage in STAGES}

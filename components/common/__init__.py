@@ -1,1 +1,8 @@
-"""Shared rooms: config machinery, data sources, models, sampling, checkpoints, tracking. Never imports a stage."""
+"""Shared stage code: what several stages use. `config.py` (the config base classes, YAML, `--set`),
+`data_sources.py`, `models.py`, `sampling.py` (generation and token log-probs), `checkpoint.py`,
+`trainer_args.py`, `tracking.py`, `outputs.py` (output directories and run reports), `extras.py` (optional
+dependencies), `sample_data.py`, `packaged_models.py`, `distributed.py` (rank helpers and all-reduces inside
+a stage's processes) and `component.py` (the KFP decorator the stages share).
+
+Everything may import it: the stages, the launch room (`kfrlhf.launch`) and `kfrlhf.pipelines`. It imports
+no other room: never a stage, the launch room or the pipelines."""
