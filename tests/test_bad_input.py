@@ -13,6 +13,9 @@ import deeplake
 import pytest
 
 from kfrlhf.pipelines.cli import main
+from kfrlhf.pipelines.definitions.run_config import load_config
+from kfrlhf.rlaif.constitution import load_constitution
+from kfrlhf.rlaif.judge import check_context
 
 SFT = {"question": "What is 2+2?", "response": "4"}
 PAIR = {"prompt": "Say hi.", "chosen": "Hi!", "rejected": "No."}
@@ -625,3 +628,16 @@ def test_compare_replaces_its_own_files(tmp_path, capsys):
     for _ in range(2):  # beside the user's other files, over its own compare.md/.html
         assert main(["compare", str(tmp_path / "done"), "--output", str(tmp_path)]) == 0
     assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "compare.html").is_file()
+
+
+def test_a_constitution_too_long_for_the_judge_is_refused_before_work(capsys, tmp_path, monkeypatch):
+    """The judge's question (principles + prompt + two answers at their budgets) must fit its positions."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "long.yaml").write_text("".join(f"- Be kind and careful about topic {i} always.\n" for i in range(80)))
+    sets = ["rlaif.judge_model=tiny-opt", "rlaif.constitution=long.yaml"]
+    argv = ["run", "--pipeline", "rlaif", "--set", sets[0], "--set", sets[1]]
+    err = fails_cleanly(capsys, tmp_path, [*argv, "--output", "out/x"], "rlaif.constitution")
+    assert "80 principles" in err and "512 positions of the judge 'tiny-opt'" in err
+    (tmp_path / "short.yaml").write_text("- Be kind.\n")
+    cfg = load_config("tiny", overrides=["rlaif.judge_model=tiny-opt"])
+    check_context(cfg.rlaif, load_constitution("short.yaml"))  # fits: no error

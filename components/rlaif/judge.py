@@ -20,7 +20,8 @@ from collections.abc import Callable
 import torch
 
 from kfrlhf.common import sample_data
-from kfrlhf.common.models import device, load_causal_lm, load_tokenizer
+from kfrlhf.common.config import ConfigError
+from kfrlhf.common.models import device, load_causal_lm, load_tokenizer, model_limits
 from kfrlhf.common.sampling import position_ids
 
 Judge = Callable[[list[str], list[str], list[str]], torch.Tensor]
@@ -38,6 +39,15 @@ def judge_text(principles: list[str], prompt: str, first: str, second: str) -> s
     )
 
 
+def render(tokenizer, principles: list[str], prompt: str, first: str, second: str) -> str:
+    """The judge's input: with a chat template the question is a user turn and the verdict its reply."""
+    text = judge_text(principles, prompt, first, second)
+    if tokenizer.chat_template:
+        turn = [{"role": "user", "content": text}]
+        return tokenizer.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
+    return f"{text}\n\nThe better answer is"
+
+
 class LMJudge:
     """A causal LM as judge; with a chat template the question is a user turn and the verdict its reply."""
 
@@ -47,11 +57,7 @@ class LMJudge:
         self.model = (model or load_causal_lm(model_name)).to(device()).eval()
 
     def render(self, prompt: str, first: str, second: str) -> str:
-        text = judge_text(self.principles, prompt, first, second)
-        if self.tokenizer.chat_template:
-            turn = [{"role": "user", "content": text}]
-            return self.tokenizer.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
-        return f"{text}\n\nThe better answer is"
+        return render(self.tokenizer, self.principles, prompt, first, second)
 
     def encode(self, text: str) -> tuple[list[int], int, int]:
         """The ids before the verdict and the tokens of "A" and "B" there: where the tokenizations of
@@ -96,6 +102,27 @@ class LexiconJudge:
 
     def __call__(self, prompts: list[str], firsts: list[str], seconds: list[str]) -> torch.Tensor:
         return torch.tensor([self.score(a) - self.score(b) for a, b in zip(firsts, seconds)])
+
+
+def check_context(cfg, principles: list[str]) -> None:
+    """The judge's question at the longest (the principles, a prompt of `rlaif.max_prompt_length` tokens and two
+    answers of `rlaif.max_new_tokens`) fits the judge's positions; a judge whose config is not on this machine
+    (a hub id not cached) is left to the stage, the lexicon judge has no limit."""
+    if cfg.judge_model == SAMPLE_LEXICON:
+        return
+    limits = model_limits(cfg.judge_model)
+    if limits is None:
+        return
+    positions, tokenizer = limits[0], load_tokenizer(cfg.judge_model)
+    frame = len(tokenizer(render(tokenizer, principles, "", "", ""))["input_ids"])
+    longest = frame + cfg.max_prompt_length + 2 * cfg.max_new_tokens
+    if longest > positions:
+        raise ConfigError(
+            f"rlaif.constitution: the judge's question takes up to {longest} tokens ({frame} for the "
+            f"{len(principles)} principles and the question, {cfg.max_prompt_length} for the prompt, "
+            f"2 x {cfg.max_new_tokens} for the answers), more than the {positions} positions of the judge "
+            f"{cfg.judge_model!r}: shorten the constitution or rlaif.max_prompt_length/max_new_tokens"
+        )
 
 
 def make_judge(model_name: str, principles: list[str], batch_size: int) -> Judge:

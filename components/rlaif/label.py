@@ -31,7 +31,7 @@ from kfrlhf.common.sampling import response_texts, sample_batches
 
 from .config import RLAIFConfig
 from .constitution import load_constitution
-from .judge import Judge, judge_both_orders, make_judge
+from .judge import Judge, check_context, judge_both_orders, make_judge
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ def run_rlaif(rlaif: dict, sft_model: str, prompt_data: str, output_dir: str, ju
     """The stage on directories (what the KFP component calls); `judge` replaces the configured judge model."""
     cfg = from_dict(RLAIFConfig, rlaif, "rlaif")
     principles = load_constitution(cfg.constitution)  # a bad file fails before any model loads
+    check_context(cfg, principles)
     out = Path(output_dir)
     tokenizer = load_tokenizer(sft_model, padding_side="left")
     policy = load_pretrained_causal_lm(sft_model)

@@ -32,6 +32,7 @@ from kfrlhf.gate.gate import markdown as gate_markdown
 from kfrlhf.pipelines.definitions.run_config import RunConfig
 from kfrlhf.pipelines.local.console import Console
 from kfrlhf.rlaif.constitution import load_constitution
+from kfrlhf.rlaif.judge import check_context
 
 # What a full disk looks like from inside a stage (torch.save says only "iostream error").
 DISK_FULL = ("No space left on device", "[Errno 28]", "iostream error", "PytorchStreamWriter failed")
@@ -57,7 +58,7 @@ def run_local(
     check_precision(cfg, pipeline)
     preflight(cfg.data)
     if pipeline == "rlaif":
-        load_constitution(cfg.rlaif.constitution)
+        check_context(cfg.rlaif, load_constitution(cfg.rlaif.constitution))
     check_model_limits(cfg)
 
     from kfp import local
