@@ -1,17 +1,23 @@
 """The layout holds: one folder per stage with its code and its KFP component, shared code that never
 reaches into a stage, kfp only in component specs and pipelines/, rooms whose imports are the arrows
-docs/layout.md draws, and one stage list that the component folders, the Dockerfile, the images, the
-platform defaults and the build loop of docs/cluster.md agree with."""
+docs/layout.md draws, and one declaration per stage (`components/<stage>/spec.py`) that the stage list, the
+platform defaults and the entry points derive from and the component folders, the Dockerfile, the run-config
+sections, pyproject's packages and the docs' build loops agree with."""
 
 import ast
+import dataclasses
+import importlib
 import re
 from pathlib import Path
 
 import pytest
 
+from kfrlhf.common.spec import StageSpec
+from kfrlhf.pipelines.cluster import cli as cli_cluster
 from kfrlhf.pipelines.cluster import images
-from kfrlhf.pipelines.cluster.platform import ClusterSettings
-from kfrlhf.pipelines.definitions.stages import STAGES, TASKS
+from kfrlhf.pipelines.cluster.platform import DISTRIBUTED_STAGES, ClusterSettings
+from kfrlhf.pipelines.definitions.run_config import RunConfig
+from kfrlhf.pipelines.definitions.stages import SPECS, STAGES, TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = {"kfrlhf": ROOT / "components", "kfrlhf.pipelines": ROOT / "pipelines"}
@@ -77,18 +83,54 @@ def test_every_stage_has_a_folder_with_its_code_and_component():
     assert folders == set(STAGES)
     for stage in STAGES:
         folder = ROOT / "components" / stage
-        code = [p for p in folder.glob("*.py") if p.stem not in ("__init__", "component", "config")]
+        code = [p for p in folder.glob("*.py") if p.stem not in ("__init__", "component", "config", "spec")]
         assert code, f"components/{stage}/ has no stage code beside its component"
         doc = ast.get_docstring(ast.parse((folder / "__init__.py").read_text()))
         assert doc, f"components/{stage}/__init__.py has no docstring"
 
 
-def test_one_stage_list():
+def _resolve(ref: str):
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_one_declaration_per_stage():
+    """Every stage declares itself once, in components/<stage>/spec.py; everything else derives from or agrees
+    with those declarations."""
+    import tomllib
+
+    folders = {p.parent.name for p in (ROOT / "components").glob("*/spec.py")} - {"common"}
+    assert folders == set(STAGES), "every stage folder, and only those, holds a spec.py"
     dockerfile = (ROOT / images.DOCKERFILE).read_text()
     targets = set(re.findall(r"^FROM \S+ AS (\S+)", dockerfile, re.M))
-    assert set(STAGES) <= targets, f"Dockerfile targets missing: {set(STAGES) - targets}"
-    assert set(ClusterSettings().resources) == set(STAGES)
-    assert {stage for stage, _ in TASKS.values()} == set(STAGES)
+    packages = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    sections = {f.name: f for f in dataclasses.fields(RunConfig)}
+    resources = ClusterSettings().resources
+    for name, spec in SPECS.items():
+        assert isinstance(spec, StageSpec) and spec.name == name
+        assert importlib.import_module(f"kfrlhf.{name}.spec").SPEC is spec
+        # The entry point exists in the stage's own package and its component calls it.
+        assert spec.entry.startswith(f"kfrlhf.{name}.") and callable(_resolve(spec.entry))
+        function = spec.entry.partition(":")[2]
+        assert function in (ROOT / "components" / name / "component.py").read_text(), f"{name}: {spec.entry}"
+        assert spec.image_target in targets, f"images/Dockerfile has no target {spec.image_target}"
+        assert f"kfrlhf.{name}" in packages, f"pyproject's packages lack kfrlhf.{name}"
+        # Derived: the platform's defaults.
+        assert dataclasses.asdict(spec.resources).items() <= dataclasses.asdict(resources[name]).items()
+        # The run-config section named after the stage holds the spec's config class.
+        if spec.config is None:
+            assert name not in sections, f"RunConfig has a section {name} its spec does not declare"
+        else:
+            config = _resolve(spec.config)
+            assert spec.config.startswith(f"kfrlhf.{name}.") and sections[name].default_factory is config
+            has_distributed = any(f.name == "distributed" for f in dataclasses.fields(config))
+            assert has_distributed == spec.distributed, f"{name}: distributed must match its config's section"
+        if spec.distributed:
+            assert f"run_stage({function}" in (ROOT / "components" / name / "component.py").read_text()
+    assert set(resources) == set(STAGES)
+    assert {s for s, spec in SPECS.items() if spec.config} == set(sections) - {"report_to"}
+    assert set(DISTRIBUTED_STAGES) == set(cli_cluster.ENTRY_POINTS) == {s for s in STAGES if SPECS[s].distributed}
+    assert len(TASKS) == sum(len(spec.tasks) for spec in SPECS.values()), "a task name is declared twice"
     for doc in ("docs/cluster.md", "images/README.md"):
         loop = re.search(r"for target in ([\w ]+); do", (ROOT / doc).read_text())
         assert loop and loop.group(1).split() == list(STAGES), f"{doc}: the image build loop must build {STAGES}"

@@ -8,7 +8,7 @@ import sys
 
 from kfrlhf.common.extras import require
 from kfrlhf.pipelines.cluster import images
-from kfrlhf.pipelines.definitions.stages import STAGES
+from kfrlhf.pipelines.definitions.stages import DISTRIBUTED_STAGES, ENTRY_POINTS, STAGES
 
 
 def add_compile_parser(subparsers) -> argparse.ArgumentParser:
@@ -91,7 +91,7 @@ def add_compile_parser(subparsers) -> argparse.ArgumentParser:
 def _compile(args) -> int:
     require("kfp.kubernetes", "cluster", "rlhf compile")
     from kfrlhf.pipelines.cluster.compile import compile_all
-    from kfrlhf.pipelines.cluster.platform import DISTRIBUTED_STAGES, ClusterSettings
+    from kfrlhf.pipelines.cluster.platform import ClusterSettings
     from kfrlhf.pipelines.definitions.run_config import load_config
 
     config = load_config(overrides=args.overrides)
@@ -131,16 +131,6 @@ def _compile(args) -> int:
     for path in compile_all(args.output, settings, args.manifests, args.overlays, config):
         print(path)
     return 0
-
-
-# The entry point each training stage's component starts (tests check them against the components').
-ENTRY_POINTS = {
-    "sft": "kfrlhf.sft.train:run_sft",
-    "reward": "kfrlhf.reward.train:run_reward",
-    "ppo": "kfrlhf.ppo.stage:run_ppo_stage",
-    "dpo": "kfrlhf.dpo.train:run_dpo",
-    "grpo": "kfrlhf.grpo.train:run_grpo",
-}
 
 
 def add_render_trainjob_parser(subparsers) -> argparse.ArgumentParser:

@@ -16,14 +16,14 @@ launcher pod: no GPUs of its own (its `gpus` are the GPUs per node), and the pip
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
 from kfrlhf.launch.trainjob import SHM_VOLUME, TEMPLATE_ENV, NodeTemplate, shm_size
 from kfrlhf.pipelines.cluster.images import DEFAULT_REGISTRY, DEFAULT_TAG, image_for, image_repository
-from kfrlhf.pipelines.definitions.stages import DISPLAY_NAMES, stage_of
+from kfrlhf.pipelines.definitions.stages import DISPLAY_NAMES, DISTRIBUTED_STAGES, SPECS, stage_of
 
 
 @dataclass
@@ -53,27 +53,13 @@ def per_pod(res: StageResources) -> StageResources:
     return replace(res, **{f: _times(getattr(res, f), n) for f in fields})
 
 
-# The stages with a `distributed` config section; what their TrainJob launcher pod asks for.
-DISTRIBUTED_STAGES = ("sft", "reward", "ppo", "dpo", "grpo")
+# What a TrainJob launcher pod asks for (the stages in DISTRIBUTED_STAGES, from their specs).
 LAUNCHER = dict(cpu_request="500m", cpu_limit="2", memory_request="2Gi", memory_limit="8Gi")
 
 
 def _default_resources() -> dict[str, StageResources]:
-    return {
-        "data": StageResources("1", "2", "4Gi", "8Gi", gpus=0, timeout_seconds=2 * 3600),
-        "sft": StageResources(),
-        # peft's merge_and_unload in fp32 on the CPU: no GPU.
-        "merge": StageResources("2", "4", "32Gi", "48Gi", gpus=0, timeout_seconds=2 * 3600),
-        "rlaif": StageResources(),
-        "reward": StageResources(),
-        "ppo": StageResources(memory_request="48Gi", memory_limit="96Gi"),
-        "dpo": StageResources(),
-        "rest": StageResources(),
-        "grpo": StageResources(memory_request="48Gi", memory_limit="96Gi"),  # groups of answers, as PPO's rollouts
-        "eval": StageResources("4", "8", "24Gi", "48Gi", timeout_seconds=4 * 3600),
-        "gate": StageResources("500m", "1", "1Gi", "2Gi", gpus=0, timeout_seconds=600),
-        "serve": StageResources("500m", "1", "1Gi", "2Gi", gpus=0, timeout_seconds=1800),
-    }
+    """Each stage's `resources`, as its spec (`components/<stage>/spec.py`) declares them."""
+    return {name: StageResources(**asdict(spec.resources)) for name, spec in SPECS.items()}
 
 
 @dataclass

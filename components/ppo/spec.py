@@ -1,0 +1,12 @@
+"""The ppo stage's one declaration (`kfrlhf.common.spec`): entry point, tasks, resources."""
+
+from kfrlhf.common.spec import Resources, StageSpec
+
+SPEC = StageSpec(
+    name="ppo",
+    entry="kfrlhf.ppo.stage:run_ppo_stage",
+    tasks=(("ppo", "PPO"),),
+    config="kfrlhf.ppo.config:PPOConfig",
+    resources=Resources(memory_request="48Gi", memory_limit="96Gi"),
+    distributed=True,
+)
