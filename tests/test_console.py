@@ -5,6 +5,7 @@ import errno
 import fcntl
 import io
 import re
+import shutil
 import sys
 
 from kfrlhf.common.outputs import mark
@@ -79,11 +80,13 @@ def test_a_stage_that_dies_of_a_full_disk_says_so(tmp_path):
     assert message.endswith(f"iostream error (log: {tmp_path}/logs/sft.log)")
 
 
-def test_failing_stage_is_named_in_the_last_line(tmp_path, capfd):
-    """A real run whose SFT model is an empty directory: the data stage runs, SFT fails."""
-    (tmp_path / "empty-model").mkdir()
+def test_failing_stage_is_named_in_the_last_line(tmp_path, capfd, tiny_lm_dir):
+    """A real run whose SFT model's weights are corrupt (all its files there, so the checks before work pass):
+    the data stage runs, SFT fails."""
+    broken = shutil.copytree(tiny_lm_dir, tmp_path / "broken-model")
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     out = tmp_path / "out"
-    argv = ["run", "--report-to", "none", "--output", str(out), "--set", f"sft.model_name={tmp_path}/empty-model"]
+    argv = ["run", "--report-to", "none", "--output", str(out), "--set", f"sft.model_name={broken}"]
     assert main(argv) == 2
     printed = capfd.readouterr()
     last = printed.err.strip().splitlines()[-1]

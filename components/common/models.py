@@ -99,6 +99,24 @@ def is_tiny(name: str) -> bool:
     return name in (TINY_CAUSAL, TINY_ENCODER)
 
 
+def check_model_dir(path, what: str) -> None:
+    """A saved model directory holds what loading it needs: config.json, readable weights, a tokenizer.
+    Raises ValueError naming `what` (the setting or argument), the directory and the missing part."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{what}: {path} holds no config.json: give a saved model directory (save_pretrained)")
+    weights = [*path.glob("*.safetensors")]
+    if not weights:
+        raise ValueError(f"{what}: {path} holds no model weights (*.safetensors): give a saved model directory")
+    unreadable = [w.name for w in weights if not os.access(w, os.R_OK)]
+    if unreadable:
+        raise ValueError(f"{what}: {path}: cannot read {', '.join(unreadable)} (file permissions)")
+    if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        raise ValueError(f"{what}: {path} holds no tokenizer (tokenizer.json): save the tokenizer beside the model")
+
+
 def load_tokenizer(name: str, padding_side: str = "right"):
     """Generation pads on the left and truncates there too, so a long prompt keeps its end."""
     # A copy, so callers can set padding sides without touching the cached tokenizer.

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from kfrlhf.common.config import load_yaml
-from kfrlhf.common.models import RewardScorer, load_pretrained_causal_lm, load_tokenizer
+from kfrlhf.common.models import RewardScorer, check_model_dir, load_pretrained_causal_lm, load_tokenizer
 from kfrlhf.common.outputs import read_report
 
 DEFAULTS = {"max_new_tokens": 128, "do_sample": True}
@@ -53,10 +53,7 @@ def resolve(model: str | Path) -> Source:
         return Source({k: path / v for k, v in models.items()}, _run_template(path / "config.yaml"))
     if not (path / "config.json").is_file():
         raise ValueError(f"{path} is neither a run directory (report.json) nor a saved model (config.json)")
-    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
-        raise ValueError(f"{path} holds no model weights (*.safetensors): give a merged model directory")
-    if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
-        raise ValueError(f"{path} holds no tokenizer (tokenizer.json): give a merged model directory")
+    check_model_dir(path, "--model")
     return Source({"tuned": path})
 
 

@@ -59,6 +59,7 @@ def run_local(
     preflight(cfg.data)
     if pipeline == "rlaif":
         check_context(cfg.rlaif, load_constitution(cfg.rlaif.constitution))
+    check_models(cfg, pipeline)
     check_model_limits(cfg)
 
     from kfp import local
@@ -108,6 +109,25 @@ def run_local(
         atomic_write_text(output / "report.html", html_report(report, cfg.eval.num_samples, run))
         atomic_write_text(output / "config.yaml", _yaml(args))
     return report
+
+
+def check_models(cfg: RunConfig, pipeline: str) -> None:
+    """Every model setting that names a local directory names a loadable one (hub ids are left to their stage)."""
+    from kfrlhf.common.models import check_model_dir
+
+    settings = {"sft.model_name": cfg.sft.model_name, "reward.model_name": cfg.reward.model_name}
+    if pipeline == "rlaif":
+        settings["rlaif.judge_model"] = cfg.rlaif.judge_model
+    if cfg.eval.second_judge:
+        settings["eval.second_judge"] = cfg.eval.second_judge
+    for setting, name in settings.items():
+        if Path(name).is_dir():
+            try:
+                check_model_dir(name, setting)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+        elif name.startswith(("/", "./", "../", "~")):
+            raise ConfigError(f"{setting}: {name}: no such directory (a saved model directory or a hub id)")
 
 
 def check_model_limits(cfg: RunConfig) -> None:
