@@ -39,6 +39,7 @@ def test_rerun_resumes_the_interrupted_stage(tmp_path):
     rerun = subprocess.run(_args(out), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "PPO: resuming from" in (out / "logs" / "ppo.log").read_text()
+    assert re.search(r"\[\d/9\] ppo +done in \d+ s \(resumed from step-\d+\)", rerun.stdout), rerun.stdout
     report = json.loads((out / "report.json").read_text())
     assert report["num_prompts"] == 8
     # Finished stages drop their checkpoints.

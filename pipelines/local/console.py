@@ -21,6 +21,7 @@ from pathlib import Path
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # tqdm: "ppo:  42%|####      | 10/24 [00:04<00:05, 2.1step/s]"
 BAR = re.compile(r"(\d+)/(\d+) \[([\d:]+)<([\d:?]+)")
+RESUMED = re.compile(r"resuming from (\S+)")  # "SFT: resuming from .../checkpoint-8", "PPO: resuming from .../step-4"
 # The last line of a traceback ("ValueError: ...", or one of our own exceptions by its module path:
 # "kfrlhf.rlaif.label.TooFewPairs: ..."), or the stages' own SIGTERM line.
 ERROR = re.compile(
@@ -55,6 +56,7 @@ class Console:
         self.times: dict[str, float] = {}
         self.failure: tuple[str, str] | None = None  # (task, last error line)
         self.stopping, self.proc, self._bar, self._drawn = 0, None, None, 0.0  # stopping: the signal number
+        self.resumed: str | None = None  # the checkpoint the current task resumed from
 
     def say(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -103,7 +105,7 @@ class Console:
     def _task(self, task: str):
         if self.stopping:
             raise Stopped(f"after {self.label(self.task)}", self.stopping)
-        outer, self.task, self._bar = self.log, task, None
+        outer, self.task, self._bar, self.resumed = self.log, task, None, None
         self.index += 1
         started = time.time()
         if self.tty and not self.verbose:
@@ -115,7 +117,8 @@ class Console:
             self.log = outer
         self.times[task] = round(time.time() - started, 1)
         status = "failed" if self.failure and self.failure[0] == task else "done"
-        self._line(f"{self.label(task):<22} {status} in {self.times[task]:.0f} s")
+        resumed = f" (resumed from {self.resumed})" if self.resumed else ""
+        self._line(f"{self.label(task):<22} {status} in {self.times[task]:.0f} s{resumed}")
         if self.stopping:
             raise Stopped(f"during {self.label(task)}", self.stopping)
 
@@ -136,6 +139,8 @@ class Console:
                     self._progress(line)
                     if end == b"\n" and line.strip():
                         self.write(line + "\n")
+                        resumed = RESUMED.search(line)  # the stages' checkpoint log line
+                        self.resumed = Path(resumed[1]).name if resumed else self.resumed
                         last_error = line.strip() if ERROR.match(line.strip()) else last_error
             code = proc.wait()
             self.proc = None
