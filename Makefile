@@ -59,7 +59,7 @@ compile: install
 	$(BIN)/rlhf compile --output pipelines/compiled --manifests manifests/base/pipelines --overlays manifests/overlays
 
 # The wheels an offline GPU machine whose image has torch needs beyond it (images/gpu-wheels.txt, CPython 3.12,
-# manylinux x86_64), with the project's own; README "On a GPU" says how to carry and install them.
+# manylinux x86_64), with the project's own; docs/benchmarks.md "On a GPU" says how to carry and install them.
 gpu-wheels:
 	nice python3 images/gpu_wheels.py images/gpu-wheels.txt .whl
 	du -sh .whl
@@ -68,7 +68,7 @@ clean:
 	rm -rf runs .pytest_cache
 
 # The PPO step on SmolLM2's 135M, 360M and 1.7B shapes (random weights; benchmarks/gpu_step.py), ours against
-# TRL 1.12, on a GPU machine: the image's python3 (GPU_PY) with the project's wheels on PYTHONPATH (README "On a
+# TRL 1.12, on a GPU machine: the image's python3 (GPU_PY) with the project's wheels on PYTHONPATH (docs/benchmarks.md "On a
 # GPU"). TRL's side: .venv-trl112 where it exists, else TRL112_PATH (trl==1.12.0 in a `pip install --target`
 # directory, first on GPU_PY's path for that process), else ours alone. The image has no gguf: name SmolLM2's
 # tokenizer directory with GPU_STEP_TOKENIZER (e.g. the copy a CPU run caches: /tmp/kfrlhf-gpu-step/smollm2-tokenizer).
@@ -87,7 +87,7 @@ bench-gpu:
 
 # The GPU check (benchmarks/gpu_check.py): the five pipelines with QLoRA + bf16, rlhf generate and the device and
 # training tests on CUDA, summary in runs/gpu-check.json; on a GPU machine, with the wheels of `make gpu-wheels`
-# installed first (README "On a GPU"). DRY=1: here, without a GPU: every pipeline built, the tests collected.
+# installed first (docs/benchmarks.md "On a GPU"). DRY=1: here, without a GPU: every pipeline built, the tests collected.
 GPU_SITE ?= /tmp/site
 .PHONY: gpu-check
 gpu-check: $(if $(DRY),install)

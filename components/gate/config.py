@@ -24,7 +24,7 @@ class GateConfig(StageConfig):
       baseline (longer wins, shorter wins) by >= this many paired standard errors;
     - `min_reward_accuracy`: an absolute floor on that accuracy (0: none);
     - `require_length_controlled_gain`: the length-controlled gain must pass the gain's rule too
-      (shown anyway; off by default, see README "Eval gate").
+      (shown anyway; off by default, see docs/eval-gate.md).
     """
 
     section: ClassVar[str] = "gate"

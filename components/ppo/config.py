@@ -77,7 +77,7 @@ class PPOConfig(StageConfig, LoraFields, SamplingFields, DistributedFields):
     kl_limit: float = 0.0  # hard stop when the mean KL exceeds it; 0 = off
     reward_limit: float = 0.0  # hard stop when the mean raw reward exceeds it (reward hacking); 0 = off
     max_rollbacks: int = 0  # on divergence: back to an earlier checkpoint at half the learning rate, at most N times
-    # Memory, for large policies (README "Scale-out"): bf16 weights (fp32 where no GPU supports bf16; the
+    # Memory, for large policies (docs/scale-out.md): bf16 weights (fp32 where no GPU supports bf16; the
     # adapter and value head stay fp32), a 4-bit NF4 base (QLoRA), activation checkpointing in the update.
     bf16: bool = False
     load_in_4bit: bool = False

@@ -9,7 +9,7 @@ cancels the judge's position bias (a judge that always says "A" keeps nothing).
 
 A `Judge` is any callable (prompts, firsts, seconds) -> scores; the labelling needs no more.
 `make_judge` builds the configured one: an `LMJudge`, or for `sample-lexicon` the tiny preset's
-`LexiconJudge` (not a language model; README "RLAIF" says why).
+`LexiconJudge` (not a language model; docs/rlaif.md says why).
 """
 
 from __future__ import annotations
