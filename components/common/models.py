@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+from pathlib import Path
 
 import torch
 from transformers import (
@@ -23,6 +24,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from .config import ConfigError
 from .extras import require
 from .packaged_models import resolve
 
@@ -101,20 +103,18 @@ def is_tiny(name: str) -> bool:
 
 def check_model_dir(path, what: str) -> None:
     """A saved model directory holds what loading it needs: config.json, readable weights, a tokenizer.
-    Raises ValueError naming `what` (the setting or argument), the directory and the missing part."""
-    from pathlib import Path
-
+    Raises ConfigError (a ValueError) naming `what` (the setting or argument), the directory and the missing part."""
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise ValueError(f"{what}: {path} holds no config.json: give a saved model directory (save_pretrained)")
+        raise ConfigError(f"{what}: {path} holds no config.json: give a saved model directory (save_pretrained)")
     weights = [*path.glob("*.safetensors")]
     if not weights:
-        raise ValueError(f"{what}: {path} holds no model weights (*.safetensors): give a saved model directory")
+        raise ConfigError(f"{what}: {path} holds no model weights (*.safetensors): give a saved model directory")
     unreadable = [w.name for w in weights if not os.access(w, os.R_OK)]
     if unreadable:
-        raise ValueError(f"{what}: {path}: cannot read {', '.join(unreadable)} (file permissions)")
+        raise ConfigError(f"{what}: {path}: cannot read {', '.join(unreadable)} (file permissions)")
     if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
-        raise ValueError(f"{what}: {path} holds no tokenizer (tokenizer.json): save the tokenizer beside the model")
+        raise ConfigError(f"{what}: {path} holds no tokenizer (tokenizer.json): save the tokenizer beside the model")
 
 
 def load_tokenizer(name: str, padding_side: str = "right"):

@@ -57,9 +57,9 @@ def run_local(
     output = check_output_dir(output, "run").resolve()
     check_precision(cfg, pipeline)
     preflight(cfg.data)
+    check_models(cfg, pipeline)  # before the RLAIF check reads the judge's tokenizer
     if pipeline == "rlaif":
         check_context(cfg.rlaif, load_constitution(cfg.rlaif.constitution))
-    check_models(cfg, pipeline)
     check_model_limits(cfg)
 
     from kfp import local
@@ -122,10 +122,7 @@ def check_models(cfg: RunConfig, pipeline: str) -> None:
         settings["eval.second_judge"] = cfg.eval.second_judge
     for setting, name in settings.items():
         if Path(name).is_dir():
-            try:
-                check_model_dir(name, setting)
-            except ValueError as err:
-                raise ConfigError(str(err)) from None
+            check_model_dir(name, setting)
         elif name.startswith(("/", "./", "../", "~")):
             raise ConfigError(f"{setting}: {name}: no such directory (a saved model directory or a hub id)")
 
