@@ -13,7 +13,7 @@ Each step: `--batch-size` rollouts of exactly `--response-length` new tokens, `-
 set-up). Ours is `kfrlhf.ppo.trainer.run_ppo`; TRL 1.12's `trl.experimental.ppo.PPOTrainer` runs in
 its own venv through benchmarks/trl_ppo.py (on the same saved models, moved to the GPU and loaded in
 the same dtype here; trl_ppo.py itself is unchanged). `--grpo` adds TRL's GRPOTrainer as the GRPO stage
-builds it (`kfrlhf.grpo.train.grpo_trainer`), same prompts and reward model.
+builds it (`kfrlhf.grpo.stage.grpo_trainer`), same prompts and reward model.
 
     python -m benchmarks.gpu_step                                 # CPU: cpu-small, about a minute a side
     python -m benchmarks.gpu_step --shape 1.7b --dtype bf16 --trl-python .venv-trl112/bin/python --json out.json
@@ -354,7 +354,7 @@ def run_grpo(a, root: Path, prompts: list[str], device: str) -> dict:
 
     from kfrlhf.common.models import RewardScorer
     from kfrlhf.grpo.config import GRPOConfig
-    from kfrlhf.grpo.train import grpo_trainer, reward_function
+    from kfrlhf.grpo.stage import grpo_trainer, reward_function
 
     marks: list[float] = []
 

@@ -15,7 +15,7 @@ from kfrlhf.common.models import RewardScorer, load_reward_model, load_tokenizer
 from kfrlhf.common.packaged_models import SMOLLM2, resolve
 from kfrlhf.data.config import DataConfig
 from kfrlhf.data.loaders import load_preferences
-from kfrlhf.data.prepare import Formatter
+from kfrlhf.data.stage import Formatter
 from kfrlhf.reward.warm_start import warm_start_head
 
 MAX_LENGTH = 256  # reward model input budget (prompt cut from the left)

@@ -219,7 +219,12 @@ def cmd_models_prepare(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from kfrlhf.pipelines.cluster.cli import add_compile_parser, add_render_trainjob_parser, add_submit_parser
+    from kfrlhf.pipelines.cluster.cli import (
+        add_compile_parser,
+        add_images_parser,
+        add_render_trainjob_parser,
+        add_submit_parser,
+    )
 
     parser = argparse.ArgumentParser(prog="rlhf", description=__doc__.split("\n\n")[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -291,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_compile_parser(sub)
     add_render_trainjob_parser(sub)
+    add_images_parser(sub)
     add_submit_parser(sub)
     return parser
 

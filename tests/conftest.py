@@ -7,7 +7,7 @@ import pytest
 
 from kfrlhf.common import models, sample_data
 from kfrlhf.data.config import DataConfig
-from kfrlhf.data.prepare import model_prompt
+from kfrlhf.data.stage import model_prompt
 from kfrlhf.pipelines.definitions import run_config as config
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -34,7 +34,7 @@ def sft_rows(n: int, seed: int = 0) -> list[dict]:
 @pytest.fixture(scope="session")
 def reward_dir(tmp_path_factory) -> Path:
     """A tiny reward model trained on the sample preference (a few seconds)."""
-    from kfrlhf.reward.train import train_reward
+    from kfrlhf.reward.stage import train_reward
 
     out = tmp_path_factory.mktemp("reward")
     cfg = config.load_config("tiny").reward

@@ -11,7 +11,7 @@ from kfrlhf.common.data_sources import read_split
 from kfrlhf.common.sampling import answer_ends, generate
 from kfrlhf.data import loaders
 from kfrlhf.data.config import DataConfig
-from kfrlhf.data.prepare import prepare_data
+from kfrlhf.data.stage import run as prepare_data
 from kfrlhf.pipelines.definitions import run_config as config
 
 CHATML = (

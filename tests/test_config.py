@@ -55,7 +55,7 @@ def test_pipeline_struct_floats_become_ints():
 
 def test_a_stage_checks_its_config_before_loading_anything(tmp_path):
     """Runs started from the KFP UI bypass the CLI: the stage entry point checks values itself."""
-    from kfrlhf.ppo.stage import run_ppo_stage
+    from kfrlhf.ppo.stage import run as run_ppo_stage
 
     with pytest.raises(ConfigError, match="divisible"):
         run_ppo_stage({"batch_size": 30, "mini_batch_size": 4}, "no-model", "no-reward", "no-data", str(tmp_path))

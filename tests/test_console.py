@@ -39,10 +39,10 @@ def test_our_own_exceptions_are_the_error_too(tmp_path):
     """Diverged, TooFewPairs, CheckpointMismatch...: names without "Error", known by their module path."""
     console = Console(tmp_path / "logs", total=1, stream=io.StringIO())
     console.log_dir.mkdir()
-    task = "from kfrlhf.rlaif.label import TooFewPairs\nprint('Note: no error')\nraise TooFewPairs('at chance')"
-    with console._task("rlaif-label"):
+    task = "from kfrlhf.rlaif.stage import TooFewPairs\nprint('Note: no error')\nraise TooFewPairs('at chance')"
+    with console._task("rlaif"):
         assert console._run([sys.executable, "-c", task]) == 1
-    assert console.failure == ("rlaif-label", "kfrlhf.rlaif.label.TooFewPairs: at chance")
+    assert console.failure == ("rlaif", "kfrlhf.rlaif.stage.TooFewPairs: at chance")
 
 
 def test_a_second_run_on_the_same_output_is_refused(tmp_path, capsys):

@@ -10,13 +10,13 @@ import torch
 from kfrlhf.common import models
 from kfrlhf.common.data_sources import write_jsonl
 from kfrlhf.eval.config import EvalConfig
-from kfrlhf.eval.evaluate import evaluate
+from kfrlhf.eval.stage import evaluate
 from kfrlhf.pipelines.local.generate import Generator
 from kfrlhf.ppo.config import PPOConfig
 from kfrlhf.ppo.normalization import RunningMoments
-from kfrlhf.ppo.stage import run_ppo_stage
+from kfrlhf.ppo.stage import run as run_ppo_stage
 from kfrlhf.ppo.trainer import divergence, global_mean_kl, run_ppo, whiten
-from kfrlhf.rest.grow import run_grow
+from kfrlhf.rest.stage import run_grow
 from kfrlhf.rlaif import judge as judge_module
 from tests import word_task
 from tests.fake_gpu import on_fake_gpu

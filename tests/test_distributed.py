@@ -44,11 +44,11 @@ from tests.conftest import preference_rows, sft_rows
 
 REL = {"sft": 1e-2, "reward": 1e-3, "dpo": 1e-3}
 TARGETS = {
-    "sft": "kfrlhf.sft.train:run_sft",
-    "reward": "kfrlhf.reward.train:run_reward",
-    "dpo": "kfrlhf.dpo.train:run_dpo",
-    "ppo": "kfrlhf.ppo.stage:run_ppo_stage",
-    "grpo": "kfrlhf.grpo.train:run_grpo",
+    "sft": "kfrlhf.sft.stage:run",
+    "reward": "kfrlhf.reward.stage:run",
+    "dpo": "kfrlhf.dpo.stage:run",
+    "ppo": "kfrlhf.ppo.stage:run",
+    "grpo": "kfrlhf.grpo.stage:run",
 }
 
 

@@ -14,7 +14,7 @@ import trl
 from kfrlhf.common.checkpoint import Diverged, is_complete, latest_complete
 from kfrlhf.ppo import losses
 from kfrlhf.ppo.trainer import PPODivergence, run_ppo
-from kfrlhf.sft.train import train_sft
+from kfrlhf.sft.stage import train_sft
 from tests.conftest import sft_rows
 from tests.test_ppo_trainer import small_cfg, target_fraction
 from tests.test_resume import one_thread  # noqa: F401  (autouse: one torch thread, far faster on shared cores)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from kfrlhf.common.models import load_causal_lm, load_tokenizer
-from kfrlhf.dpo.train import train_dpo
-from kfrlhf.merge.merge import merge_adapter
+from kfrlhf.dpo.stage import train_dpo
+from kfrlhf.merge.stage import run as merge_adapter
 from kfrlhf.pipelines.cli import main
 from kfrlhf.pipelines.definitions import run_config as config
 from tests.conftest import preference_rows

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from kfrlhf.eval.config import EvalConfig
-from kfrlhf.eval.evaluate import evaluate, summarize
+from kfrlhf.eval.stage import evaluate, summarize
 
 
 def test_summarize_hand_made_case():

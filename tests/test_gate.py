@@ -7,7 +7,8 @@ import pytest
 
 from kfrlhf.common.config import ConfigError, from_dict
 from kfrlhf.gate.config import GateConfig
-from kfrlhf.gate.gate import decide, run_gate, wilson_lower_bound
+from kfrlhf.gate.stage import decide, wilson_lower_bound
+from kfrlhf.gate.stage import run as run_gate
 
 # The tiny preset's default run (README): every length tie, so both length baselines are 0.5 and the
 # reward model's margin is 0.5 on every held-out pair.

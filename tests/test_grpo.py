@@ -11,7 +11,7 @@ import torch
 
 from kfrlhf.common.config import ConfigError
 from kfrlhf.grpo.config import GRPOConfig
-from kfrlhf.grpo.train import grpo_trainer, reward_function
+from kfrlhf.grpo.stage import grpo_trainer, reward_function
 from kfrlhf.pipelines.cli import main
 from tests.test_pipeline import FAST
 
@@ -70,7 +70,7 @@ def test_grpo_run_through_kfp_local(tmp_path):
         args += ["--set", item]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["pipeline"] == "grpo" and "grpo-train" in report["stage_times_s"]
+    assert report["pipeline"] == "grpo" and "grpo" in report["stage_times_s"]
     for key in ("reward_before", "reward_after", "kl", "win_rate"):
         assert math.isfinite(report[key]), key
     root = out / "pipeline_root"

@@ -22,7 +22,7 @@ import yaml
 from kfrlhf.pipelines.cluster import images
 from kfrlhf.pipelines.cluster.compile import SYNC_WAVES, load_rendered, version_name
 from kfrlhf.pipelines.cluster.platform import ClusterSettings
-from kfrlhf.pipelines.definitions.stages import STAGES
+from kfrlhf.pipelines.definitions.stages import SPECS, STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = Path(__file__).resolve().parents[2] / "shared" / "crds" / "kubeflow-pipelines"
@@ -217,11 +217,14 @@ def _effective_user(stages: dict, name: str) -> str | None:
 
 
 def test_every_stage_image_is_built_by_a_nonroot_target():
+    """Each stage's image is the `stage` target on its spec's base: that base exists and runs as non-root."""
     stages = _stages(ROOT / images.DOCKERFILE)
-    for target in STAGES:
-        assert target in stages, f"{images.DOCKERFILE} has no target {target!r}"
-        user = _effective_user(stages, target)
-        assert user and user not in ("0", "root"), f"target {target} runs as {user!r}"
+    assert stages[images.STAGE_TARGET]["from"] == "${BASE}" and "USER" not in stages[images.STAGE_TARGET]["text"]
+    for name in STAGES:
+        base = SPECS[name].image_base
+        assert base in stages, f"{images.DOCKERFILE} has no base target {base!r} ({name})"
+        user = _effective_user(stages, base)
+        assert user and user not in ("0", "root"), f"base {base} runs as {user!r}"
 
 
 def test_compiled_pipelines_name_only_built_images():

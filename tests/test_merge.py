@@ -4,7 +4,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from kfrlhf.common.models import load_causal_lm, load_tokenizer
-from kfrlhf.merge.merge import merge_adapter
+from kfrlhf.merge.stage import run as merge_adapter
 
 
 def test_merged_logits_match_base_plus_adapter(tmp_path):

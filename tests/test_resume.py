@@ -30,7 +30,7 @@ from kfrlhf.pipelines.definitions import run_config as config
 from tests.conftest import preference_rows, sft_rows
 
 # Stage entry points, the way the KFP components call them.
-ENTRY = {"run_sft": "kfrlhf.sft.train", "run_ppo_stage": "kfrlhf.ppo.stage"}
+ENTRY = {"run_sft": "kfrlhf.sft.stage", "run_ppo_stage": "kfrlhf.ppo.stage"}
 RUN = (
     "import importlib, json, sys; getattr(importlib.import_module(sys.argv[1]), sys.argv[2])(**json.loads(sys.argv[3]))"
 )
@@ -75,7 +75,7 @@ def jobs(tmp_path_factory, tiny_lm_dir) -> dict:
 
 
 def run(stage: str, kwargs: dict, out: Path) -> dict:
-    return getattr(importlib.import_module(ENTRY[stage]), stage)(**kwargs, output_dir=str(out))
+    return importlib.import_module(ENTRY[stage]).run(**kwargs, output_dir=str(out))
 
 
 def final(stage: str, out: Path) -> dict:
@@ -101,7 +101,7 @@ def interrupt(stage: str, kwargs: dict, out: Path, sig: int) -> tuple[int, str]:
     log = out.parent / f"{out.name}.stderr"
     with open(log, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-c", RUN, ENTRY[stage], stage, json.dumps(dict(kwargs, output_dir=str(out)))],
+            [sys.executable, "-c", RUN, ENTRY[stage], "run", json.dumps(dict(kwargs, output_dir=str(out)))],
             stdout=subprocess.DEVNULL,
             stderr=err,
             env=dict(os.environ, OMP_NUM_THREADS="1"),

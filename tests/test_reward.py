@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from kfrlhf.common.models import RewardScorer, load_tokenizer
-from kfrlhf.reward.train import reward_quality
+from kfrlhf.reward.stage import reward_quality
 from tests.conftest import preference_rows
 
 
@@ -23,7 +23,7 @@ def test_untrained_reward_model_is_near_chance(tmp_path):
 
 def test_quality_gate_stops_a_model_that_did_not_learn(tmp_path):
     from kfrlhf.pipelines.definitions import run_config as config
-    from kfrlhf.reward.train import RewardGateError, train_reward
+    from kfrlhf.reward.stage import RewardGateError, train_reward
 
     cfg = config.load_config("tiny").reward
     cfg.max_steps, cfg.eval_steps, cfg.learning_rate, cfg.min_accuracy = 1, 1, 1e-9, 0.99
@@ -47,7 +47,7 @@ def test_a_bert_reward_model_without_eos_trains_and_long_pairs_are_cut_not_dropp
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
     from kfrlhf.pipelines.definitions import run_config as config
-    from kfrlhf.reward.train import train_reward
+    from kfrlhf.reward.stage import train_reward
 
     rows = preference_rows(40)
     words = sorted(
@@ -92,7 +92,7 @@ def test_a_bert_reward_model_without_eos_trains_and_long_pairs_are_cut_not_dropp
 
 
 def test_length_baselines_and_standard_errors():
-    from kfrlhf.reward.train import length_baselines
+    from kfrlhf.reward.stage import length_baselines
 
     rows = [{"chosen": "a" * c, "rejected": "a" * r} for c, r in [(1, 2), (1, 3), (2, 1), (2, 2)]]
     # The model is right on pairs 1, 2 and 3; "shorter wins" is right on 1 and 2, and half right on the tie.
@@ -124,9 +124,10 @@ def test_warm_start_saves_the_probe_the_eval_takes_as_second_judge(tmp_path, tin
     second judge unless `eval.second_judge` names another."""
     from kfrlhf.common.data_sources import write_jsonl
     from kfrlhf.common.models import load_reward_model
-    from kfrlhf.eval.evaluate import PROBE_JUDGE, run_eval
+    from kfrlhf.eval.stage import PROBE_JUDGE
+    from kfrlhf.eval.stage import run as run_eval
     from kfrlhf.pipelines.definitions import run_config as config
-    from kfrlhf.reward.train import train_reward
+    from kfrlhf.reward.stage import train_reward
 
     cfg = config.load_config("tiny").reward
     cfg.max_steps, cfg.warm_start_pairs = 20, 100

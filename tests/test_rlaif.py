@@ -13,7 +13,8 @@ from kfrlhf.common.models import TINY_CAUSAL, load_causal_lm
 from kfrlhf.pipelines.cli import main
 from kfrlhf.rlaif.constitution import DEFAULT, load_constitution
 from kfrlhf.rlaif.judge import LexiconJudge, LMJudge, judge_both_orders
-from kfrlhf.rlaif.label import CHUNK, TooFewPairs, kept_share_bound, label_pairs, run_rlaif
+from kfrlhf.rlaif.stage import CHUNK, TooFewPairs, kept_share_bound, label_pairs
+from kfrlhf.rlaif.stage import run as run_rlaif
 from tests.conftest import TEMPLATE
 from tests.test_pipeline import FAST
 

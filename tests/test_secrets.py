@@ -39,7 +39,7 @@ def test_rendered_manifests(fake_secrets, overlay):
 
 
 def test_cli_output_logs_and_artifacts(fake_secrets, tmp_path, capsys, caplog):
-    from kfrlhf.data.prepare import prepare_data
+    from kfrlhf.data.stage import run as prepare_data
 
     caplog.set_level(logging.DEBUG)
     sample = tmp_path / "prefs.jsonl"

@@ -20,7 +20,7 @@ from kfrlhf.pipelines.cluster.platform import ClusterSettings, make_configure
 from kfrlhf.pipelines.local.generate import read_prompts
 from kfrlhf.serve.config import ServeConfig
 from kfrlhf.serve.inference_service import apply, inference_service
-from kfrlhf.serve.promote import promote
+from kfrlhf.serve.stage import run as promote
 from tests.fake_http import reply_json
 from tests.model_registry_fake import FakeModelRegistry
 from tests.test_manifests import _strict

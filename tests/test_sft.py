@@ -1,7 +1,7 @@
 import torch
 
 from kfrlhf.pipelines.definitions import run_config as config
-from kfrlhf.sft.train import sft_trainer, train_sft
+from kfrlhf.sft.stage import sft_trainer, train_sft
 from tests.conftest import sft_rows
 
 

@@ -148,12 +148,12 @@ def test_render_refuses_a_bad_distributed_section(tmp_path, capsys):
 
 
 def test_render_names_the_entry_points_the_components_start():
-    from kfrlhf.dpo.train import run_dpo
-    from kfrlhf.grpo.train import run_grpo
+    from kfrlhf.dpo.stage import run as run_dpo
+    from kfrlhf.grpo.stage import run as run_grpo
     from kfrlhf.pipelines.cluster.platform import DISTRIBUTED_STAGES
-    from kfrlhf.ppo.stage import run_ppo_stage
-    from kfrlhf.reward.train import run_reward
-    from kfrlhf.sft.train import run_sft
+    from kfrlhf.ppo.stage import run as run_ppo_stage
+    from kfrlhf.reward.stage import run as run_reward
+    from kfrlhf.sft.stage import run as run_sft
 
     functions = {"sft": run_sft, "reward": run_reward, "ppo": run_ppo_stage, "dpo": run_dpo, "grpo": run_grpo}
     assert cli_cluster.ENTRY_POINTS == {stage: entry_point(f) for stage, f in functions.items()}
@@ -375,7 +375,7 @@ def attempt(scenario: str, hostname: str, tmp_path, monkeypatch, nodes_write, co
     FakeTrainerAPI.on_create = create
     try:
         result = run_trainjob(
-            "kfrlhf.ppo.stage:run_ppo_stage", "ppo", kwargs, DistributedConfig(nodes=2), ["sft_model"], "output_dir"
+            "kfrlhf.ppo.stage:run", "ppo", kwargs, DistributedConfig(nodes=2), ["sft_model"], "output_dir"
         )
     except (SystemExit, TrainJobFailed) as err:
         result = err

@@ -1,6 +1,6 @@
 """The one declaration of a stage: `StageSpec`, which each stage's `spec.py` fills in (`SPEC`).
 
-A stage's facts live there and nowhere else: the function its component calls, its tasks and their
+A stage's facts live there and nowhere else: its tasks and their
 display names in the KFP UI, what its pod asks for, whether it is a training stage with a `distributed`
 section (and so can launch a TrainJob), and its run-config section. `kfrlhf.pipelines.definitions.stages`
 collects the specs; the stage list, the platform's resource defaults and the TrainJob entry points derive
@@ -27,23 +27,39 @@ class Resources:
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One stage. `entry` is `module:function`, the stage function its component calls; `tasks` are the
-    (task name, display name) pairs the pipelines use it for; `config` is `module:Class` of its run-config
-    section (named after the stage), None for a stage without one; `distributed`: a training stage whose
-    config has a `distributed` section, started through `kfrlhf.launch.launcher.run_stage`."""
+    """One stage. `tasks` are the (task name, display name) pairs the pipelines use it for; `config` is
+    `module:Class` of its run-config section (named after the stage), None for a stage without one;
+    `distributed`: a training stage whose config has a `distributed` section, started through
+    `kfrlhf.launch.launcher.run_stage`; `steps`: the steps of a stage that runs as several tasks (ReST's
+    grow and improve), each with an entry function of its own; `order`: its place in pipeline order (the
+    stage list is sorted by it); `image_base`: the `images/Dockerfile` target its image builds on (`light`,
+    `cluster`, `eval`, `train`: what it installs)."""
 
     name: str
-    entry: str
+    order: int
     tasks: tuple[tuple[str, str], ...]
     config: str | None
     resources: Resources = field(default_factory=Resources)
     distributed: bool = False
+    steps: tuple[str, ...] = ()
+    image_base: str = "train"
+
+    def __post_init__(self):
+        if self.distributed and self.steps:
+            raise ValueError(f"{self.name}: a distributed stage has one entry function, not steps")
+
+    @property
+    def entries(self) -> tuple[str, ...]:
+        """The entry points (`module:function`) its components call, by one convention for every stage:
+        `kfrlhf.<name>.stage:run`, or `kfrlhf.<name>.stage:run_<step>` for each of its steps."""
+        functions = tuple(f"run_{step}" for step in self.steps) or ("run",)
+        return tuple(f"kfrlhf.{self.name}.stage:{function}" for function in functions)
 
     @property
     def gpu(self) -> bool:
         return self.resources.gpus > 0
 
     @property
-    def image_target(self) -> str:
-        """The `images/Dockerfile` target and the image (`kubeflow-rlhf-<name>`) share the stage's name."""
-        return self.name
+    def build_args(self) -> dict[str, str]:
+        """Its image (`kubeflow-rlhf-<name>`) is the Dockerfile's `stage` target built with these arguments."""
+        return {"STAGE": self.name, "BASE": self.image_base}

@@ -1,4 +1,4 @@
-"""The data stage's KFP component (a thin wrapper around `kfrlhf.data.prepare`)."""
+"""The data stage's KFP component (a thin wrapper around `kfrlhf.data.stage`)."""
 
 from kfp.dsl import Dataset, Output
 
@@ -7,6 +7,6 @@ from kfrlhf.common.component import stage_component
 
 @stage_component
 def prepare_data(data: dict, sft_data: Output[Dataset], preference_data: Output[Dataset], prompt_data: Output[Dataset]):
-    from kfrlhf.data.prepare import prepare_data
+    from kfrlhf.data.stage import run
 
-    prepare_data(data, sft_data.path, preference_data.path, prompt_data.path)
+    run(data, sft_data.path, preference_data.path, prompt_data.path)

@@ -1,10 +1,10 @@
-"""The dpo stage's one declaration (`kfrlhf.common.spec`): entry point, tasks, resources."""
+"""The dpo stage's one declaration (`kfrlhf.common.spec`): tasks, resources."""
 
 from kfrlhf.common.spec import StageSpec
 
 SPEC = StageSpec(
     name="dpo",
-    entry="kfrlhf.dpo.train:run_dpo",
+    order=70,
     tasks=(("dpo", "DPO"),),
     config="kfrlhf.dpo.config:DPOConfig",
     distributed=True,

@@ -1,4 +1,4 @@
-"""The eval stage's KFP component (a thin wrapper around `kfrlhf.eval.evaluate.run_eval`).
+"""The eval stage's KFP component (a thin wrapper around `kfrlhf.eval.stage.run`).
 
 The report directory is the `report` artifact (the pipelines return it); its Markdown and HTML
 are also written as `summary` and `plots`, which the KFP UI renders.
@@ -26,15 +26,13 @@ def evaluate(
 ):
     import shutil
 
-    from kfrlhf.eval.evaluate import run_eval
+    from kfrlhf.eval.stage import run
 
     # The models' URIs: what promotion registers and serves, and what `rlhf generate` finds in a run.
     models = {"sft": sft_model.uri, "tuned": tuned_model.uri, "reward": reward_model.uri}
     extra = extra_metrics.metadata if extra_metrics is not None else {}  # e.g. RLAIF's judging
     upstream = {**sft_metrics.metadata, **reward_metrics.metadata, **extra, "models": models}
-    result = run_eval(
-        eval, sft_model.path, tuned_model.path, reward_model.path, prompt_data.path, report.path, upstream
-    )
+    result = run(eval, sft_model.path, tuned_model.path, reward_model.path, prompt_data.path, report.path, upstream)
     for name, value in result.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics.log_metric(name, value)

@@ -1,4 +1,4 @@
-"""The eval gate's KFP component (a thin wrapper around `kfrlhf.gate.gate.run_gate`).
+"""The eval gate's KFP component (a thin wrapper around `kfrlhf.gate.stage.run`).
 
 Returns "passed" or "failed", on which the pipelines' `dsl.If` runs promotion. The gated report is
 `report` (what the pipelines return); the decision shows in the KFP UI as `summary` (Markdown) and
@@ -20,9 +20,9 @@ def gate(
 ) -> str:
     import shutil
 
-    from kfrlhf.gate.gate import run_gate
+    from kfrlhf.gate.stage import run
 
-    decision = run_gate(gate, eval_report.path, report.path)
+    decision = run(gate, eval_report.path, report.path)
     metrics.log_metric("gate_passed", float(decision["passed"]))
     for check in decision["checks"]:
         metrics.log_metric(f"gate_{check['name']}", float(check["passed"]))

@@ -1,7 +1,4 @@
-"""The GRPO stage's KFP component (a thin wrapper around `kfrlhf.grpo.train.run_grpo`).
-
-Named `grpo_train`: the GRPO pipeline is called `grpo`, and kfp's loader confuses the two names.
-"""
+"""The GRPO stage's KFP component (a thin wrapper around `kfrlhf.grpo.stage.run`)."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -9,7 +6,7 @@ from kfrlhf.common.component import stage_component
 
 
 @stage_component
-def grpo_train(
+def grpo(
     grpo: dict,
     report_to: str,
     sft_model: Input[Model],
@@ -18,11 +15,11 @@ def grpo_train(
     adapter: Output[Model],
     metrics: Output[Metrics],
 ):
-    from kfrlhf.grpo.train import run_grpo
+    from kfrlhf.grpo.stage import run
     from kfrlhf.launch.launcher import run_stage
 
     inputs = ("sft_model", "reward_model", "prompt_data")
     kwargs = dict(grpo=grpo, report_to=report_to, output_dir=adapter.path)
     kwargs.update(sft_model=sft_model.path, reward_model=reward_model.path, prompt_data=prompt_data.path)
-    for name, value in run_stage(run_grpo, "grpo", kwargs, inputs=inputs).items():
+    for name, value in run_stage(run, "grpo", kwargs, inputs=inputs).items():
         metrics.log_metric(name, value)

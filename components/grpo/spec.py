@@ -1,11 +1,11 @@
-"""The grpo stage's one declaration (`kfrlhf.common.spec`): entry point, tasks, resources."""
+"""The grpo stage's one declaration (`kfrlhf.common.spec`): tasks, resources."""
 
 from kfrlhf.common.spec import Resources, StageSpec
 
 # Groups of answers, as PPO's rollouts: more memory.
 SPEC = StageSpec(
     name="grpo",
-    entry="kfrlhf.grpo.train:run_grpo",
+    order=90,
     tasks=(("grpo", "GRPO"),),
     config="kfrlhf.grpo.config:GRPOConfig",
     resources=Resources(memory_request="48Gi", memory_limit="96Gi"),

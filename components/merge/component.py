@@ -1,4 +1,4 @@
-"""The merge stage's KFP components (thin wrappers around `kfrlhf.merge.merge.merge_adapter`)."""
+"""The merge stage's KFP components (thin wrappers around `kfrlhf.merge.stage.run`)."""
 
 from kfp.dsl import Input, Model, Output
 
@@ -7,13 +7,13 @@ from kfrlhf.common.component import stage_component
 
 @stage_component
 def merge(adapter: Input[Model], model: Output[Model]):
-    from kfrlhf.merge.merge import merge_adapter
+    from kfrlhf.merge.stage import run
 
-    merge_adapter(f"{adapter.path}/adapter", model.path)
+    run(f"{adapter.path}/adapter", model.path)
 
 
 @stage_component
 def merge_onto(adapter: Input[Model], base_model: Input[Model], model: Output[Model]):
-    from kfrlhf.merge.merge import merge_adapter
+    from kfrlhf.merge.stage import run
 
-    merge_adapter(f"{adapter.path}/adapter", model.path, base=base_model.path)
+    run(f"{adapter.path}/adapter", model.path, base=base_model.path)

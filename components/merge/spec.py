@@ -1,11 +1,11 @@
-"""The merge stage's one declaration (`kfrlhf.common.spec`): entry point, tasks, resources."""
+"""The merge stage's one declaration (`kfrlhf.common.spec`): tasks, resources."""
 
 from kfrlhf.common.spec import Resources, StageSpec
 
 # peft's merge_and_unload in fp32 on the CPU: no GPU.
 SPEC = StageSpec(
     name="merge",
-    entry="kfrlhf.merge.merge:merge_adapter",
+    order=30,
     tasks=(
         ("merge_sft", "Merge SFT adapter"),
         ("merge_ppo", "Merge PPO adapter"),

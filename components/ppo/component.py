@@ -1,4 +1,4 @@
-"""The PPO stage's KFP component (a thin wrapper around `kfrlhf.ppo.stage.run_ppo_stage`, started on the
+"""The PPO stage's KFP component (a thin wrapper around `kfrlhf.ppo.stage.run`, started on the
 processes `ppo.distributed` asks for by `kfrlhf.launch.launcher`)."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
@@ -17,11 +17,11 @@ def ppo(
     metrics: Output[Metrics],
 ):
     from kfrlhf.launch.launcher import run_stage
-    from kfrlhf.ppo.stage import run_ppo_stage
+    from kfrlhf.ppo.stage import run
 
     inputs = dict(sft_model=sft_model.path, reward_model=reward_model.path, prompt_data=prompt_data.path)
     kwargs = dict(ppo=ppo, output_dir=adapter.path, report_to=report_to, **inputs)
-    result = run_stage(run_ppo_stage, "ppo", kwargs, inputs=tuple(inputs))
+    result = run_stage(run, "ppo", kwargs, inputs=tuple(inputs))
     for name, value in result.items():
         if isinstance(value, (int, float)):
             metrics.log_metric(name, value)

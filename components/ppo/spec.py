@@ -1,10 +1,10 @@
-"""The ppo stage's one declaration (`kfrlhf.common.spec`): entry point, tasks, resources."""
+"""The ppo stage's one declaration (`kfrlhf.common.spec`): tasks, resources."""
 
 from kfrlhf.common.spec import Resources, StageSpec
 
 SPEC = StageSpec(
     name="ppo",
-    entry="kfrlhf.ppo.stage:run_ppo_stage",
+    order=60,
     tasks=(("ppo", "PPO"),),
     config="kfrlhf.ppo.config:PPOConfig",
     resources=Resources(memory_request="48Gi", memory_limit="96Gi"),

@@ -38,7 +38,7 @@ def load_policy(cfg: PPOConfig, path: str):
     return model.eval()
 
 
-def run_ppo_stage(
+def run(
     ppo: dict, sft_model: str, reward_model: str, prompt_data: str, output_dir: str, report_to: str = "none"
 ) -> dict:
     """The stage on directories; `reward_model` is the reward stage's output. Returns the summary metrics."""

@@ -1,5 +1,5 @@
-"""The ReST stage's KFP components: thin wrappers around `kfrlhf.rest.grow.run_grow` and
-`kfrlhf.rest.improve.run_improve`. `iteration` and `iterations` are constants the pipeline sets when
+"""The ReST stage's KFP components: thin wrappers around `kfrlhf.rest.stage.run_grow` and
+`kfrlhf.rest.stage.run_improve`. `iteration` and `iterations` are constants the pipeline sets when
 it unrolls the loop; `adapter` (the previous Improve step's) is absent at iteration 0."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
@@ -19,7 +19,7 @@ def rest_grow(
     metrics: Output[Metrics],
     adapter: Input[Model] = None,
 ):
-    from kfrlhf.rest.grow import run_grow
+    from kfrlhf.rest.stage import run_grow
 
     policy_adapter = None if adapter is None else f"{adapter.path}/adapter"
     summary = run_grow(
@@ -41,7 +41,7 @@ def rest_improve(
     metrics: Output[Metrics],
     previous_adapter: Input[Model] = None,
 ):
-    from kfrlhf.rest.improve import run_improve
+    from kfrlhf.rest.stage import run_improve
 
     previous = None if previous_adapter is None else f"{previous_adapter.path}/adapter"
     result = run_improve(rest, iteration, iterations, sft_model.path, previous, samples.path, adapter.path, report_to)

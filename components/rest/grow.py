@@ -17,11 +17,10 @@ import statistics
 from pathlib import Path
 
 from kfrlhf.common.checkpoint import atomic_dir
-from kfrlhf.common.data_sources import read_split
-from kfrlhf.common.models import RewardScorer, load_pretrained_causal_lm, load_tokenizer
+from kfrlhf.common.models import load_pretrained_causal_lm
 from kfrlhf.common.sampling import response_texts, sample_batches
 
-from .config import RESTConfig, unrolled_config
+from .config import RESTConfig
 
 SAMPLES = "samples.jsonl"
 
@@ -60,22 +59,3 @@ def grow(
         (tmp / SAMPLES).write_text("".join(json.dumps(row) + "\n" for row in rows))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def run_grow(
-    rest: dict,
-    iteration: int,
-    iterations: int,
-    sft_model: str,
-    adapter: str | None,
-    reward_model: str,
-    prompt_data: str,
-    output_dir: str,
-) -> dict:
-    """The stage on directories; `iterations` is the count the pipeline was built with."""
-    cfg = unrolled_config(rest, iterations)
-    policy = load_policy(sft_model, adapter)
-    tokenizer = load_tokenizer(sft_model, padding_side="left")
-    scorer = RewardScorer(str(Path(reward_model) / "model"), batch_size=cfg.generation_batch_size)
-    prompts = [r["prompt"] for r in read_split(prompt_data, "train")]
-    return grow(cfg, iteration, policy, tokenizer, scorer, prompts, output_dir)

@@ -16,13 +16,12 @@ import json
 import statistics
 from pathlib import Path
 
-from kfrlhf.common.checkpoint import atomic_write_text, release_checkpoints, save_adapter, train_resumable
+from kfrlhf.common.checkpoint import atomic_write_text, save_adapter, train_resumable
 from kfrlhf.common.data_sources import DataError
 from kfrlhf.common.models import load_causal_lm, load_tokenizer, lora_config
 from kfrlhf.common.trainer_args import train_loss_ends, trainer_args
 
-from .config import RESTConfig, unrolled_config
-from .grow import SAMPLES
+from .config import RESTConfig
 
 
 def standardised(rewards: list[float]) -> list[float]:
@@ -83,22 +82,4 @@ def improve(
     }
     save_adapter(trainer.model, tokenizer, output_dir / "adapter")
     atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
-    return metrics
-
-
-def run_improve(
-    rest: dict,
-    iteration: int,
-    iterations: int,
-    sft_model: str,
-    adapter: str | None,
-    samples: str,
-    output_dir: str,
-    report_to: str = "none",
-) -> dict:
-    """The stage on directories: `samples` is the Grow step's dataset."""
-    cfg = unrolled_config(rest, iterations)
-    rows = [json.loads(line) for line in (Path(samples) / SAMPLES).read_text().splitlines()]
-    metrics = improve(cfg, iteration, sft_model, adapter, rows, output_dir, report_to)
-    release_checkpoints(Path(output_dir))
     return metrics

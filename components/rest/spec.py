@@ -1,15 +1,16 @@
-"""The rest stage's one declaration (`kfrlhf.common.spec`): entry point, tasks, resources."""
+"""The rest stage's one declaration (`kfrlhf.common.spec`): tasks, resources."""
 
 from kfrlhf.common.spec import StageSpec
 
-# The ReST pipeline unrolls its two tasks per iteration and numbers their display names; `entry` is
-# Grow's, Improve's is `kfrlhf.rest.improve:run_improve`.
+# The ReST pipeline unrolls its two tasks per iteration and numbers their display names; each step has its
+# own entry function (`kfrlhf.rest.stage:run_grow`, `run_improve`).
 SPEC = StageSpec(
     name="rest",
-    entry="kfrlhf.rest.grow:run_grow",
+    order=80,
     tasks=(
         ("rest_grow", "ReST Grow (sample, score)"),
         ("rest_improve", "ReST Improve (filter, fine-tune)"),
     ),
     config="kfrlhf.rest.config:RESTConfig",
+    steps=("grow", "improve"),
 )

@@ -1,10 +1,10 @@
-"""The rlaif stage's one declaration (`kfrlhf.common.spec`): entry point, tasks, resources."""
+"""The rlaif stage's one declaration (`kfrlhf.common.spec`): tasks, resources."""
 
 from kfrlhf.common.spec import StageSpec
 
 SPEC = StageSpec(
     name="rlaif",
-    entry="kfrlhf.rlaif.label:run_rlaif",
+    order=40,
     tasks=(("rlaif", "Label answer pairs (AI judge)"),),
     config="kfrlhf.rlaif.config:RLAIFConfig",
 )

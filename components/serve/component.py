@@ -1,4 +1,4 @@
-"""The serve stage's KFP component: `promote`, run only when the eval gate passed (`kfrlhf.serve.promote`).
+"""The serve stage's KFP component: `promote`, run only when the eval gate passed (`kfrlhf.serve.stage`).
 
 `node_pool` is the pipeline's GPU node pool ({"node_selector", "tolerations"}), a constant that
 `rlhf compile` sets from the cluster settings (and an overlay may patch); the InferenceService's
@@ -22,9 +22,9 @@ def promote(
 ):
     from pathlib import Path
 
-    from kfrlhf.serve.promote import promote as run_promote
+    from kfrlhf.serve.stage import run
 
-    result = run_promote(serve, report.path, node_pool, promotion.path, run_id)
+    result = run(serve, report.path, node_pool, promotion.path, run_id)
     manifest = (Path(promotion.path) / "inference_service.yaml").read_text()
     Path(summary.path).write_text(
         f"# Promoted\n\nInferenceService `{result['inference_service']}`, version `{result['version']}`"

@@ -1,4 +1,5 @@
-"""`rlhf compile` and `rlhf submit`: the cluster-facing subcommands, registered by kfrlhf.pipelines.cli."""
+"""`rlhf compile`, `render-trainjob`, `images` and `submit`: the cluster-facing subcommands, registered by
+kfrlhf.pipelines.cli."""
 
 from __future__ import annotations
 
@@ -179,6 +180,37 @@ def _render_trainjob(args) -> int:
         args.stage, args.nodes, args.gpus_per_node, args.config, args.namespace, registry=args.registry, tag=args.tag
     )
     print(yaml.safe_dump(job, sort_keys=False), end="")
+    return 0
+
+
+def add_images_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "images",
+        help="build (and push) every stage image from images/Dockerfile, run from the repository root",
+        description="One `docker build` per stage: the Dockerfile's `stage` target on the base the stage's "
+        "spec names. --dry-run prints the commands.",
+    )
+    p.add_argument("--registry", default=os.environ.get(images.REGISTRY_ENV, images.DEFAULT_REGISTRY))
+    p.add_argument("--tag", default=os.environ.get(images.TAG_ENV, images.DEFAULT_TAG))
+    p.add_argument("--stage", action="append", choices=STAGES, help="only these stages (repeatable)")
+    p.add_argument("--push", action="store_true", help="push each image once built")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.set_defaults(func=_images)
+    return p
+
+
+def _images(args) -> int:
+    import shlex
+    import subprocess
+
+    for stage in args.stage or STAGES:
+        build = images.build_command(stage, args.registry, args.tag)
+        commands = [build] + ([["docker", "push", build[-2]]] if args.push else [])
+        for command in commands:
+            print(shlex.join(command), flush=True)
+            if not args.dry_run and subprocess.run(command).returncode != 0:
+                print(f"rlhf images: building {stage}'s image failed", file=sys.stderr)
+                return 1
     return 0
 
 

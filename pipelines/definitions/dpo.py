@@ -11,7 +11,7 @@ is not a parameter here.
 from kfp import dsl
 from kfp.dsl import Dataset
 
-from kfrlhf.dpo.component import dpo_train
+from kfrlhf.dpo.component import dpo as dpo_component
 from kfrlhf.pipelines.definitions.blocks import single_tuner, stage_hook
 from kfrlhf.pipelines.definitions.run_config import RunConfig
 
@@ -34,6 +34,6 @@ def build_dpo_pipeline(configure=None, config: RunConfig | None = None):
         serve: dict = defaults["serve"],
         report_to: str = defaults["report_to"],
     ) -> Dataset:
-        return single_tuner(stage, locals(), dpo_train, "dpo", ("sft_model", "preference_data"))
+        return single_tuner(stage, locals(), dpo_component, "dpo", ("sft_model", "preference_data"))
 
     return dpo

@@ -9,7 +9,7 @@ reward function and each prompt's group of answers as the baseline (no value mod
 from kfp import dsl
 from kfp.dsl import Dataset
 
-from kfrlhf.grpo.component import grpo_train
+from kfrlhf.grpo.component import grpo as grpo_component
 from kfrlhf.pipelines.definitions.blocks import single_tuner, stage_hook
 from kfrlhf.pipelines.definitions.run_config import RunConfig
 
@@ -32,6 +32,6 @@ def build_grpo_pipeline(configure=None, config: RunConfig | None = None):
         serve: dict = defaults["serve"],
         report_to: str = defaults["report_to"],
     ) -> Dataset:
-        return single_tuner(stage, locals(), grpo_train, "grpo", ("sft_model", "reward_model", "prompt_data"))
+        return single_tuner(stage, locals(), grpo_component, "grpo", ("sft_model", "reward_model", "prompt_data"))
 
     return grpo

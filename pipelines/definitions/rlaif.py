@@ -15,7 +15,7 @@ from kfp.dsl import Dataset
 from kfrlhf.pipelines.definitions.blocks import add_reward, evaluate_and_promote, sft_head, stage_hook
 from kfrlhf.pipelines.definitions.run_config import RunConfig
 from kfrlhf.ppo.component import ppo as ppo_component
-from kfrlhf.rlaif.component import rlaif_label
+from kfrlhf.rlaif.component import rlaif as rlaif_component
 
 
 def build_rlaif_pipeline(configure=None, config: RunConfig | None = None):
@@ -38,7 +38,7 @@ def build_rlaif_pipeline(configure=None, config: RunConfig | None = None):
         report_to: str = defaults["report_to"],
     ) -> Dataset:
         head = sft_head(stage, data, sft, report_to)
-        labels = stage(rlaif_label(rlaif=rlaif, **head.inputs("sft_model", "prompt_data")), "rlaif")
+        labels = stage(rlaif_component(rlaif=rlaif, **head.inputs("sft_model", "prompt_data")), "rlaif")
         add_reward(stage, head, reward, report_to, preference_data=labels.outputs["preference_data"])
         policy = ppo_component(ppo=ppo, report_to=report_to, **head.inputs("sft_model", "reward_model", "prompt_data"))
         adapter, judging = stage(policy, "ppo").outputs["adapter"], labels.outputs["metrics"]

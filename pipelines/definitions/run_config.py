@@ -9,58 +9,56 @@ The field names are the contract: the same names appear in the YAML sections (`s
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import importlib
 from pathlib import Path
 
 from kfrlhf.common.config import ConfigError, from_dict, merge_dicts, parse_set, read_yaml
-from kfrlhf.data.config import DataConfig
-from kfrlhf.dpo.config import DPOConfig
-from kfrlhf.eval.config import EvalConfig
-from kfrlhf.gate.config import GateConfig
-from kfrlhf.grpo.config import GRPOConfig
-from kfrlhf.ppo.config import PPOConfig
-from kfrlhf.rest.config import RESTConfig
-from kfrlhf.reward.config import RewardConfig
-from kfrlhf.rlaif.config import RLAIFConfig
-from kfrlhf.serve.config import ServeConfig
-from kfrlhf.sft.config import SFTConfig
+from kfrlhf.pipelines.definitions.stages import SPECS
 
 PRESETS_DIR = Path(__file__).parents[1] / "presets"
 REPORT_TO = ("wandb", "tensorboard", "none")
 
 
-@dataclass
-class RunConfig:
-    """Everything one run needs, one section per stage (`ppo`, `dpo`, `rest`, `grpo`, `rlaif`: the pipeline picks)."""
+def _config_class(reference: str) -> type:
+    """`module:Class` (a spec's `config`) -> the class."""
+    module, name = reference.split(":")
+    return getattr(importlib.import_module(module), name)
 
-    data: DataConfig = field(default_factory=DataConfig)
-    sft: SFTConfig = field(default_factory=SFTConfig)
-    rlaif: RLAIFConfig = field(default_factory=RLAIFConfig)
-    reward: RewardConfig = field(default_factory=RewardConfig)
-    ppo: PPOConfig = field(default_factory=PPOConfig)
-    dpo: DPOConfig = field(default_factory=DPOConfig)
-    rest: RESTConfig = field(default_factory=RESTConfig)
-    grpo: GRPOConfig = field(default_factory=GRPOConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    gate: GateConfig = field(default_factory=GateConfig)
-    serve: ServeConfig = field(default_factory=ServeConfig)
-    report_to: str = "wandb"  # wandb (offline unless WANDB_MODE says otherwise) | tensorboard | none
+
+class _Rules:
+    """What RunConfig checks across its sections (each section checked itself when it was built)."""
 
     def __post_init__(self):
-        # Each section checked itself when it was built; here the rules between sections.
         if self.report_to not in REPORT_TO:
             raise ConfigError(f"report_to must be wandb, tensorboard or none, not {self.report_to!r}")
         # The reward model reads prompt + response cut to reward.max_length, the prompt from the left
         # (`kfrlhf.common.models.reward_inputs`); a response budget beyond it would lose the response's end.
-        for section in ("ppo", "rest", "grpo", "eval", "rlaif"):
-            if getattr(self, section).max_new_tokens > self.reward.max_length:
+        for section in (f.name for f in dataclasses.fields(self)):
+            budget = getattr(getattr(self, section), "max_new_tokens", None)
+            if budget is not None and budget > self.reward.max_length:
                 raise ConfigError(
-                    f"{section}.max_new_tokens ({getattr(self, section).max_new_tokens}) exceeds reward.max_length "
+                    f"{section}.max_new_tokens ({budget}) exceeds reward.max_length "
                     f"({self.reward.max_length}): the reward model could not read a whole response"
                 )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# Everything one run needs: a section per stage that has a config (named after the stage, its spec's
+# class, in pipeline order; `ppo`, `dpo`, `rest`, `grpo`, `rlaif`: the pipeline picks), and `report_to`:
+# wandb (offline unless WANDB_MODE says otherwise) | tensorboard | none.
+RunConfig = dataclasses.make_dataclass(
+    "RunConfig",
+    [
+        (name, _config_class(spec.config), dataclasses.field(default_factory=_config_class(spec.config)))
+        for name, spec in SPECS.items()
+        if spec.config
+    ]
+    + [("report_to", str, "wandb")],
+    bases=(_Rules,),
+)
+RunConfig.__module__ = __name__
 
 
 def load_config(preset: str | None = None, files: list[str | Path] = (), overrides: list[str] = ()) -> RunConfig:

@@ -1,30 +1,34 @@
 """The stage list, derived from the stages' own declarations.
 
 Each stage declares itself once, in `components/<stage>/spec.py` (`SPEC`, a `kfrlhf.common.spec.StageSpec`):
-its entry point, its tasks and their display names, its resources, whether it is distributed, its run-config
-section. This module collects them (SPECS, in pipeline order); the platform's resource defaults and the
-TrainJob entry points derive from them, and `tests/test_layout.py` checks the component folders, the
-`images/Dockerfile` targets, the run-config sections, pyproject's packages and the docs' build loops
-against them. A task is one step of a pipeline: it runs one stage.
+its place in pipeline order, its tasks and their display names, its resources, whether it is distributed,
+its run-config section, its image base. This module finds them (SPECS, in pipeline order); the run
+config's sections (`run_config.py`), the platform's resource defaults, the TrainJob entry points and the
+image builds (`make images`, the CI workflow) derive from them, and `tests/test_layout.py` checks the
+stage folders against them. A task is one step of a pipeline: it runs one stage.
 """
 
-from kfrlhf.common.spec import StageSpec
-from kfrlhf.data.spec import SPEC as DATA
-from kfrlhf.dpo.spec import SPEC as DPO
-from kfrlhf.eval.spec import SPEC as EVAL
-from kfrlhf.gate.spec import SPEC as GATE
-from kfrlhf.grpo.spec import SPEC as GRPO
-from kfrlhf.merge.spec import SPEC as MERGE
-from kfrlhf.ppo.spec import SPEC as PPO
-from kfrlhf.rest.spec import SPEC as REST
-from kfrlhf.reward.spec import SPEC as REWARD
-from kfrlhf.rlaif.spec import SPEC as RLAIF
-from kfrlhf.serve.spec import SPEC as SERVE
-from kfrlhf.sft.spec import SPEC as SFT
+import importlib
+import importlib.util
+import pkgutil
 
-SPECS: dict[str, StageSpec] = {
-    spec.name: spec for spec in (DATA, SFT, MERGE, RLAIF, REWARD, PPO, DPO, REST, GRPO, EVAL, GATE, SERVE)
-}
+import kfrlhf
+from kfrlhf.common.spec import StageSpec
+
+
+def _discover() -> dict[str, StageSpec]:
+    """Every `kfrlhf.<package>.spec.SPEC`, in pipeline order (`StageSpec.order`): a new stage's folder is
+    found without a list to edit."""
+    specs = []
+    for package in pkgutil.iter_modules(kfrlhf.__path__):
+        if package.ispkg and importlib.util.find_spec(f"kfrlhf.{package.name}.spec"):
+            spec = getattr(importlib.import_module(f"kfrlhf.{package.name}.spec"), "SPEC", None)
+            if isinstance(spec, StageSpec):
+                specs.append(spec)
+    return {spec.name: spec for spec in sorted(specs, key=lambda spec: spec.order)}
+
+
+SPECS = _discover()
 STAGES = tuple(SPECS)
 
 # Task name -> (the stage it runs, its display name in the KFP UI).
@@ -33,7 +37,7 @@ DISPLAY_NAMES = {task: display for task, (_, display) in TASKS.items()}
 
 # The training stages (a `distributed` config section) and the stage function their TrainJob nodes start.
 DISTRIBUTED_STAGES = tuple(name for name, spec in SPECS.items() if spec.distributed)
-ENTRY_POINTS = {name: SPECS[name].entry for name in DISTRIBUTED_STAGES}
+ENTRY_POINTS = {name: SPECS[name].entries[0] for name in DISTRIBUTED_STAGES}
 
 
 def stage_of(task: str) -> str:

@@ -23,7 +23,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 BAR = re.compile(r"(\d+)/(\d+) \[([\d:]+)<([\d:?]+)")
 RESUMED = re.compile(r"resuming from (\S+)")  # "SFT: resuming from .../checkpoint-8", "PPO: resuming from .../step-4"
 # The last line of a traceback ("ValueError: ...", or one of our own exceptions by its module path:
-# "kfrlhf.rlaif.label.TooFewPairs: ..."), or the stages' own SIGTERM line.
+# "kfrlhf.rlaif.stage.TooFewPairs: ..."), or the stages' own SIGTERM line.
 ERROR = re.compile(
     r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)(?:: .*)?|kfrlhf(?:\.\w+)+: .*|.* stopped by SIGTERM .*)$"
 )
@@ -31,8 +31,6 @@ LABELS = {
     "prepare-data": "data",
     "merge": "merge SFT",
     "merge-onto": "merge tuned",
-    "dpo-train": "dpo",
-    "grpo-train": "grpo",
 }
 
 

@@ -28,7 +28,7 @@ from kfrlhf.common.config import ConfigError
 from kfrlhf.common.outputs import check_output_dir, mark
 from kfrlhf.data.loaders import preflight
 from kfrlhf.eval.report import html_report, markdown_report
-from kfrlhf.gate.gate import markdown as gate_markdown
+from kfrlhf.gate.stage import markdown as gate_markdown
 from kfrlhf.pipelines.definitions.run_config import RunConfig
 from kfrlhf.pipelines.local.console import Console
 from kfrlhf.rlaif.constitution import load_constitution

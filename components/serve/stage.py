@@ -21,7 +21,7 @@ from .inference_service import MODEL_VERSION_LABEL, REGISTERED_MODEL_LABEL, appl
 from .model_registry import register
 
 
-def promote(serve: dict, report_dir: str, node_pool: dict, output_dir: str, run_id: str) -> dict:
+def run(serve: dict, report_dir: str, node_pool: dict, output_dir: str, run_id: str) -> dict:
     """The stage on directories; `run_id` names the registered version unless `serve.version` does."""
     cfg = from_dict(ServeConfig, serve, "serve")
     report = json.loads((Path(report_dir) / "report.json").read_text())

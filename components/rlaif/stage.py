@@ -86,7 +86,7 @@ def question_text(tokenizer, prompt: str) -> str:
     return tokenizer.decode(tokenizer(prompt, add_special_tokens=False)["input_ids"], skip_special_tokens=True)
 
 
-def run_rlaif(rlaif: dict, sft_model: str, prompt_data: str, output_dir: str, judge: Judge | None = None) -> dict:
+def run(rlaif: dict, sft_model: str, prompt_data: str, output_dir: str, judge: Judge | None = None) -> dict:
     """The stage on directories (what the KFP component calls); `judge` replaces the configured judge model."""
     cfg = from_dict(RLAIFConfig, rlaif, "rlaif")
     principles = load_constitution(cfg.constitution)  # a bad file fails before any model loads

@@ -63,7 +63,7 @@ class Formatter:
         return dict(row, text=text)
 
 
-def prepare_data(data: dict, sft_dir: str, preference_dir: str, prompt_dir: str) -> dict:
+def run(data: dict, sft_dir: str, preference_dir: str, prompt_dir: str) -> dict:
     """Load, validate and normalise the three datasets; split each into train/eval; the row counts."""
     cfg = from_dict(DataConfig, data, "data")
     fmt = Formatter(cfg)

@@ -84,7 +84,7 @@ def train_sft(
     return metrics
 
 
-def run_sft(sft: dict, sft_data: str, output_dir: str, report_to: str = "none") -> dict:
+def run(sft: dict, sft_data: str, output_dir: str, report_to: str = "none") -> dict:
     """The stage on directories (what the KFP component calls): config values, the SFT dataset, the output."""
     cfg = from_dict(SFTConfig, sft, "sft")
     metrics = train_sft(cfg, read_split(sft_data, "train"), read_split(sft_data, "eval"), output_dir, report_to)

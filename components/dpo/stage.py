@@ -88,7 +88,7 @@ def train_dpo(
     return metrics
 
 
-def run_dpo(dpo: dict, sft_model: str, preference_data: str, output_dir: str, report_to: str = "none") -> dict:
+def run(dpo: dict, sft_model: str, preference_data: str, output_dir: str, report_to: str = "none") -> dict:
     """The stage on directories (what the KFP component calls): config values, the SFT model, the pairs, the output."""
     cfg = from_dict(DPOConfig, dpo, "dpo")
     rows = {split: read_split(preference_data, split) for split in ("train", "eval")}

@@ -104,7 +104,7 @@ def train_grpo(
     return metrics
 
 
-def run_grpo(grpo: dict, sft_model: str, reward_model: str, prompt_data: str, output_dir: str, report_to: str = "none"):
+def run(grpo: dict, sft_model: str, reward_model: str, prompt_data: str, output_dir: str, report_to: str = "none"):
     """The stage on directories (what the KFP component calls); `reward_model` is the reward stage's output."""
     cfg = from_dict(GRPOConfig, grpo, "grpo")
     prompts = [r["prompt"] for r in read_split(prompt_data, "train")]

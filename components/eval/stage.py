@@ -162,7 +162,7 @@ def evaluate(
     return report
 
 
-def run_eval(
+def run(
     eval: dict,
     sft_model: str,
     tuned_model: str,

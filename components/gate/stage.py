@@ -162,7 +162,7 @@ def markdown(decision: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_gate(gate: dict, eval_report: str, output_dir: str) -> dict:
+def run(gate: dict, eval_report: str, output_dir: str) -> dict:
     """The stage on directories: the eval report directory in, the gated report directory out."""
     cfg = from_dict(GateConfig, gate, "gate")
     src = Path(eval_report)

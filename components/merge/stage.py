@@ -17,7 +17,7 @@ from kfrlhf.common.checkpoint import atomic_dir
 from kfrlhf.common.models import load_causal_lm, load_tokenizer
 
 
-def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, base: str | None = None) -> Path:
+def run(adapter_dir: str | Path, output_dir: str | Path, base: str | None = None) -> Path:
     from peft import PeftModel
 
     adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)

@@ -148,7 +148,7 @@ def train_reward(
     return metrics
 
 
-def run_reward(reward: dict, preference_data: str, output_dir: str, report_to: str = "none") -> dict:
+def run(reward: dict, preference_data: str, output_dir: str, report_to: str = "none") -> dict:
     """The stage on directories (what the KFP component calls): config values, the preference pairs, the output."""
     cfg = from_dict(RewardConfig, reward, "reward")
     rows = {split: read_split(preference_data, split) for split in ("train", "eval")}
