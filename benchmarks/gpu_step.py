@@ -22,7 +22,9 @@ The JSON: samples/s over the whole run and at steady state (the median step afte
 step's seconds, our step's phases (generation, reward scoring, old/reference log-probs and values,
 update: the `time_*_s` of run_ppo's history where it carries them, else null), generated tokens/s,
 the update's TFLOP/s and MFU (FLOPS_FORMULA) against the GPU's dense bf16 peak (BF16_PEAK_TFLOPS; null
-for an unknown GPU or the CPU), peak GPU memory (torch.cuda.max_memory_allocated; null on the CPU).
+for an unknown GPU or the CPU), peak GPU memory (torch.cuda.max_memory_allocated; null on the CPU) and
+beside ours `rlhf plan`'s estimate of it (`planned_gpu_gib`, kfrlhf.pipelines.local.plan.ppo at the run's
+longest padded prompt, the CUDA context left out as max_memory_allocated leaves it out).
 """
 
 from __future__ import annotations
@@ -41,23 +43,17 @@ from pathlib import Path
 
 import torch
 
+from kfrlhf.pipelines.local import plan
+from kfrlhf.pipelines.local.plan import SMOLLM2_SHAPES, SMOLLM2_VOCAB
+
 REPO = Path(__file__).resolve().parents[1]
 TRL_SCRIPT = Path(__file__).with_name("trl_ppo.py")
 HH_TEST = REPO.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 DEFAULT_TRL_PYTHON = REPO / ".venv-trl112" / "bin" / "python"
 
-# SmolLM2's dimensions (the hub configs of HuggingFaceTB/SmolLM2-{135M,360M,1.7B}); all tie the embeddings.
-SHAPES = {
-    "135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                 num_key_value_heads=3, rope_theta=100000.0),
-    "360m": dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
-                 num_key_value_heads=5, rope_theta=100000.0),
-    "1.7b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=32,
-                 num_key_value_heads=32, rope_theta=130000.0),
-    "cpu-small": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=2, num_attention_heads=9,
-                      num_key_value_heads=3, rope_theta=100000.0),
-}  # fmt: skip
-VOCAB = 49152
+# SmolLM2's dimensions, shared with `rlhf plan`; cpu-small: two layers of the 135M.
+SHAPES = {**SMOLLM2_SHAPES, "cpu-small": {**SMOLLM2_SHAPES["135m"], "num_hidden_layers": 2}}
+VOCAB = SMOLLM2_VOCAB
 
 # Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, by a substring of torch.cuda.get_device_name(); first match.
 BF16_PEAK_TFLOPS = (
@@ -217,6 +213,10 @@ def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str) -> di
     )
     scorer = RewardScorer(str(reward_dir))
     scorer.model.to(device)
+    tokens = padded_tokens(prompts, tokenizer, a.batch_size, a.seed, a.steps, a.max_prompt_length, a.response_length)
+    # The plan at the longest padded prompt the run meets (its peak step), before run_ppo adds the adapter.
+    longest_prompt = max(tokens) // a.batch_size - a.response_length
+    planned = plan.ppo(cfg, plan.shape_of(policy), plan.shape_of(scorer.model), prompt_tokens=longest_prompt)
     n_base = sum(p.numel() for p in policy.parameters())
     out_w, in_w = policy.get_output_embeddings().weight, policy.get_input_embeddings().weight
     n_out = out_w.numel()
@@ -235,7 +235,6 @@ def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str) -> di
     step_s = [b - e for b, e in zip(marks[1:], marks[:-1])]
     hist = result["history"]
     phases = {p: [h.get(f"time_{p}_s") for h in hist] for p in PHASES}
-    tokens = padded_tokens(prompts, tokenizer, a.batch_size, a.seed, a.steps, a.max_prompt_length, a.response_length)
     gen_tokens = a.batch_size * a.response_length
     t_out = a.batch_size * (a.response_length + 1)
     update_flops = [a.ppo_epochs * (t * (4 * n_body + 6 * n_lora) + t_out * 4 * n_out) for t in tokens]
@@ -253,6 +252,9 @@ def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str) -> di
         "update_tokens_per_step": tokens,
         "update_tflops_per_second_steady": steady(update_tflops),
         "peak_gpu_gib": peak,
+        "planned_gpu_gib": planned.allocated_gib,  # rlhf plan's estimate, without the CUDA context: as peak_gpu_gib
+        "planned_terms_gib": {k: v / plan.GIB for k, v in planned.terms.items()},
+        "planned_prompt_tokens": longest_prompt,
         "params_base": n_base,
         "params_body": n_body,
         "params_output_layer": n_out,
@@ -521,6 +523,7 @@ def table(res: dict) -> str:
     o = res["ours"]
     for p, v in o["phase_seconds_steady"].items():
         rows.append((f"ours: {p} s", f(v, ".3f")))
+    rows.append(("ours: planned GPU GiB (rlhf plan)", f(o.get("planned_gpu_gib"))))
     rows.append(("ours: generated tok/s (generation)", f(o["generated_tokens_per_second_steady"], ".1f")))
     rows.append(("ours: update TFLOP/s", f(o["update_tflops_per_second_steady"], ".4f")))
     rows.append(("ours: update MFU", f(o["update_mfu_steady"], ".4f")))

@@ -8,6 +8,7 @@ rlhf compare runs/rlhf runs/dpo   # one table across finished runs (also compare
 rlhf compile --output pipelines/compiled
 rlhf render-trainjob --stage ppo --nodes 2 --gpus-per-node 8   # the TrainJob a multi-node stage creates
 rlhf data check --format preference data/pairs.jsonl
+rlhf plan --preset none --gpu a100-40        # each GPU stage's peak memory, whether it fits, what to turn on
 rlhf models prepare smollm2-135m-instruct   # the packaged real model, converted once into the model cache
 """
 
@@ -169,6 +170,27 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    """Each GPU stage's peak memory for the resolved config and its models, against a GPU."""
+    import json
+
+    from .local import plan
+
+    cfg = _load(args)
+    gpu_gib, gpu = plan.gpu_memory(args.gpu, args.gpu_memory)
+    models = plan.models_for(cfg, policy=args.policy, reward=args.reward, judge=args.judge)
+    rows = plan.plan(cfg, models, gpu_gib)
+    shapes = {role: shape for role, shape in vars(models).items() if shape is not None}
+    if args.json:
+        named = {role: {"name": s.name, "params": s.params} for role, s in shapes.items()}
+        print(json.dumps({"gpu": gpu, "gpu_gib": gpu_gib, "models": named, "stages": rows}, indent=2))
+        return 0
+    names = ", ".join(f"{role} {s.name} ({s.params / 1e9:.3g} B params)" for role, s in shapes.items())
+    print(f"rlhf plan: {gpu_gib:g} GiB GPU ({gpu}); {names}\n")
+    print(plan.table(rows))
+    return 0
+
+
 def cmd_data_check(args) -> int:
     from kfrlhf.data.config import DataConfig
     from kfrlhf.data.loaders import check
@@ -225,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_render_trainjob_parser,
         add_submit_parser,
     )
+    from kfrlhf.pipelines.local.plan import ROLES as PLAN_ROLES
 
     parser = argparse.ArgumentParser(prog="rlhf", description=__doc__.split("\n\n")[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -251,6 +274,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the resolved config (defaults < preset < files < --set)")
     _config_args(p)
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser(
+        "plan", help="each GPU stage's peak memory for the config and its models, whether it fits, what to turn on"
+    )
+    _config_args(p)
+    gpu = p.add_mutually_exclusive_group()
+    gpu.add_argument("--gpu", help="a GPU by name: t4, l4, a10, a100-40, l40s, a100-80, h100, h200, b200")
+    gpu.add_argument("--gpu-memory", type=float, metavar="GIB", help="the GPU's memory in GiB (default 80)")
+    for role, setting in PLAN_ROLES.items():
+        p.add_argument(
+            f"--{role}",
+            metavar="MODEL",
+            help=f"the model whose shape to plan for (default: {setting}): a local folder with config.json, a "
+            "tiny or packaged name, smollm2-135m/-360m/-1.7b, or a hub id cached on this machine",
+        )
+    p.add_argument("--json", action="store_true", help="JSON: every stage's estimate, its terms and the advice")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)

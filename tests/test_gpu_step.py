@@ -36,6 +36,7 @@ OURS = (
     "update_mfu_steady",
     "params_base",
     "params_lora",
+    "planned_gpu_gib",
 )
 
 
@@ -61,6 +62,7 @@ def test_cpu_shape_writes_every_figure(tmp_path):
     assert len(ours["step_seconds"]) == 2 and all(map(positive, ours["step_seconds"]))
     assert ours["peak_gpu_gib"] is None and ours["update_mfu_steady"] is None  # the CPU: no peak, no MFU
     assert ours["params_base"] > ours["params_lora"] > 0
+    assert ours["planned_gpu_gib"] > 0 and 0 < ours["planned_prompt_tokens"] <= 192  # rlhf plan's, at the run's prompts
     assert ours["params_output_layer"] == 49152 * 576  # tied: the embedding is the output layer, counted once
     assert ours["params_body"] == ours["params_base"] - ours["params_output_layer"]
     assert set(ours["phase_seconds_steady"]) == {"generate", "reward", "score", "update"}

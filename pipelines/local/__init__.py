@@ -1,5 +1,6 @@
 """Local tooling: what runs on this machine rather than in a cluster: `run.py` (`rlhf run`, the pipelines on
-kfp.local), `console.py` (its progress lines), `compare.py` (`rlhf compare`) and `generate.py` (`rlhf generate`).
+kfp.local), `console.py` (its progress lines), `compare.py` (`rlhf compare`), `generate.py` (`rlhf generate`)
+and `plan.py` (`rlhf plan`, GPU memory per stage; benchmarks/gpu_step.py records its estimate too).
 
 Imports the pipeline definitions, the stages and `kfrlhf.common`, never the cluster tooling. Only `rlhf`
-(`kfrlhf.pipelines.cli`) imports it."""
+(`kfrlhf.pipelines.cli`) imports it, and benchmarks/gpu_step.py imports `plan.py`."""
