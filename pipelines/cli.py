@@ -210,7 +210,7 @@ def cmd_generate(args) -> int:
     import json
 
     from kfrlhf.data.config import DataConfig, check_template
-    from kfrlhf.data.prepare import model_prompt
+    from kfrlhf.data.stage import model_prompt
     from kfrlhf.pipelines.local import generate as gen
 
     if args.template is not None:
