@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from kfrlhf.common import models, sampling
-from kfrlhf.eval import evaluate as ev
+from kfrlhf.eval import stage as ev
 from kfrlhf.eval.config import EvalConfig
 
 PROMPTS = [f"Question: Why do people like {t}?\n\nAnswer: " for t in ("tea", "maps", "bees", "kites")]

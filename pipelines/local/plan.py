@@ -169,7 +169,8 @@ def model_shape(name: str, what: str, classifier: bool = False) -> Shape:
             f"directory, or a known shape ({known})"
         )
     try:
-        config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+        # Local files only (a folder or the cache): nothing is downloaded.
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)  # nosec B615
     except (OSError, ValueError) as err:
         raise ConfigError(
             f"{what}: {name} is no local model folder and its config.json is not in the Hugging Face cache "
