@@ -21,7 +21,7 @@ from kfrlhf.common.spec import StageSpec
 from kfrlhf.pipelines.cluster import cli as cli_cluster
 from kfrlhf.pipelines.cluster import images
 from kfrlhf.pipelines.cluster.platform import DISTRIBUTED_STAGES, ClusterSettings
-from kfrlhf.pipelines.definitions.run_config import RunConfig
+from kfrlhf.pipelines.definitions.run_config import SECTIONS, RunConfig, section_class
 from kfrlhf.pipelines.definitions.stages import SPECS, STAGES, TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,18 +120,18 @@ def test_one_declaration_per_stage():
         assert spec.image_base in targets, f"images/Dockerfile has no base {spec.image_base} ({name})"
         # Derived: the platform's defaults.
         assert dataclasses.asdict(spec.resources).items() <= dataclasses.asdict(resources[name]).items()
-        # The run-config section named after the stage holds the spec's config class.
-        if spec.config is None:
-            assert name not in sections, f"RunConfig has a section {name} its spec does not declare"
+        # The run-config section named after the stage holds its config class (found by convention).
+        config = section_class(name)
+        if config is None:
+            assert name not in sections and not spec.distributed, f"{name}: no config module, so no section"
         else:
-            config = _resolve(spec.config)
-            assert spec.config.startswith(f"kfrlhf.{name}.") and sections[name].default_factory is config
+            assert sections[name].default_factory is config and config.__module__ == f"kfrlhf.{name}.config"
             has_distributed = any(f.name == "distributed" for f in dataclasses.fields(config))
             assert has_distributed == spec.distributed, f"{name}: distributed must match its config's section"
         if spec.distributed:
             assert "run_stage(run," in component
     assert set(resources) == set(STAGES)
-    assert {s for s, spec in SPECS.items() if spec.config} == set(sections) - {"report_to"}
+    assert set(SECTIONS) == set(sections) - {"report_to"}
     assert set(DISTRIBUTED_STAGES) == set(cli_cluster.ENTRY_POINTS) == {s for s in STAGES if SPECS[s].distributed}
     assert len(TASKS) == sum(len(spec.tasks) for spec in SPECS.values()), "a task name is declared twice"
     assert [spec.order for spec in SPECS.values()] == sorted({spec.order for spec in SPECS.values()}), "orders clash"
@@ -154,8 +154,8 @@ TOY_STAGE = {
     ),
     "spec.py": (
         "from kfrlhf.common.spec import Resources, StageSpec\n\n"
-        'SPEC = StageSpec(name="toy", order=55, tasks=(("toy", "Toy"),), config="kfrlhf.toy.config:ToyConfig",\n'
-        '                 resources=Resources(gpus=2), image_base="light")\n'
+        'SPEC = StageSpec(name="toy", order=55, tasks=(("toy", "Toy"),), resources=Resources(gpus=2),\n'
+        '                 image_base="light")\n'
     ),
 }
 

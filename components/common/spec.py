@@ -1,11 +1,12 @@
 """The one declaration of a stage: `StageSpec`, which each stage's `spec.py` fills in (`SPEC`).
 
-A stage's facts live there and nowhere else: its tasks and their
-display names in the KFP UI, what its pod asks for, whether it is a training stage with a `distributed`
-section (and so can launch a TrainJob), and its run-config section. `kfrlhf.pipelines.definitions.stages`
-collects the specs; the stage list, the platform's resource defaults and the TrainJob entry points derive
-from them, and `tests/test_layout.py` checks the rest (Dockerfile targets, run-config sections, pyproject's
-packages, the docs' build loops) against them.
+A stage's facts live there and nowhere else: its place in pipeline order, its tasks and their display
+names in the KFP UI, what its pod asks for, whether it is a training stage with a `distributed` section
+(and so can launch a TrainJob), the steps of a stage run as several tasks, and the Dockerfile base its
+image builds on. The rest follows conventions: its entry points are `kfrlhf.<name>.stage:run` (or
+`run_<step>`), its run-config section is the class in `kfrlhf.<name>.config` whose `section` is its name.
+`kfrlhf.pipelines.definitions.stages` finds the specs; what derives from them is listed in docs/layout.md
+("Adding a stage").
 """
 
 from __future__ import annotations
@@ -27,18 +28,16 @@ class Resources:
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One stage. `tasks` are the (task name, display name) pairs the pipelines use it for; `config` is
-    `module:Class` of its run-config section (named after the stage), None for a stage without one;
-    `distributed`: a training stage whose config has a `distributed` section, started through
-    `kfrlhf.launch.launcher.run_stage`; `steps`: the steps of a stage that runs as several tasks (ReST's
-    grow and improve), each with an entry function of its own; `order`: its place in pipeline order (the
-    stage list is sorted by it); `image_base`: the `images/Dockerfile` target its image builds on (`light`,
-    `cluster`, `eval`, `train`: what it installs)."""
+    """One stage. `order`: its place in pipeline order (the stage list is sorted by it); `tasks`: the (task
+    name, display name) pairs the pipelines use it for; `resources`: what its pod asks for; `distributed`: a
+    training stage whose config has a `distributed` section, started through
+    `kfrlhf.launch.launcher.run_stage`; `steps`: the steps of a stage that runs as several tasks (ReST's grow
+    and improve), each with an entry function of its own; `image_base`: the `images/Dockerfile` target its
+    image builds on (`light`, `cluster`, `eval`, `train`: what it installs)."""
 
     name: str
     order: int
     tasks: tuple[tuple[str, str], ...]
-    config: str | None
     resources: Resources = field(default_factory=Resources)
     distributed: bool = False
     steps: tuple[str, ...] = ()

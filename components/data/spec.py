@@ -1,12 +1,7 @@
-"""The data stage's one declaration (`kfrlhf.common.spec`): tasks, resources."""
+"""The data stage's one declaration (`kfrlhf.common.spec`)."""
 
 from kfrlhf.common.spec import Resources, StageSpec
 
-SPEC = StageSpec(
-    name="data",
-    order=10,
-    tasks=(("data", "Prepare data"),),
-    config="kfrlhf.data.config:DataConfig",
-    resources=Resources("1", "2", "4Gi", "8Gi", gpus=0, timeout_seconds=2 * 3600),
-    image_base="light",
-)
+# A CPU-only pod: reading, checking and writing datasets.
+RESOURCES = Resources("1", "2", "4Gi", "8Gi", gpus=0, timeout_seconds=2 * 3600)
+SPEC = StageSpec(name="data", order=10, tasks=(("data", "Prepare data"),), resources=RESOURCES, image_base="light")

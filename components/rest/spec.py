@@ -1,4 +1,4 @@
-"""The rest stage's one declaration (`kfrlhf.common.spec`): tasks, resources."""
+"""The rest stage's one declaration (`kfrlhf.common.spec`)."""
 
 from kfrlhf.common.spec import StageSpec
 
@@ -7,10 +7,6 @@ from kfrlhf.common.spec import StageSpec
 SPEC = StageSpec(
     name="rest",
     order=80,
-    tasks=(
-        ("rest_grow", "ReST Grow (sample, score)"),
-        ("rest_improve", "ReST Improve (filter, fine-tune)"),
-    ),
-    config="kfrlhf.rest.config:RESTConfig",
+    tasks=(("rest_grow", "ReST Grow (sample, score)"), ("rest_improve", "ReST Improve (filter, fine-tune)")),
     steps=("grow", "improve"),
 )

@@ -1,11 +1,5 @@
-"""The reward stage's one declaration (`kfrlhf.common.spec`): tasks, resources."""
+"""The reward stage's one declaration (`kfrlhf.common.spec`)."""
 
 from kfrlhf.common.spec import StageSpec
 
-SPEC = StageSpec(
-    name="reward",
-    order=50,
-    tasks=(("reward", "Train reward model"),),
-    config="kfrlhf.reward.config:RewardConfig",
-    distributed=True,
-)
+SPEC = StageSpec(name="reward", order=50, tasks=(("reward", "Train reward model"),), distributed=True)

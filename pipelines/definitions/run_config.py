@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 from pathlib import Path
 
 from kfrlhf.common.config import ConfigError, from_dict, merge_dicts, parse_set, read_yaml
@@ -19,10 +20,21 @@ PRESETS_DIR = Path(__file__).parents[1] / "presets"
 REPORT_TO = ("wandb", "tensorboard", "none")
 
 
-def _config_class(reference: str) -> type:
-    """`module:Class` (a spec's `config`) -> the class."""
-    module, name = reference.split(":")
-    return getattr(importlib.import_module(module), name)
+def section_class(stage: str) -> type | None:
+    """A stage's run-config section, by convention: the class in `kfrlhf.<stage>.config` whose `section` is
+    the stage's name; None for a stage without a config module (merge)."""
+    name = f"kfrlhf.{stage}.config"
+    if importlib.util.find_spec(name) is None:
+        return None
+    module = importlib.import_module(name)
+    found = [c for c in vars(module).values() if isinstance(c, type) and vars(c).get("section") == stage]
+    if len(found) != 1:
+        raise TypeError(f"{name} must define one config class whose `section` is {stage!r}, not {len(found)}")
+    return found[0]
+
+
+# Stage name -> its config class, in pipeline order (stages with a section only).
+SECTIONS = {stage: cls for stage in SPECS if (cls := section_class(stage)) is not None}
 
 
 class _Rules:
@@ -45,16 +57,12 @@ class _Rules:
         return dataclasses.asdict(self)
 
 
-# Everything one run needs: a section per stage that has a config (named after the stage, its spec's
-# class, in pipeline order; `ppo`, `dpo`, `rest`, `grpo`, `rlaif`: the pipeline picks), and `report_to`:
-# wandb (offline unless WANDB_MODE says otherwise) | tensorboard | none.
+# Everything one run needs: a section per stage that has a config (named after the stage, in pipeline
+# order; `ppo`, `dpo`, `rest`, `grpo`, `rlaif`: the pipeline picks), and `report_to`: wandb (offline unless
+# WANDB_MODE says otherwise) | tensorboard | none.
 RunConfig = dataclasses.make_dataclass(
     "RunConfig",
-    [
-        (name, _config_class(spec.config), dataclasses.field(default_factory=_config_class(spec.config)))
-        for name, spec in SPECS.items()
-        if spec.config
-    ]
+    [(name, cls, dataclasses.field(default_factory=cls)) for name, cls in SECTIONS.items()]
     + [("report_to", str, "wandb")],
     bases=(_Rules,),
 )
