@@ -11,17 +11,24 @@ directories written with save_pretrained.
     python -m benchmarks.ppo_vs_trl --steps 30 --trl-python .venv-trl112/bin/python
     python -m benchmarks.ppo_vs_trl --model smollm2 --preference-data HH.jsonl.gz --steps 8 \
         --batch-size 8 --response-length 48 --learning-rate 1e-4 --lora-r 16
+
+`--variant NAME:KEY=VALUE,...` (repeatable) runs ours once per variant with those PPOConfig fields changed,
+on the same setup, one after the other (`--no-trl` skips TRL): each speed change's effect on step time and
+generated tokens/s, e.g. `--variant unmerged:merged_generation=false --variant merged: --no-trl`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import yaml
 from transformers import AutoModelForCausalLM
 
 from kfrlhf.common.models import load_tokenizer
@@ -68,8 +75,11 @@ def bench_ppo(
     workdir: str | None = None,
     model: str = "tiny",
     preference_data: str = "",
+    variants: dict[str, dict] | None = None,
+    trl: bool = True,
 ) -> dict:
-    """Run both trainers on the same setup; returns {"ours": {...}, "trl": {...}, "ratio": {...}}."""
+    """Run both trainers on the same setup; returns {"ours": {...}, "trl": {...}, "ratio": {...}}, and with
+    `variants` (name -> PPOConfig fields) {"variants": {name: {...}}}, ours once per variant."""
     tmp = tempfile.TemporaryDirectory() if workdir is None else None
     root = Path(workdir or tmp.name)
     if model == "smollm2":
@@ -98,10 +108,13 @@ def bench_ppo(
         save_every=0,
         seed=seed,
     )
-    policy = AutoModelForCausalLM.from_pretrained(setup["policy"]).eval()
     tok = load_tokenizer(setup["policy"], padding_side="left")
-    result = run_ppo(cfg, policy, tok, setup["prompts"], setup["reward_fn"])
-    ours = {"samples_per_second": result["samples_per_second"], "rewards": [h["reward"] for h in result["history"]]}
+    runs = {}
+    for name, fields in (variants or {"ours": {}}).items():
+        policy = AutoModelForCausalLM.from_pretrained(setup["policy"]).eval()
+        result = run_ppo(dataclasses.replace(cfg, **fields), policy, tok, setup["prompts"], setup["reward_fn"])
+        runs[name] = variant_figures(result, batch_size * response_length)
+    ours = next(iter(runs.values()))
 
     args = {
         "policy": setup["policy"],
@@ -118,15 +131,18 @@ def bench_ppo(
         "seed": seed,
         "output_dir": str(root / "trl_out"),
     }
+    out = {"setup": {k: v for k, v in args.items() if k not in ("policy", "reward", "prompts", "output_dir")}}
+    out["setup"]["model"] = model
+    if variants:
+        out["variants"] = runs
+    if not trl:
+        return out
     proc = subprocess.run([trl_python, str(TRL_SCRIPT), json.dumps(args)], capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"TRL side failed ({trl_python}):\n{proc.stderr[-4000:]}")
     trl = json.loads(proc.stdout.strip().splitlines()[-1])
     if tmp is not None:
         tmp.cleanup()
-
-    out = {"setup": {k: v for k, v in args.items() if k not in ("policy", "reward", "prompts", "output_dir")}}
-    out["setup"]["model"] = model
     for name, res in (("ours", ours), ("trl", trl)):
         first, last, gain = reward_gain(res["rewards"])
         out[name] = {
@@ -140,6 +156,33 @@ def bench_ppo(
         for k in ("samples_per_second", "reward_gain")
     }
     return out
+
+
+def variant_figures(result: dict, tokens_per_step: int) -> dict:
+    """One run of ours: samples/s, the rewards, and the medians (steps after the first) of the step time, of
+    each phase, and generated tokens/s."""
+    steady = result["history"][1:] or result["history"]
+    median = {k: statistics.median(h[k] for h in steady) for k in steady[0] if k.startswith("time_")}
+    return {
+        "samples_per_second": result["samples_per_second"],
+        "rewards": [h["reward"] for h in result["history"]],
+        "step_s": sum(median.values()),
+        **median,
+        "generated_tokens_per_second": tokens_per_step / median["time_generate_s"],
+    }
+
+
+def format_variants(runs: dict) -> str:
+    keys = ("step_s", "time_generate_s", "time_reward_s", "time_score_s", "time_update_s")
+    rows = [("variant", "s/step", "generate", "reward", "log-probs+values", "update", "gen tokens/s", "samples/s")]
+    for name, r in runs.items():
+        row = [f"{r[k]:.2f}" for k in keys] + [
+            f"{r['generated_tokens_per_second']:.1f}",
+            f"{r['samples_per_second']:.3f}",
+        ]
+        rows.append((name, *row))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
 
 
 def format_table(res: dict) -> str:
@@ -166,7 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preference-data", default="", help="--model smollm2: an HH-RLHF file (prompts, reward pairs)")
     p.add_argument("--trl-python", default=".venv-trl112/bin/python", help="python of a venv with trl==1.12.0")
     p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...", help="(module docstring)")
+    p.add_argument("--no-trl", dest="trl", action="store_false", help="ours only")
     a = p.parse_args(argv)
+    variants = {}
+    for item in a.variant:
+        name, _, fields = item.partition(":")
+        variants[name] = {k: yaml.safe_load(v) for k, _, v in (f.partition("=") for f in fields.split(",") if f)}
     res = bench_ppo(
         steps=a.steps,
         batch_size=a.batch_size,
@@ -179,9 +228,14 @@ def main(argv: list[str] | None = None) -> int:
         trl_python=a.trl_python,
         model=a.model,
         preference_data=a.preference_data,
+        variants=variants,
+        trl=a.trl,
     )
     print(json.dumps(res["setup"]))
-    print(format_table(res))
+    if variants:
+        print(format_variants(res["variants"]))
+    if a.trl:
+        print(format_table(res))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
     return 0

@@ -70,7 +70,7 @@ def test_terms():
 
 
 def test_big_fp32_ppo_on_a_small_gpu_does_not_fit_and_gets_advice():
-    config = cli._load(cli.build_parser().parse_args(["plan", "--preset", "none"]))
+    config = cli._load(cli.build_parser().parse_args(["plan", "--preset", "none", "--set", "ppo.bf16=false"]))
     models = plan.Models(policy=smollm2("1.7b", False), reward=smollm2("360m", False, classifier=True))
     (row,) = plan.plan(config, models, 16.0, stages=("ppo",))
     assert not row["fits"] and row["gib"] > 16

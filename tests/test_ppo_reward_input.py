@@ -60,3 +60,18 @@ def test_a_response_budget_beyond_the_reward_model_is_refused():
         load_config("tiny", overrides=["ppo.max_new_tokens=65"])
     with pytest.raises(ValueError, match=r"eval.max_new_tokens \(600\) exceeds reward.max_length \(512\)"):
         load_config(None, overrides=["eval.max_new_tokens=600"])
+
+
+def test_scores_do_not_depend_on_the_batch_they_are_scored_in(tmp_path):
+    """PPO scores a step's answers `ppo.reward_batch_size` at a time: a larger batch pads more, and padding
+    must not move a score."""
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    OPTForSequenceClassification(tiny_config(tok, num_labels=1)).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    prompts = [" ".join(["good"] * (1 + i % 5)) for i in range(12)]
+    responses = [" ".join(["bad", "cat", "ran"][: 1 + i % 3]) for i in range(12)]
+    one_by_one = RewardScorer(str(tmp_path), batch_size=1)(prompts, responses)
+    all_at_once = RewardScorer(str(tmp_path), batch_size=64)(prompts, responses)
+    assert len(set(one_by_one.tolist())) > 3  # the inputs differ, so do their scores
+    torch.testing.assert_close(all_at_once, one_by_one, atol=1e-5, rtol=1e-5)

@@ -59,6 +59,7 @@ def generation_config(tokenizer, max_new_tokens: int, cfg):
         top_k=0,  # transformers' default is 50
         top_p=1.0,
         use_cache=True,
+        cache_implementation="static" if getattr(cfg, "static_cache", False) else None,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
@@ -103,9 +104,11 @@ def answer_ends(response_ids: torch.Tensor, tokenizer, stop_strings: list[str]):
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, cfg) -> Rollout:
-    """Sample one response per prompt (left padding, KV cache); prompts cut to `cfg.max_prompt_length` on the left."""
+    """Sample one response per prompt (left padding, KV cache); prompts cut to `cfg.max_prompt_length` on the left,
+    and padded to it with a static cache (`cfg.static_cache`: one shape, compiled once)."""
     device = next(model.parameters()).device
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=cfg.max_prompt_length)
+    padding = "max_length" if getattr(cfg, "static_cache", False) else True
+    enc = tokenizer(prompts, return_tensors="pt", padding=padding, truncation=True, max_length=cfg.max_prompt_length)
     enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
     prompt_len = enc["input_ids"].shape[1]
     stop = [StopOnText(tokenizer, cfg.stop_strings, prompt_len)] if cfg.stop_strings else None

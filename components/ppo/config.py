@@ -39,6 +39,7 @@ class PPOConfig(StageConfig, LoraFields, SamplingFields, DistributedFields):
         steps=POSITIVE,
         batch_size=POSITIVE,
         mini_batch_size=POSITIVE,
+        reward_batch_size=POSITIVE,
         ppo_epochs=POSITIVE,
         init_kl_coef=NON_NEGATIVE,
         target_kl=POSITIVE,
@@ -77,14 +78,18 @@ class PPOConfig(StageConfig, LoraFields, SamplingFields, DistributedFields):
     kl_limit: float = 0.0  # hard stop when the mean KL exceeds it; 0 = off
     reward_limit: float = 0.0  # hard stop when the mean raw reward exceeds it (reward hacking); 0 = off
     max_rollbacks: int = 0  # on divergence: back to an earlier checkpoint at half the learning rate, at most N times
-    # Memory, for large policies (docs/scale-out.md): bf16 weights (fp32 where no GPU supports bf16; the
-    # adapter and value head stay fp32), a 4-bit NF4 base (QLoRA), activation checkpointing in the update.
-    bf16: bool = False
+    # Memory and speed: bf16 weights on a GPU that has bf16 (fp32 elsewhere, with a warning; the adapter and
+    # value head stay fp32), a 4-bit NF4 base (QLoRA), activation checkpointing in the update (docs/scale-out.md).
+    bf16: bool = True
     load_in_4bit: bool = False
     gradient_checkpointing: bool = False
     # Speed: sample from a copy of the policy with its adapter merged (kfrlhf.ppo.merged; one more copy of the
-    # weights; a 4-bit base samples unmerged).
+    # weights; a 4-bit base samples unmerged); score each step's answers `reward_batch_size` at a time;
+    # `static_cache`: decode with a fixed-size KV cache and prompts padded to `max_prompt_length`, one shape
+    # for the whole run, which transformers compiles (torch.compile) on a GPU.
     merged_generation: bool = True
+    reward_batch_size: int = 64
+    static_cache: bool = False
     seed: int = 42
 
     def check(self) -> None:

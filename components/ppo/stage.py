@@ -46,7 +46,7 @@ def run(
     model = load_policy(cfg, sft_model)
     tokenizer = load_tokenizer(sft_model, padding_side="left")
     prompts = [r["prompt"] for r in read_split(prompt_data, "train")]
-    scorer = RewardScorer(str(Path(reward_model) / "model"))
+    scorer = RewardScorer(str(Path(reward_model) / "model"), batch_size=cfg.reward_batch_size)
     main = distributed.is_main()  # under data parallelism rank 0 reports and writes
     with step_tracker(report_to if main else "none", output_dir, "ppo", ppo) as tracker:
         log_fn = (lambda step, values: tracker.log(values, step=step)) if tracker else None

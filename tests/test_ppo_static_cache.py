@@ -1,0 +1,60 @@
+"""Decoding with a static KV cache (`ppo.static_cache`: prompts padded to `max_prompt_length`, one fixed-size
+cache, which transformers compiles on a GPU) changes nothing but speed: the same sampled tokens, texts and
+masks under one seed, the same log-probs to 1e-5, and the same PPO run, on OPT and on Llama (SmolLM2's
+architecture)."""
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from kfrlhf.common.sampling import forward, generate
+from kfrlhf.ppo.trainer import run_ppo
+from tests.test_ppo_trainer import small_cfg, target_fraction
+from tests.word_task import PROMPTS, tiny_lm, tiny_tokenizer
+
+
+def tiny_llama(tok):
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+    )  # fmt: skip
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("build", [tiny_lm, tiny_llama], ids=["opt", "llama"])
+def test_a_static_cache_samples_the_same_answers(build):
+    tok = tiny_tokenizer()
+    tok.padding_side = "left"
+    model = build(tok)
+    caches, sample = [], model.generate
+
+    def spy(*args, generation_config, **kw):  # which cache generate was asked for
+        caches.append(generation_config.cache_implementation)
+        return sample(*args, generation_config=generation_config, **kw)
+
+    model.generate = spy
+    rollouts = {}
+    for static in (False, True):
+        torch.manual_seed(3)
+        rollouts[static] = generate(model, tok, PROMPTS[:8], 8, small_cfg(static_cache=static))
+    dynamic, static = rollouts[False], rollouts[True]
+    assert caches == [None, "static"]
+    assert static.prompt_len == small_cfg().max_prompt_length > dynamic.prompt_len  # padded to one shape
+    assert torch.equal(static.response_ids, dynamic.response_ids) and static.texts == dynamic.texts
+    assert torch.equal(static.mask, dynamic.mask)
+    with torch.no_grad():
+        logits = [forward(model, None, r.input_ids, r.attention_mask, r.prompt_len, 1.0)[0] for r in (dynamic, static)]
+    kept = dynamic.mask.bool()
+    torch.testing.assert_close(logits[1][kept], logits[0][kept], atol=1e-5, rtol=1e-5)
+
+
+def test_a_run_is_the_same_with_or_without_a_static_cache():
+    tok = tiny_tokenizer()
+    runs = [
+        run_ppo(small_cfg(steps=3, static_cache=static), tiny_lm(tok), tok, PROMPTS, target_fraction)["history"]
+        for static in (False, True)
+    ]
+    for a, b in zip(*runs):
+        for key in ("reward", "kl", "policy_loss", "value_loss", "response_length", "entropy"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
