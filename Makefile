@@ -68,13 +68,16 @@ clean:
 	rm -rf runs .pytest_cache
 
 # The PPO step on SmolLM2's 135M, 360M and 1.7B shapes (random weights; benchmarks/gpu_step.py), ours against
-# TRL 1.12, on a GPU machine: the image's python3 (GPU_PY) with the project's wheels on PYTHONPATH (docs/benchmarks.md "On a
-# GPU"). TRL's side: .venv-trl112 where it exists, else TRL112_PATH (trl==1.12.0 in a `pip install --target`
-# directory, first on GPU_PY's path for that process), else ours alone. The image has no gguf: name SmolLM2's
-# tokenizer directory with GPU_STEP_TOKENIZER (e.g. the copy a CPU run caches: /tmp/kfrlhf-gpu-step/smollm2-tokenizer).
+# TRL 1.12, on a GPU machine: the image's python3 (GPU_PY) with the project's wheels on PYTHONPATH
+# (docs/benchmarks.md "On a GPU"). TRL's side: .venv-trl112 where it exists, else TRL112_PATH (trl==1.12.0 in a
+# `pip install --target` directory, first on GPU_PY's path for that process), else ours alone. The image has no
+# gguf: name SmolLM2's tokenizer directory with GPU_STEP_TOKENIZER (e.g. the copy a CPU run caches:
+# /tmp/kfrlhf-gpu-step/smollm2-tokenizer). GPU_STEP_SET="--set static_cache=true": our side with PPOConfig
+# fields changed.
 GPU_PY ?= python3
 TRL112_PATH ?=
 GPU_STEP_TOKENIZER ?=
+GPU_STEP_SET ?=
 GPU_STEP_TRL = $(if $(wildcard $(TRL112)/bin/python),--trl-python $(TRL112)/bin/python,$(if $(TRL112_PATH),--trl-path $(TRL112_PATH),--no-trl))
 
 .PHONY: bench-gpu
@@ -82,7 +85,7 @@ bench-gpu:
 	mkdir -p runs
 	for shape in 135m 360m 1.7b; do \
 	  $(GPU_PY) -m benchmarks.gpu_step --device cuda --shape $$shape --prompts $(HH) $(GPU_STEP_TRL) \
-	    $(if $(GPU_STEP_TOKENIZER),--tokenizer $(GPU_STEP_TOKENIZER)) --json runs/gpu-step-$$shape.json || exit 1; \
+	    $(if $(GPU_STEP_TOKENIZER),--tokenizer $(GPU_STEP_TOKENIZER)) $(GPU_STEP_SET) --json runs/gpu-step-$$shape.json || exit 1; \
 	done
 
 # The GPU check (benchmarks/gpu_check.py): the five pipelines with QLoRA + bf16, rlhf generate and the device and

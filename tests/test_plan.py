@@ -6,7 +6,7 @@ import pytest
 
 from kfrlhf.common.config import ConfigError
 from kfrlhf.pipelines import cli
-from kfrlhf.pipelines.local import plan
+from kfrlhf.pipelines.local import model_shapes, plan
 from kfrlhf.ppo.config import PPOConfig
 
 # Issue 22's H200 run (GPU.md): our run_ppo, 64 rollouts of 128 new tokens, mini-batch 16, 2 PPO epochs, LoRA r16,
@@ -21,11 +21,11 @@ MEASURED = {("135m", False): 7.6, ("1.7b", True): 22.5}
 MEASURED_PROMPT_TOKENS = 128
 
 
-def smollm2(size: str, bf16: bool, classifier: bool = False) -> plan.Shape:
+def smollm2(size: str, bf16: bool, classifier: bool = False) -> model_shapes.Shape:
     import torch
 
-    config = plan.smollm2_config(size, dtype=torch.bfloat16 if bf16 else torch.float32)
-    return plan.shape_from_config(config, f"smollm2-{size}", classifier)
+    config = model_shapes.smollm2_config(size, dtype=torch.bfloat16 if bf16 else torch.float32)
+    return model_shapes.shape_from_config(config, f"smollm2-{size}", classifier)
 
 
 def measured_setup(bf16: bool, **changes) -> PPOConfig:
@@ -109,7 +109,7 @@ def test_cli_json_and_advice(capsys):
 
 def test_a_model_folder_without_config_json(tmp_path, capsys):
     with pytest.raises(ConfigError, match="holds no config.json"):
-        plan.model_shape(str(tmp_path), "sft.model_name")
+        model_shapes.model_shape(str(tmp_path), "sft.model_name")
     assert cli.main(["plan", "--set", f"sft.model_name={tmp_path}"]) == 2
     assert "sft.model_name" in capsys.readouterr().err
 

@@ -2,13 +2,12 @@
 tokens and logits (to 1e-5) as the LoRA policy, after updates too, with the base (the reference policy) left
 bit for bit as it was, and the same PPO run."""
 
-import pytest
 import torch
 
 from kfrlhf.common import models
 from kfrlhf.ppo.merged import MergedCopy, can_merge
-from kfrlhf.ppo.trainer import make_policy, run_ppo
-from tests.test_ppo_trainer import small_cfg, target_fraction
+from kfrlhf.ppo.trainer import make_policy
+from tests.test_ppo_trainer import assert_same_runs, small_cfg
 from tests.word_task import PROMPTS, tiny_lm, tiny_tokenizer
 
 
@@ -42,14 +41,7 @@ def test_the_copy_answers_as_the_policy_does_and_leaves_the_base_alone():
 
 
 def test_a_run_is_the_same_with_or_without_the_merged_copy():
-    tok = tiny_tokenizer()
-    runs = [
-        run_ppo(small_cfg(steps=3, merged_generation=merged), tiny_lm(tok), tok, PROMPTS, target_fraction)["history"]
-        for merged in (True, False)
-    ]
-    for a, b in zip(*runs):
-        for key in ("reward", "kl", "policy_loss", "value_loss", "response_length", "entropy"):
-            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+    assert_same_runs("merged_generation")
 
 
 def test_a_4bit_base_is_not_merged():

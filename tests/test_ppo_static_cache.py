@@ -8,8 +8,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from kfrlhf.common.sampling import forward, generate
-from kfrlhf.ppo.trainer import run_ppo
-from tests.test_ppo_trainer import small_cfg, target_fraction
+from tests.test_ppo_trainer import assert_same_runs, small_cfg
 from tests.word_task import PROMPTS, tiny_lm, tiny_tokenizer
 
 
@@ -29,8 +28,8 @@ def test_a_static_cache_samples_the_same_answers(build):
     model = build(tok)
     caches, sample = [], model.generate
 
-    def spy(*args, generation_config, **kw):  # which cache generate was asked for
-        caches.append(generation_config.cache_implementation)
+    def spy(*args, generation_config, **kw):  # which cache generate was asked for, and for how long a prompt
+        caches.append((generation_config.cache_implementation, kw["input_ids"].shape[1]))
         return sample(*args, generation_config=generation_config, **kw)
 
     model.generate = spy
@@ -39,8 +38,9 @@ def test_a_static_cache_samples_the_same_answers(build):
         torch.manual_seed(3)
         rollouts[static] = generate(model, tok, PROMPTS[:8], 8, small_cfg(static_cache=static))
     dynamic, static = rollouts[False], rollouts[True]
-    assert caches == [None, "static"]
-    assert static.prompt_len == small_cfg().max_prompt_length > dynamic.prompt_len  # padded to one shape
+    assert caches == [(None, dynamic.prompt_len), ("static", small_cfg().max_prompt_length)]  # one shape
+    assert static.prompt_len == dynamic.prompt_len < small_cfg().max_prompt_length  # the extra padding cut again
+    assert torch.equal(static.input_ids, dynamic.input_ids)
     assert torch.equal(static.response_ids, dynamic.response_ids) and static.texts == dynamic.texts
     assert torch.equal(static.mask, dynamic.mask)
     with torch.no_grad():
@@ -50,11 +50,4 @@ def test_a_static_cache_samples_the_same_answers(build):
 
 
 def test_a_run_is_the_same_with_or_without_a_static_cache():
-    tok = tiny_tokenizer()
-    runs = [
-        run_ppo(small_cfg(steps=3, static_cache=static), tiny_lm(tok), tok, PROMPTS, target_fraction)["history"]
-        for static in (False, True)
-    ]
-    for a, b in zip(*runs):
-        for key in ("reward", "kl", "policy_loss", "value_loss", "response_length", "entropy"):
-            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+    assert_same_runs("static_cache")

@@ -39,6 +39,19 @@ def small_cfg(**kw) -> PPOConfig:
     return PPOConfig(**{**base, **kw})
 
 
+def assert_same_runs(field: str, values=(True, False), steps: int = 3):
+    """A speed option must not change the algorithm: a run on the word task is the same (to 1e-4) for each
+    value of the PPOConfig `field`."""
+    tok = tiny_tokenizer()
+    runs = [
+        run_ppo(small_cfg(steps=steps, **{field: v}), tiny_lm(tok), tok, PROMPTS, target_fraction)["history"]
+        for v in values
+    ]
+    for a, b in zip(*runs):
+        for key in ("reward", "kl", "policy_loss", "value_loss", "response_length", "entropy"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+
+
 def test_reference_is_the_adapter_disabled_policy():
     tok = tiny_tokenizer()
     tok.padding_side = "left"

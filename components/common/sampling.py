@@ -115,6 +115,9 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, cfg) -> 
     out = model.generate(
         **enc, generation_config=generation_config(tokenizer, max_new_tokens, cfg), stopping_criteria=stop
     )
+    if padding == "max_length":  # the padding no prompt needed goes: the training passes need not carry it
+        start = int(enc["attention_mask"].any(0).int().argmax())
+        out, enc["attention_mask"], prompt_len = out[:, start:], enc["attention_mask"][:, start:], prompt_len - start
     response_ids = out[:, prompt_len:]
     mask, ended, texts = answer_ends(response_ids, tokenizer, cfg.stop_strings)
     attention_mask = torch.cat([enc["attention_mask"], mask.long()], dim=1)

@@ -12,6 +12,20 @@ from kfrlhf.pipelines.cluster import images
 from kfrlhf.pipelines.definitions.stages import DISTRIBUTED_STAGES, ENTRY_POINTS, STAGES
 
 
+def add_image_options(p: argparse.ArgumentParser) -> None:
+    """--registry and --tag of the stage images (compile, render-trainjob, images)."""
+    p.add_argument(
+        "--registry",
+        default=os.environ.get(images.REGISTRY_ENV, images.DEFAULT_REGISTRY),
+        help=f"image registry (env {images.REGISTRY_ENV}; default %(default)s)",
+    )
+    p.add_argument(
+        "--tag",
+        default=os.environ.get(images.TAG_ENV, images.DEFAULT_TAG),
+        help=f"image tag (env {images.TAG_ENV}; default %(default)s)",
+    )
+
+
 def add_compile_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "compile",
@@ -26,16 +40,7 @@ def add_compile_parser(subparsers) -> argparse.ArgumentParser:
         help="rename the PipelineVersions of these kustomize overlays after their rendered "
         "spec (their version-names component; needs kubectl)",
     )
-    p.add_argument(
-        "--registry",
-        default=os.environ.get(images.REGISTRY_ENV, images.DEFAULT_REGISTRY),
-        help=f"image registry (env {images.REGISTRY_ENV}; default %(default)s)",
-    )
-    p.add_argument(
-        "--tag",
-        default=os.environ.get(images.TAG_ENV, images.DEFAULT_TAG),
-        help=f"image tag (env {images.TAG_ENV}; default %(default)s)",
-    )
+    add_image_options(p)
     p.add_argument(
         "--digest",
         action="append",
@@ -146,8 +151,7 @@ def add_render_trainjob_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-node", type=int, required=True)
     p.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML as for `rlhf run --config`")
     p.add_argument("--namespace", default="kubeflow-rlhf", help="the run's namespace (default %(default)s)")
-    p.add_argument("--registry", default=os.environ.get(images.REGISTRY_ENV, images.DEFAULT_REGISTRY))
-    p.add_argument("--tag", default=os.environ.get(images.TAG_ENV, images.DEFAULT_TAG))
+    add_image_options(p)
     p.set_defaults(func=_render_trainjob)
     return p
 
@@ -190,8 +194,7 @@ def add_images_parser(subparsers) -> argparse.ArgumentParser:
         description="One `docker build` per stage: the Dockerfile's `stage` target on the base the stage's "
         "spec names. --dry-run prints the commands.",
     )
-    p.add_argument("--registry", default=os.environ.get(images.REGISTRY_ENV, images.DEFAULT_REGISTRY))
-    p.add_argument("--tag", default=os.environ.get(images.TAG_ENV, images.DEFAULT_TAG))
+    add_image_options(p)
     p.add_argument("--stage", action="append", choices=STAGES, help="only these stages (repeatable)")
     p.add_argument("--push", action="store_true", help="push each image once built")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")

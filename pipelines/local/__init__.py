@@ -1,6 +1,7 @@
 """Local tooling: what runs on this machine rather than in a cluster: `run.py` (`rlhf run`, the pipelines on
 kfp.local), `console.py` (its progress lines), `compare.py` (`rlhf compare`), `generate.py` (`rlhf generate`)
-and `plan.py` (`rlhf plan`, GPU memory per stage; benchmarks/gpu_step.py records its estimate too).
+`plan.py` (`rlhf plan`, GPU memory per stage; benchmarks/gpu_step.py records its estimate too) and
+`model_shapes.py` (a model's counts and dimensions from its config.json, for the plan).
 
 Imports the pipeline definitions, the stages and `kfrlhf.common`, never the cluster tooling. Only `rlhf`
-(`kfrlhf.pipelines.cli`) imports it, and benchmarks/gpu_step.py imports `plan.py`."""
+(`kfrlhf.pipelines.cli`) imports it, and benchmarks/gpu_step.py imports `plan.py` and `model_shapes.py`."""
