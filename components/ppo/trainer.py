@@ -71,6 +71,16 @@ log = logging.getLogger(__name__)
 
 MAX_GRAD_NORM = 1.0
 PHASES = ("generate", "reward", "score", "update")  # a step's parts, timed in its metrics (time_<phase>_s)
+
+
+def phase_end(device: torch.device) -> float:
+    """The clock once the device has run what a phase queued (CUDA runs asynchronously: without the wait, a
+    phase's kernels would be timed in the next phase that waits for them)."""
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 ROLLBACK_LR_FACTOR = 0.5
 
 
@@ -263,9 +273,9 @@ def run_ppo(
             batch = next(batches)[rank * share : (rank + 1) * share]  # this rank's prompts of the step
             n_new = length_rng.randint(cfg.min_new_tokens, cfg.max_new_tokens)
             r = generate(sampler.sync() if sampler else policy, tokenizer, batch, n_new, cfg)
-            clock = [t0, time.perf_counter()]  # phase ends: generate, reward, score, update
+            clock = [t0, phase_end(r.mask.device)]  # phase ends: generate, reward, score, update
             raw = torch.as_tensor(reward_fn(batch, r.texts), dtype=torch.float).reshape(-1).to(r.mask.device)
-            clock.append(time.perf_counter())
+            clock.append(phase_end(r.mask.device))
             scores = raw
             if cfg.missing_eos_penalty:
                 scores = torch.where(r.ended, raw, raw - cfg.missing_eos_penalty)
@@ -273,7 +283,7 @@ def run_ppo(
                 moments.update(scores)
                 scores = moments.normalize(scores).float()
             score(policy, value_head, r, cfg.temperature, cfg.mini_batch_size)
-            clock.append(time.perf_counter())
+            clock.append(phase_end(r.mask.device))
 
             rewards, kl = L.kl_penalty_rewards(scores, r.logprobs, r.ref_logprobs, r.mask, kl_ctl.value)
             mean_kl = global_mean_kl(kl.sum(1))
@@ -303,7 +313,7 @@ def run_ppo(
 
             kl_coef = kl_ctl.value
             kl_ctl.update(mean_kl, cfg.batch_size)
-            clock.append(time.perf_counter())
+            clock.append(phase_end(r.mask.device))
             local = {
                 "reward": raw.mean().item(),
                 "entropy": L.masked_mean(r.entropy, r.mask).item(),
