@@ -14,8 +14,9 @@ from google.protobuf import json_format
 from kfp import components
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from kfrlhf.common.outputs import OutputRefused
 from kfrlhf.pipelines.cluster import cli as cli_cluster
-from kfrlhf.pipelines.cluster.compile import PIPELINES, compile_all
+from kfrlhf.pipelines.cluster.compile import PIPELINES, compile_all, overlays_to_name
 from kfrlhf.pipelines.cluster.images import image_for
 from kfrlhf.pipelines.cluster.platform import DISPLAY_NAMES, ClusterSettings
 
@@ -244,3 +245,29 @@ def test_compile_retargets_the_cache_init_hook_image(tmp_path):
     rlhf = next(o for o in objects if o["kind"] == "PipelineVersion" and o["spec"]["pipelineName"] == "rlhf")
     executors = rlhf["spec"]["pipelineSpec"]["deploymentSpec"]["executors"]
     assert executors["exec-prepare-data"]["container"]["image"] == container["image"]  # the same image
+
+
+def test_overlays_never_overwrite_a_version_names_folder_they_did_not_write(tmp_path):
+    """`--overlays` rewrites only the version-names component it wrote (its header line): a hand-written one,
+    or anything else in that folder, is refused before any file is written."""
+    overlays = tmp_path / "overlays"
+    (overlays / "other").mkdir(parents=True)  # no version-names component: left alone
+    (overlays / "other" / "kustomization.yaml").write_text("resources: []\n")
+    mine = overlays / "mine" / "version-names"
+    mine.mkdir(parents=True)
+    (overlays / "mine" / "kustomization.yaml").write_text("components: [version-names]\n")
+    hand = mine / "kustomization.yaml"
+    hand.write_text("kind: Component  # my own patches\n")
+    with pytest.raises(OutputRefused, match="not written by rlhf compile"):
+        compile_all(tmp_path / "out", overlays_dir=overlays)
+    assert hand.read_text() == "kind: Component  # my own patches\n" and not (tmp_path / "out").exists()
+    hand.unlink()
+    (mine / "notes.txt").write_text("mine\n")
+    with pytest.raises(OutputRefused, match="notes.txt"):
+        overlays_to_name(overlays)
+    (mine / "notes.txt").unlink()
+    assert overlays_to_name(overlays) == [overlays / "mine"]  # an empty folder is compile's to fill
+    with pytest.raises(OutputRefused, match="not a directory"):
+        overlays_to_name(tmp_path / "missing")
+    # The committed overlay that names its versions passes the check: it holds only what compile wrote.
+    assert overlays_to_name(ROOT / "manifests" / "overlays") == [ROOT / "manifests" / "overlays" / "gpu-cluster"]

@@ -27,7 +27,7 @@ from kfp import compiler
 from kfp.compiler.compiler_utils import KubernetesManifestOptions
 from kfp.compiler.pipeline_spec_builder import extract_comments_from_pipeline_spec
 
-from kfrlhf.common.outputs import check_output_dir
+from kfrlhf.common.outputs import OutputRefused, check_output_dir
 from kfrlhf.pipelines.cluster.images import image_repository
 from kfrlhf.pipelines.cluster.platform import DISTRIBUTED_STAGES, ClusterSettings, make_configure
 from kfrlhf.pipelines.definitions.registry import PIPELINES
@@ -120,6 +120,18 @@ def compile_pipeline(name: str, output_dir: Path, settings: ClusterSettings, con
     return [ir_path, k8s_path]
 
 
+# The first line of every component `--overlays` writes: what it may overwrite.
+VERSION_NAMES_HEADER = "# Written by `rlhf compile --overlays`; do not edit.\n"
+
+
+def _write_version_names(overlay: Path, patches: list[dict]) -> Path:
+    path = overlay / "version-names" / "kustomization.yaml"
+    component = {"apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component", "patches": patches}
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(VERSION_NAMES_HEADER + yaml.safe_dump(component, sort_keys=False, width=200))
+    return path
+
+
 def name_overlay_versions(overlay: Path, tag: str) -> Path:
     """Write `<overlay>/version-names/`: a component renaming each PipelineVersion the overlay
     renders after its rendered spec. The renames change no spec, so the overlay renders with them."""
@@ -132,25 +144,41 @@ def name_overlay_versions(overlay: Path, tag: str) -> Path:
             ops = [{"op": "replace", "path": p, "value": new} for p in ("/metadata/name", "/spec/displayName")]
             target = {"group": "pipelines.kubeflow.org", "kind": "PipelineVersion", "name": doc["metadata"]["name"]}
             patches.append({"target": target, "patch": json.dumps(ops)})
-    path = overlay / "version-names" / "kustomization.yaml"
-    component = {"apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component", "patches": patches}
-    header = "# Written by `rlhf compile --overlays`; do not edit.\n"
-    path.write_text(header + yaml.safe_dump(component, sort_keys=False, width=200))
-    return path
+    return _write_version_names(overlay, patches)
 
 
-def _name_overlays(overlays_dir: Path, tag: str) -> list[Path]:
-    """Every overlay that lists the version-names component, renamed from scratch."""
-    written = []
-    for overlay in sorted(overlays_dir.iterdir()):
-        kustomization = overlay / "kustomization.yaml"
-        components = yaml.safe_load(kustomization.read_text()).get("components", []) if kustomization.exists() else []
-        if "version-names" in components:
-            (overlay / "version-names").mkdir(exist_ok=True)
-            (overlay / "version-names" / "kustomization.yaml").write_text(
-                yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component", "patches": []})
+def overlays_to_name(overlays_dir: str | Path) -> list[Path]:
+    """The overlays under `overlays_dir` that list the version-names component. OutputRefused, before any
+    work, when the directory is missing or a `version-names/` holds anything `--overlays` did not write."""
+    overlays_dir = Path(overlays_dir)
+    if not overlays_dir.is_dir():
+        raise OutputRefused(f"--overlays {overlays_dir} is not a directory of kustomize overlays")
+    named = []
+    for overlay in sorted(p for p in overlays_dir.iterdir() if (p / "kustomization.yaml").is_file()):
+        if "version-names" not in (yaml.safe_load((overlay / "kustomization.yaml").read_text()) or {}).get(
+            "components", []
+        ):
+            continue
+        folder = overlay / "version-names"
+        foreign = sorted(p.name for p in folder.iterdir() if p.name != "kustomization.yaml") if folder.is_dir() else []
+        component = folder / "kustomization.yaml"
+        if component.exists() and not component.read_text().startswith(VERSION_NAMES_HEADER):
+            foreign.append("kustomization.yaml (not written by rlhf compile --overlays)")
+        if foreign or (folder.exists() and not folder.is_dir()):
+            raise OutputRefused(
+                f"--overlays: {folder} holds what rlhf compile did not write ({', '.join(foreign) or 'a file'}): "
+                "move it away or drop `version-names` from the overlay's components; nothing was changed"
             )
-            written.append(name_overlay_versions(overlay, tag))
+        named.append(overlay)
+    return named
+
+
+def _name_overlays(overlays: list[Path], tag: str) -> list[Path]:
+    """Each overlay's version names, from scratch: the component is emptied before the overlay is rendered."""
+    written = []
+    for overlay in overlays:
+        _write_version_names(overlay, [])
+        written.append(name_overlay_versions(overlay, tag))
     return written
 
 
@@ -168,12 +196,12 @@ def compile_all(
     output_dir = check_output_dir(output_dir, "compile", written_names)
     if manifests_dir is not None:
         manifests_dir = check_output_dir(manifests_dir, "compile", written_names, "--manifests")
+    overlays = overlays_to_name(overlays_dir) if overlays_dir is not None else []
     output_dir.mkdir(parents=True, exist_ok=True)
     written = [p for name in PIPELINES for p in compile_pipeline(name, output_dir, settings, config)]
     if manifests_dir is not None:
         written += _copy_manifests([p for p in written if p.name.endswith(".k8s.yaml")], manifests_dir, settings)
-    if overlays_dir is not None:
-        written += _name_overlays(Path(overlays_dir), settings.tag)
+    written += _name_overlays(overlays, settings.tag)
     return written
 
 
