@@ -43,8 +43,8 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
+from kfrlhf.common.config import ConfigError, parse_set
 from kfrlhf.pipelines.local import plan
 from kfrlhf.pipelines.local.model_shapes import SMOLLM2_SHAPES, SMOLLM2_VOCAB, shape_of
 
@@ -451,11 +451,13 @@ def parse(argv):
         p.error("--batch-size must be a multiple of --mini-batch-size")
     from kfrlhf.ppo.config import PPOConfig
 
-    fields = {f.name for f in dataclasses.fields(PPOConfig)}
-    pairs = [item.partition("=") for item in a.overrides]
-    if any(not sep or key not in fields for key, sep, _ in pairs):
+    try:
+        overrides = parse_set(a.overrides)
+    except ConfigError as err:
+        p.error(str(err))
+    if not set(overrides) <= {f.name for f in dataclasses.fields(PPOConfig)}:
         p.error(f"--set takes FIELD=VALUE with a PPOConfig field, not {a.overrides}")
-    a.overrides = {key: yaml.safe_load(value) for key, _, value in pairs}
+    a.overrides = overrides
     if a.trl_python is None and a.trl_path:
         a.trl_python = sys.executable
     if a.trl_python is None and not a.no_trl and DEFAULT_TRL_PYTHON.exists():

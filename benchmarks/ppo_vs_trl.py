@@ -28,9 +28,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
 from transformers import AutoModelForCausalLM
 
+from kfrlhf.common.config import parse_set
 from kfrlhf.common.models import load_tokenizer
 from kfrlhf.ppo.config import PPOConfig
 from kfrlhf.ppo.trainer import run_ppo
@@ -181,6 +181,11 @@ def format_variants(runs: dict) -> str:
             f"{r['samples_per_second']:.3f}",
         ]
         rows.append((name, *row))
+    return columns(rows)
+
+
+def columns(rows: list[tuple[str, ...]]) -> str:
+    """Rows of cells as left-aligned text columns."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
 
@@ -191,8 +196,7 @@ def format_table(res: dict) -> str:
         rows.append((label, f"{res['ours'][key]:.3f}", f"{res['trl'][key]:.3f}", f"{res['ratio'][key]:.2f}"))
     for key, label in (("reward_first", "reward first"), ("reward_last", "reward last")):
         rows.append((label, f"{res['ours'][key]:.3f}", f"{res['trl'][key]:.3f}", ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+    return columns(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = {}
     for item in a.variant:
         name, _, fields = item.partition(":")
-        variants[name] = {k: yaml.safe_load(v) for k, _, v in (f.partition("=") for f in fields.split(",") if f)}
+        variants[name] = parse_set([f for f in fields.split(",") if f])
     res = bench_ppo(
         steps=a.steps,
         batch_size=a.batch_size,

@@ -4,7 +4,7 @@ Each stage declares itself once, in `components/<stage>/spec.py` (`SPEC`, a `kfr
 its place in pipeline order, its tasks and their display names, its resources, whether it is distributed,
 its run-config section, its image base. This module finds them (SPECS, in pipeline order); the run
 config's sections (`run_config.py`), the platform's resource defaults, the TrainJob entry points and the
-image builds (`make images`, the CI workflow) derive from them, and `tests/test_layout.py` checks the
+image builds (`rlhf images`, the CI workflow) derive from them, and `tests/test_layout.py` checks the
 stage folders against them. A task is one step of a pipeline: it runs one stage.
 """
 

@@ -145,7 +145,7 @@ def precision(cfg) -> int:
 def world(cfg) -> int:
     """Processes the stage runs in (its `distributed` section; one per GPU counted as one when unknown)."""
     dist = getattr(cfg, "distributed", None)
-    return dist.nodes * (dist.processes_per_node or 1) if dist else 1
+    return dist.world_size(gpus=1) if dist else 1
 
 
 def ppo(cfg, policy: Shape, reward: Shape, prompt_tokens: int | None = None, response_only_logits: bool = True):
@@ -395,7 +395,7 @@ def candidates(stage: str, cfg):
         yield {"load_in_4bit": True}
     if "distributed" in fields:
         for processes in (2, 4, 8):
-            if processes > (cfg.distributed.processes_per_node or 1):
+            if processes > cfg.distributed.processes(gpus=1):
                 yield {"distributed": dataclasses.replace(cfg.distributed, processes_per_node=processes)}
 
 
