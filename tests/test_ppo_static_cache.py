@@ -51,3 +51,22 @@ def test_a_static_cache_samples_the_same_answers(build):
 
 def test_a_run_is_the_same_with_or_without_a_static_cache():
     assert_same_runs("static_cache")
+
+
+def test_the_static_cache_has_one_size_whatever_the_answer_length():
+    """PPO draws each step's answer length: the cache is sized for the longest the config allows, so that a
+    compiled decoding step (on a GPU) is never compiled again for another cache size."""
+    tok = tiny_tokenizer()
+    tok.padding_side = "left"
+    model, sizes = tiny_llama(tok), []
+    run = model.forward
+
+    def spy(*args, past_key_values=None, **kw):
+        sizes.append(past_key_values.get_max_length())
+        return run(*args, past_key_values=past_key_values, **kw)
+
+    model.forward = spy
+    cfg = small_cfg(static_cache=True)
+    for n_new in (2, cfg.max_new_tokens):
+        generate(model, tok, PROMPTS[:4], n_new, cfg)
+    assert set(sizes) == {cfg.max_prompt_length + cfg.max_new_tokens}

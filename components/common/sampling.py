@@ -49,9 +49,13 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def generation_config(tokenizer, max_new_tokens: int, cfg):
-    """Sampling from the full distribution at the stage config's `temperature`: what `forward` scores."""
+    """Sampling from the full distribution at the stage config's `temperature`: what `forward` scores.
+
+    A static cache is sized for the longest answer the config allows, whatever this call's `max_new_tokens`: PPO
+    draws each step's length, and a cache of another size would make transformers compile the decoding again."""
     from transformers import GenerationConfig
 
+    static = getattr(cfg, "static_cache", False)
     return GenerationConfig(
         do_sample=True,
         max_new_tokens=max_new_tokens,
@@ -59,7 +63,8 @@ def generation_config(tokenizer, max_new_tokens: int, cfg):
         top_k=0,  # transformers' default is 50
         top_p=1.0,
         use_cache=True,
-        cache_implementation="static" if getattr(cfg, "static_cache", False) else None,
+        cache_implementation="static" if static else None,
+        max_cache_len=cfg.max_prompt_length + cfg.max_new_tokens if static else None,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
