@@ -60,44 +60,36 @@ compile: install
 
 # The wheels an offline GPU machine whose image has torch needs beyond it (images/gpu-wheels.txt, CPython 3.12,
 # manylinux x86_64), with the project's own; docs/benchmarks.md "On a GPU" says how to carry and install them.
-gpu-wheels:
+# Beside them, what a GPU session (benchmarks/gpu_session.sh) reads there and cannot make: TRL 1.12 for the
+# side-by-side (.whl/trl112), SmolLM2's tokenizer (the image has no gguf) and the HH prompts (../shared stays here).
+gpu-wheels: install
 	nice python3 images/gpu_wheels.py images/gpu-wheels.txt .whl
+	python3 -m pip download -q --no-deps --only-binary=:all: -d .whl/trl112 trl==1.12.0
+	$(BIN)/python -c "from benchmarks.gpu_step import smollm2_tokenizer; smollm2_tokenizer().save_pretrained('.whl/smollm2-tokenizer')"
+	cp $(HH) .whl/
 	du -sh .whl
 
 clean:
 	rm -rf runs .pytest_cache
 
-# The PPO step on SmolLM2's 135M, 360M and 1.7B shapes (random weights; benchmarks/gpu_step.py), ours against
-# TRL 1.12, on a GPU machine: the image's python3 (GPU_PY) with the project's wheels on PYTHONPATH
-# (docs/benchmarks.md "On a GPU"). TRL's side: .venv-trl112 where it exists, else TRL112_PATH (trl==1.12.0 in a
-# `pip install --target` directory, first on GPU_PY's path for that process), else ours alone. The image has no
-# gguf: name SmolLM2's tokenizer directory with GPU_STEP_TOKENIZER (e.g. the copy a CPU run caches:
-# /tmp/kfrlhf-gpu-step/smollm2-tokenizer). GPU_STEP_SET="--set static_cache=true": our side with PPOConfig
-# fields changed.
+# One GPU lease, prepared (benchmarks/gpu_session.sh; docs/benchmarks.md "On a GPU"), on the GPU machine with the
+# .whl of `make gpu-wheels` carried: the wheels installed once, then each of PARTS under its own time limit: the GPU
+# check, and the PPO step at SmolLM2's shapes (benchmarks/gpu_step.py: ours, ours with the static cache, TRL 1.12).
+# Results in $OUT (the device tool's folder), else runs/gpu.
 GPU_PY ?= python3
-TRL112_PATH ?=
-GPU_STEP_TOKENIZER ?=
-GPU_STEP_SET ?=
-GPU_STEP_TRL = $(if $(wildcard $(TRL112)/bin/python),--trl-python $(TRL112)/bin/python,$(if $(TRL112_PATH),--trl-path $(TRL112_PATH),--no-trl))
+PARTS ?= check 1.7b 135m
+.PHONY: gpu-session
+gpu-session:
+	GPU_PY=$(GPU_PY) bash benchmarks/gpu_session.sh $(PARTS)
 
-.PHONY: bench-gpu
-bench-gpu:
-	mkdir -p runs
-	for shape in 135m 360m 1.7b; do \
-	  $(GPU_PY) -m benchmarks.gpu_step --device cuda --shape $$shape --prompts $(HH) $(GPU_STEP_TRL) \
-	    $(if $(GPU_STEP_TOKENIZER),--tokenizer $(GPU_STEP_TOKENIZER)) $(GPU_STEP_SET) --json runs/gpu-step-$$shape.json || exit 1; \
-	done
-
-# The GPU check (benchmarks/gpu_check.py): the five pipelines with QLoRA + bf16, rlhf generate and the device and
-# training tests on CUDA, summary in runs/gpu-check.json; on a GPU machine, with the wheels of `make gpu-wheels`
-# installed first (docs/benchmarks.md "On a GPU"). DRY=1: here, without a GPU: every pipeline built, the tests collected.
-GPU_SITE ?= /tmp/site
+# The GPU check alone (benchmarks/gpu_check.py): the five pipelines with QLoRA + bf16, rlhf generate and the device
+# and training tests on CUDA, on a GPU machine (the `check` part of gpu-session). DRY=1: here, without a GPU: every
+# pipeline built, the tests collected, runs/gpu-check.json.
 .PHONY: gpu-check
 gpu-check: $(if $(DRY),install)
-	mkdir -p runs
 ifdef DRY
+	mkdir -p runs
 	$(BIN)/python -m benchmarks.gpu_check --dry-run --json runs/gpu-check.json
 else
-	$(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $(GPU_SITE) .whl/*.whl
-	PYTHONPATH=$(GPU_SITE) PATH=$(GPU_SITE)/bin:$$PATH $(GPU_PY) -m benchmarks.gpu_check --json runs/gpu-check.json
+	GPU_PY=$(GPU_PY) bash benchmarks/gpu_session.sh check
 endif

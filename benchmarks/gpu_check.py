@@ -35,6 +35,7 @@ TESTS = [
     "tests/test_ppo_trainer.py",
     "tests/test_ppo_sampling.py",
     "tests/test_ppo_merged.py",
+    "tests/test_ppo_static_cache.py",
     "tests/test_ppo_memory.py",
     "tests/test_precision.py",
     "tests/test_grpo.py",

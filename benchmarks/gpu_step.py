@@ -12,8 +12,10 @@ Each step: `--batch-size` rollouts of exactly `--response-length` new tokens, `-
 `--ppo-epochs`, LoRA r16 on all linear layers, fixed KL coefficient 0.05, lr 1e-5 (GPU.md's H200
 set-up). Ours is `kfrlhf.ppo.trainer.run_ppo`; TRL 1.12's `trl.experimental.ppo.PPOTrainer` runs in
 its own venv through benchmarks/trl_ppo.py (on the same saved models, moved to the GPU and loaded in
-the same dtype here; trl_ppo.py itself is unchanged). `--grpo` adds TRL's GRPOTrainer as the GRPO stage
-builds it (`kfrlhf.grpo.stage.grpo_trainer`), same prompts and reward model.
+the same dtype here; trl_ppo.py itself is unchanged). `--set FIELD=VALUE` changes PPOConfig fields of ours;
+`--variant NAME:FIELD=VALUE,...` runs ours once more per variant (a fresh policy of the same weights), e.g.
+`static:static_cache=true`. `--grpo` adds TRL's GRPOTrainer as the GRPO stage builds it
+(`kfrlhf.grpo.stage.grpo_trainer`), same prompts and reward model. benchmarks/gpu_session.sh runs it on a GPU.
 
     python -m benchmarks.gpu_step                                 # CPU: cpu-small, about a minute a side
     python -m benchmarks.gpu_step --shape 1.7b --dtype bf16 --trl-python .venv-trl112/bin/python --json out.json
@@ -44,9 +46,11 @@ from pathlib import Path
 
 import torch
 
-from kfrlhf.common.config import ConfigError, parse_set
+from kfrlhf.common.config import ConfigError
 from kfrlhf.pipelines.local import plan
 from kfrlhf.pipelines.local.model_shapes import SMOLLM2_SHAPES, SMOLLM2_VOCAB, shape_of
+
+from .variants import parse_variants, ppo_fields
 
 REPO = Path(__file__).resolve().parents[1]
 TRL_SCRIPT = Path(__file__).with_name("trl_ppo.py")
@@ -153,18 +157,24 @@ def load_prompts(path: Path, tokenizer, max_prompt_length: int, n: int = 512) ->
     return kept, source
 
 
-def build_models(shape: str, tokenizer, dtype: torch.dtype, device: str, seed: int):
-    """The policy and the reward model: SmolLM2's shape, random weights, on `device` in `dtype`."""
+def build_model(shape: str, tokenizer, dtype: torch.dtype, device: str, seed: int, reward: bool = False):
+    """The policy (or the reward model): SmolLM2's shape, random weights from `seed`, on `device` in `dtype`."""
     from transformers import LlamaForCausalLM, LlamaForSequenceClassification
 
     config = llama_config(shape, tokenizer)
+    config.num_labels = 1
     with torch.device(device):
         torch.manual_seed(seed)
-        policy = LlamaForCausalLM(config).to(dtype).eval()
-        torch.manual_seed(seed + 1)
-        config.num_labels = 1
-        reward = LlamaForSequenceClassification(config).to(dtype).eval()
-    return policy, reward
+        return (LlamaForSequenceClassification if reward else LlamaForCausalLM)(config).to(dtype).eval()
+
+
+def free(device: str) -> None:
+    """Give back what the last run left, so that each run's peak is its own."""
+    import gc
+
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
 
 
 def finite(xs):
@@ -188,7 +198,7 @@ def padded_tokens(prompts, tokenizer, batch_size: int, seed: int, steps: int, ma
     return out
 
 
-def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str) -> dict:
+def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str, overrides: dict) -> dict:
     from kfrlhf.common.models import RewardScorer
     from kfrlhf.ppo.config import PPOConfig
     from kfrlhf.ppo.trainer import run_ppo
@@ -213,7 +223,7 @@ def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str) -> di
         bf16=a.dtype == "bf16",
         seed=a.seed,
     )
-    cfg = dataclasses.replace(cfg, **a.overrides)
+    cfg = dataclasses.replace(cfg, **overrides)
     scorer = RewardScorer(str(reward_dir), batch_size=cfg.reward_batch_size)
     scorer.model.to(device)
     tokens = padded_tokens(prompts, tokenizer, a.batch_size, a.seed, a.steps, a.max_prompt_length, a.response_length)
@@ -433,6 +443,14 @@ def parse(argv):
     p.add_argument("--grpo", action="store_true", help="also TRL's GRPOTrainer as the GRPO stage runs it")
     p.add_argument("--json", help="write the results to this file")
     p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:FIELD=VALUE,...",
+        help="ours once more with these PPOConfig fields changed on top of --set (repeatable; a fresh policy of "
+        "the same weights each time), e.g. static:static_cache=true unmerged:merged_generation=false",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -449,15 +467,10 @@ def parse(argv):
         a.dtype = "fp32" if a.device == "cpu" or a.shape in ("135m", "cpu-small") else "bf16"
     if a.batch_size % a.mini_batch_size:
         p.error("--batch-size must be a multiple of --mini-batch-size")
-    from kfrlhf.ppo.config import PPOConfig
-
     try:
-        overrides = parse_set(a.overrides)
+        a.overrides, a.variants = ppo_fields(a.overrides), parse_variants(a.variant)
     except ConfigError as err:
         p.error(str(err))
-    if not set(overrides) <= {f.name for f in dataclasses.fields(PPOConfig)}:
-        p.error(f"--set takes FIELD=VALUE with a PPOConfig field, not {a.overrides}")
-    a.overrides = overrides
     if a.trl_python is None and a.trl_path:
         a.trl_python = sys.executable
     if a.trl_python is None and not a.no_trl and DEFAULT_TRL_PYTHON.exists():
@@ -484,6 +497,7 @@ def bench(a) -> dict:
             **{k: getattr(a, k) for k in ("steps", "batch_size", "response_length", "mini_batch_size", "ppo_epochs")},
             **{k: getattr(a, k) for k in ("learning_rate", "kl_coef", "lora_r", "max_prompt_length", "seed")},
             "ours_overrides": a.overrides,
+            "variants": a.variants,
             "prompts": source,
             "prompt_count": len(prompts),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
@@ -495,7 +509,8 @@ def bench(a) -> dict:
     with tempfile.TemporaryDirectory(prefix="gpu-step-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
-        policy, reward = build_models(a.shape, tok, dtype, a.device, a.seed)
+        policy = build_model(a.shape, tok, dtype, a.device, a.seed)
+        reward = build_model(a.shape, tok, dtype, a.device, a.seed + 1, reward=True)
         reward.save_pretrained(root / "reward")
         saved_max, tok.model_max_length = tok.model_max_length, a.max_prompt_length + a.response_length + 2
         tok.save_pretrained(root / "reward")  # its model_max_length is RewardScorer's budget
@@ -506,13 +521,20 @@ def bench(a) -> dict:
         del reward
         res["setup"]["build_seconds"] = time.perf_counter() - t0
 
-        res["ours"] = run_ours(a, policy, tok, prompts, root / "reward", a.device)
+        res["ours"] = run_ours(a, policy, tok, prompts, root / "reward", a.device, a.overrides)
         del policy
-        if a.device == "cuda":
-            torch.cuda.empty_cache()
-        peak = res["bf16_peak_tflops"]
-        tf = res["ours"]["update_tflops_per_second_steady"]
-        res["ours"]["update_mfu_steady"] = tf / peak if tf and peak else None
+        res["variants"] = {}
+        for name, fields in a.variants.items():
+            free(a.device)
+            policy = build_model(a.shape, tok, dtype, a.device, a.seed)  # the same weights, no adapter yet
+            res["variants"][name] = run_ours(
+                a, policy, tok, prompts, root / "reward", a.device, {**a.overrides, **fields}
+            )
+            del policy
+        free(a.device)
+        for side in (res["ours"], *res["variants"].values()):
+            tf, peak = side["update_tflops_per_second_steady"], res["bf16_peak_tflops"]
+            side["update_mfu_steady"] = tf / peak if tf and peak else None
 
         res["trl"] = run_trl(a, root, prompts, a.device) if use_trl else None
         if not use_trl:
@@ -528,10 +550,14 @@ def bench(a) -> dict:
 
 
 def table(res: dict) -> str:
+    """One column per run: ours, each variant of ours, TRL, GRPO; the rows only ours has are '-' for the others."""
+
     def f(x, spec=".2f"):
         return "-" if x is None else format(x, spec)
 
-    sides = [(n, res[n]) for n in ("ours", "trl", "grpo") if res.get(n)]
+    sides = [("ours", res["ours"]), *res.get("variants", {}).items()]
+    mine = len(sides)
+    sides += [(n, res[n]) for n in ("trl", "grpo") if res.get(n)]
     rows = [("", *(n for n, _ in sides))]
     for key, label in (
         ("samples_per_second", "samples/s (run)"),
@@ -541,14 +567,16 @@ def table(res: dict) -> str:
         ("peak_gpu_gib", "peak GPU GiB"),
     ):
         rows.append((label, *(f(s.get(key)) for _, s in sides)))
-    o = res["ours"]
-    for p, v in o["phase_seconds_steady"].items():
-        rows.append((f"ours: {p} s", f(v, ".3f")))
-    rows.append(("ours: planned GPU GiB (rlhf plan)", f(o.get("planned_gpu_gib"))))
-    rows.append(("ours: generated tok/s (generation)", f(o["generated_tokens_per_second_steady"], ".1f")))
-    rows.append(("ours: update TFLOP/s", f(o["update_tflops_per_second_steady"], ".4f")))
-    rows.append(("ours: update MFU", f(o["update_mfu_steady"], ".4f")))
-    widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
+    ours_only = [(f"{p} s", lambda s, p=p: f(s["phase_seconds_steady"][p], ".3f")) for p in PHASES]
+    ours_only += [
+        ("planned GPU GiB (rlhf plan)", lambda s: f(s.get("planned_gpu_gib"))),
+        ("generated tok/s (generation)", lambda s: f(s["generated_tokens_per_second_steady"], ".1f")),
+        ("update TFLOP/s", lambda s: f(s["update_tflops_per_second_steady"], ".4f")),
+        ("update MFU", lambda s: f(s["update_mfu_steady"], ".4f")),
+    ]
+    for label, cell in ours_only:
+        rows.append((label, *(cell(s) if i < mine else "-" for i, (_, s) in enumerate(sides))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
 
 

@@ -30,11 +30,13 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM
 
-from kfrlhf.common.config import parse_set
+from kfrlhf.common.config import ConfigError
 from kfrlhf.common.models import load_tokenizer
 from kfrlhf.ppo.config import PPOConfig
 from kfrlhf.ppo.trainer import run_ppo
 from tests.word_task import PROMPTS, rm_reward_fn, tiny_lm, tiny_tokenizer, train_reward_model
+
+from .variants import parse_variants
 
 TRL_SCRIPT = Path(__file__).with_name("trl_ppo.py")
 
@@ -216,10 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...", help="(module docstring)")
     p.add_argument("--no-trl", dest="trl", action="store_false", help="ours only")
     a = p.parse_args(argv)
-    variants = {}
-    for item in a.variant:
-        name, _, fields = item.partition(":")
-        variants[name] = parse_set([f for f in fields.split(",") if f])
+    try:
+        variants = parse_variants(a.variant)
+    except ConfigError as err:
+        p.error(str(err))
     res = bench_ppo(
         steps=a.steps,
         batch_size=a.batch_size,

@@ -71,12 +71,14 @@ def test_ppo_reductions_stay_on_the_device(gpu):
     assert on_gpu(white) and white[1, 1].item() == 0.0 and white.sum().item() == pytest.approx(0.0, abs=1e-5)
 
 
-def test_ppo_steps_with_the_policy_on_the_gpu(gpu):
+@pytest.mark.parametrize("static_cache", [False, True], ids=["dynamic-cache", "static-cache"])
+def test_ppo_steps_with_the_policy_on_the_gpu(gpu, static_cache):
     tok = tiny_tokenizer()
     model = tiny_lm(tok).to(gpu)
     cfg = PPOConfig(
         steps=2, batch_size=8, mini_batch_size=4, ppo_epochs=1, min_new_tokens=3, max_new_tokens=5,
         max_prompt_length=16, lora_r=4, lora_alpha=8, lora_dropout=0.0, missing_eos_penalty=1.0, seed=0,
+        static_cache=static_cache,
     )  # fmt: skip
 
     def reward(prompts, responses):  # a scorer's answer comes back on the CPU, as RewardScorer's does

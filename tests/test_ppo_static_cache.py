@@ -21,11 +21,16 @@ def tiny_llama(tok):
     return LlamaForCausalLM(cfg).eval()
 
 
+# On CUDA (the GPU check runs this file) transformers compiles the static cache's decoding step: the same answers.
+DEVICES = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("build", [tiny_lm, tiny_llama], ids=["opt", "llama"])
-def test_a_static_cache_samples_the_same_answers(build):
+def test_a_static_cache_samples_the_same_answers(build, device):
     tok = tiny_tokenizer()
     tok.padding_side = "left"
-    model = build(tok)
+    model = build(tok).to(device)
     caches, sample = [], model.generate
 
     def spy(*args, generation_config, **kw):  # which cache generate was asked for, and for how long a prompt
