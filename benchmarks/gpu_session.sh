@@ -2,7 +2,7 @@
 # One GPU lease, prepared: what `make gpu-wheels` put in .whl/ installed once, then each PART in the order given,
 # each under its own time limit, so that a part that runs long costs only itself and what ran is kept.
 #   check          the GPU check (benchmarks/gpu_check.py): five pipelines, generate, the device/training tests
-#   135m 360m 1.7b benchmarks/gpu_step.py at that shape: ours, ours with the static cache, TRL 1.12 side by side
+#   135m 360m 1.7b benchmarks/gpu_step.py at that shape: ours, TRL 1.12, ours with the static cache, a profiled step
 #                  (DEVICE=cpu INSTALL=0 GPU_PY=.venv/bin/python ... cpu-small: the script tried without a GPU)
 # Results and logs go to $OUT (the device tool's folder; runs/gpu without it), at most two files a part.
 # docs/benchmarks.md "On a GPU" has the calls. Limits in seconds: CHECK_S (300), STEP_S (240); STEPS (4).
@@ -40,7 +40,7 @@ for part in "$@"; do
     *)  # a shape of gpu_step's, which refuses any other
       timeout -k 10 "${STEP_S:-240}" "$py" -m benchmarks.gpu_step --device "$device" --shape "$part" --steps "${STEPS:-4}" \
         --tokenizer .whl/smollm2-tokenizer --prompts .whl/harmless-base-test.jsonl.gz --trl-path "$site-trl112" \
-        --variant static:static_cache=true --json "$out/gpu-step-$part.json" >"$out/gpu-step-$part.log" 2>&1
+        --variant static:static_cache=true --profile --json "$out/gpu-step-$part.json" >"$out/gpu-step-$part.log" 2>&1
       ;;
   esac
   code=$?

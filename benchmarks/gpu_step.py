@@ -198,7 +198,7 @@ def padded_tokens(prompts, tokenizer, batch_size: int, seed: int, steps: int, ma
     return out
 
 
-def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str, overrides: dict) -> dict:
+def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str, overrides: dict, on_step=None) -> dict:
     from kfrlhf.common.models import RewardScorer
     from kfrlhf.ppo.config import PPOConfig
     from kfrlhf.ppo.trainer import run_ppo
@@ -241,9 +241,12 @@ def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str, overr
 
     def log_fn(step, metrics):
         marks.append(time.perf_counter())
+        if on_step is not None:
+            on_step()
 
     result = run_ppo(cfg, policy, tokenizer, prompts, scorer, log_fn=log_fn)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+    bf16 = bf16_peak(torch.cuda.get_device_name() if device == "cuda" else None)
     n_lora = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     step_s = [b - e for b, e in zip(marks[1:], marks[:-1])]
     hist = result["history"]
@@ -264,6 +267,7 @@ def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str, overr
         "generated_tokens_per_second_step": gen_tokens / steady(step_s),  # over the whole step
         "update_tokens_per_step": tokens,
         "update_tflops_per_second_steady": steady(update_tflops),
+        "update_mfu_steady": steady(update_tflops) / bf16 if steady(update_tflops) and bf16 else None,
         "peak_gpu_gib": peak,
         "planned_gpu_gib": planned.allocated_gib,  # rlhf plan's estimate, without the CUDA context: as peak_gpu_gib
         "planned_terms_gib": {k: v / plan.GIB for k, v in planned.terms.items()},
@@ -417,6 +421,52 @@ def run_grpo(a, root: Path, prompts: list[str], device: str) -> dict:
     }
 
 
+RUNTIME_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cudaGraphLaunch", "cudaMemcpyAsync")
+SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+HOST_READ = "aten::_local_scalar_dense"  # .item(), .tolist(), a tensor in an `if`: on a GPU, each waits for it
+
+
+def profile_step(a, tokenizer, prompts, reward_dir: Path, dtype: torch.dtype, overrides: dict) -> dict:
+    """Where a step's time goes: one more short run of ours (2 steps, a fresh policy), torch.profiler on its second
+    step. The ops that take the most host time and the most device time, and the runtime calls: kernel launches
+    and host syncs per generated token say whether the step is bound by per-token overhead."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    cuda = a.device == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    short = argparse.Namespace(**{**vars(a), "steps": 2})
+    policy = build_model(a.shape, tokenizer, dtype, a.device, a.seed)
+    with profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=1, repeat=1)) as prof:
+        run = run_ours(short, policy, tokenizer, prompts, reward_dir, a.device, overrides, on_step=prof.step)
+    events = prof.key_averages()
+
+    def top(key: str, n: int = 20) -> list[dict]:
+        rows = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:n]
+        return [
+            {
+                "name": e.key,
+                "calls": e.count,
+                "self_cpu_ms": e.self_cpu_time_total / 1e3,
+                "self_device_ms": e.self_device_time_total / 1e3,
+            }
+            for e in rows
+            if getattr(e, key) > 0
+        ]
+
+    calls = {e.key: e.count for e in events if e.key in (*RUNTIME_CALLS, *SYNCS, HOST_READ)}
+    tokens = a.response_length  # decoding steps in the profiled step
+    return {
+        "step_seconds": run["step_seconds"][-1],  # with the profiler's own overhead
+        "top_self_cpu": top("self_cpu_time_total"),
+        "top_self_device": top("self_device_time_total") if cuda else [],
+        "runtime_calls": calls,
+        "launches_per_generated_token": sum(calls.get(k, 0) for k in RUNTIME_CALLS) / tokens,
+        "host_reads_per_generated_token": calls.get(HOST_READ, 0) / tokens,
+        "syncs_per_generated_token": sum(calls.get(k, 0) for k in SYNCS) / tokens,
+        "note": "the whole second step (generation, reward, log-probs, update); per token = over its response length",
+    }
+
+
 def parse(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_step", description=__doc__.split("\n\n")[0])
     p.add_argument("--shape", choices=tuple(SHAPES), help="default: 135m on a GPU, cpu-small on the CPU")
@@ -442,6 +492,9 @@ def parse(argv):
     p.add_argument("--no-trl", action="store_true", help="only our side")
     p.add_argument("--grpo", action="store_true", help="also TRL's GRPOTrainer as the GRPO stage runs it")
     p.add_argument("--json", help="write the results to this file")
+    p.add_argument(
+        "--profile", action="store_true", help="one more short run of ours under torch.profiler (its top ops)"
+    )
     p.add_argument(
         "--variant",
         action="append",
@@ -478,7 +531,7 @@ def parse(argv):
     return a
 
 
-def bench(a) -> dict:
+def bench(a, save=lambda res: None) -> dict:
     import transformers
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[a.dtype]
@@ -521,31 +574,36 @@ def bench(a) -> dict:
         del reward
         res["setup"]["build_seconds"] = time.perf_counter() - t0
 
+        # The peer right after ours; each part saved as it ends (a time limit keeps what ran).
         res["ours"] = run_ours(a, policy, tok, prompts, root / "reward", a.device, a.overrides)
         del policy
+        free(a.device)
+        save(res)
+        res["trl"] = run_trl(a, root, prompts, a.device) if use_trl else None
+        if res["trl"]:
+            o, t = res["ours"], res["trl"]
+            res["ours_over_trl"] = {
+                k: o[k] / t[k] if o[k] and t[k] else None for k in ("samples_per_second", "samples_per_second_steady")
+            }
+        else:
+            res["trl_skipped"] = "--no-trl" if a.no_trl else f"no TRL venv ({DEFAULT_TRL_PYTHON.relative_to(REPO)})"
+        save(res)
         res["variants"] = {}
         for name, fields in a.variants.items():
-            free(a.device)
             policy = build_model(a.shape, tok, dtype, a.device, a.seed)  # the same weights, no adapter yet
             res["variants"][name] = run_ours(
                 a, policy, tok, prompts, root / "reward", a.device, {**a.overrides, **fields}
             )
             del policy
-        free(a.device)
-        for side in (res["ours"], *res["variants"].values()):
-            tf, peak = side["update_tflops_per_second_steady"], res["bf16_peak_tflops"]
-            side["update_mfu_steady"] = tf / peak if tf and peak else None
-
-        res["trl"] = run_trl(a, root, prompts, a.device) if use_trl else None
-        if not use_trl:
-            res["trl_skipped"] = "--no-trl" if a.no_trl else f"no TRL venv ({DEFAULT_TRL_PYTHON.relative_to(REPO)})"
+            free(a.device)
+            save(res)
+        if a.profile:
+            res["profile"] = profile_step(a, tok, prompts, root / "reward", dtype, a.overrides)
+            free(a.device)
+            save(res)
         res["grpo"] = run_grpo(a, root, prompts, a.device) if a.grpo else None
     res["setup"]["load_average_1m_end"] = os.getloadavg()[0]
-    if res["trl"]:
-        o, t = res["ours"], res["trl"]
-        res["ours_over_trl"] = {
-            k: o[k] / t[k] if o[k] and t[k] else None for k in ("samples_per_second", "samples_per_second_steady")
-        }
+    save(res)
     return res
 
 
@@ -583,12 +641,22 @@ def table(res: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    res = bench(a)
+
+    def save(res: dict) -> None:
+        if a.json:
+            Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.json).write_text(json.dumps(res, indent=2))
+
+    res = bench(a, save)
     print(json.dumps(res["setup"]))
     print(table(res))
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(res, indent=2))
+    if res.get("profile"):
+        prof = res["profile"]
+        print({k: v for k, v in prof.items() if k.endswith("_per_generated_token")})
+        for key in ("top_self_device", "top_self_cpu"):
+            print(f"{key}: name, calls, self CPU ms, self device ms")
+            for r in prof[key][:12]:
+                print(f"  {r['name'][:60]:60} {r['calls']:7} {r['self_cpu_ms']:9.1f} {r['self_device_ms']:9.1f}")
     return 0
 
 

@@ -49,11 +49,13 @@ def positive(x) -> bool:
 
 
 def test_cpu_shape_writes_every_figure(tmp_path):
-    out = tmp_path / "gpu_step.json"
     argv = ["--device", "cpu", "--no-trl", "--steps", "2", "--batch-size", "2", "--mini-batch-size", "2"]
-    argv += ["--variant", "static:static_cache=true"]
-    assert gpu_step.main([*argv, "--response-length", "4", "--ppo-epochs", "1", "--json", str(out)]) == 0
-    res = json.loads(out.read_text())
+    argv += ["--variant", "static:static_cache=true", "--profile", "--response-length", "4", "--ppo-epochs", "1"]
+    saved = []  # each part is saved as it ends: a time limit keeps what ran
+    res = gpu_step.bench(gpu_step.parse(argv), save=lambda r: saved.append(json.loads(json.dumps(r))))
+    assert [sorted(k for k in ("ours", "variants", "profile") if k in r) for r in saved[:2]] == [["ours"], ["ours"]]
+    assert saved[-1] == json.loads(json.dumps(res)) and "static" in saved[2]["variants"]
+    assert "static" in gpu_step.table(res).splitlines()[0]
     # A variant: ours again on a fresh policy of the same weights, the field changed; the static cache samples the
     # same answers, so the rewards match.
     static = res["variants"]["static"]
@@ -81,6 +83,10 @@ def test_cpu_shape_writes_every_figure(tmp_path):
     for value in (*ours["phase_seconds_steady"].values(), ours["generated_tokens_per_second_steady"]):
         assert positive(value) if timed else value is None
     assert positive(ours["update_tflops_per_second_steady"]) if timed else True
+    # the profiled step: the ops that took the host's time (matrix products among them), the host reads per token
+    prof = res["profile"]
+    assert "aten::mm" in [r["name"] for r in prof["top_self_cpu"]] and prof["top_self_device"] == []
+    assert positive(prof["host_reads_per_generated_token"]) and prof["launches_per_generated_token"] == 0  # no GPU
 
 
 @pytest.mark.parametrize(
