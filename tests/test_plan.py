@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from kfrlhf.common import sampling
 from kfrlhf.common.config import ConfigError
 from kfrlhf.pipelines import cli
 from kfrlhf.pipelines.local import model_shapes, plan
@@ -38,12 +39,15 @@ def measured_setup(bf16: bool, **changes) -> PPOConfig:
 def test_ppo_estimate_within_15_percent_of_the_h200_peaks(size, bf16):
     cfg = measured_setup(bf16)
     policy, reward = smollm2(size, bf16), smollm2(size, bf16, classifier=True)
-    old = plan.ppo(cfg, policy, reward, prompt_tokens=MEASURED_PROMPT_TOKENS, response_only_logits=False)
+    old = plan.ppo(cfg, policy, reward, prompt_tokens=MEASURED_PROMPT_TOKENS, as_first_measured=True)
     assert old.phase == "update"
     assert old.allocated_gib == pytest.approx(MEASURED[size, bf16], rel=0.15)
-    # Today's PPO: logits_to_keep drops the prompt's logits; the merged copy adds one copy of the weights.
+    # Today's PPO: logits_to_keep drops the prompt's logits, the log-probs keep the logits in the model's dtype
+    # (one gradient, one fp32 chunk); the merged copy adds one copy of the weights.
     new = plan.ppo(cfg, policy, reward, prompt_tokens=MEASURED_PROMPT_TOKENS)
-    assert old.terms["logits"] - new.terms["logits"] == 16 * 256 * policy.vocab * (2 if bf16 else 4)
+    nbytes, scores = 2 if bf16 else 4, 16 * 128 * policy.vocab
+    assert old.terms["logits"] == scores * 16 + 16 * 256 * policy.vocab * nbytes  # four fp32 copies + full length
+    assert new.terms["logits"] == 2 * scores * nbytes + sampling.CHUNK_BYTES
     merged = plan.ppo(measured_setup(bf16, merged_generation=True), policy, reward, prompt_tokens=128)
     assert merged.gib - new.gib == pytest.approx(policy.params * (2 if bf16 else 4) / plan.GIB)
     # A 4-bit base samples unmerged: no copy.

@@ -1,11 +1,8 @@
 """The PPO building blocks against values computed by hand."""
 
-import math
-
 import pytest
 import torch
 
-from kfrlhf.common.sampling import logprobs_from_logits
 from kfrlhf.ppo import losses as L
 from kfrlhf.ppo.config import PPOConfig
 from kfrlhf.ppo.kl import AdaptiveKLController, FixedKLController
@@ -92,14 +89,6 @@ def test_value_loss_clips_the_update():
     )
     assert loss.item() == pytest.approx(0.5 * 0.8**2)
     assert clipfrac.item() == 1.0
-
-
-def test_entropy_and_logprobs_from_logits():
-    logits = torch.log(torch.tensor([[0.5, 0.25, 0.25], [1.0, 1.0, 1.0]]))
-    ent = L.entropy_from_logits(logits)
-    assert ent.tolist() == pytest.approx([1.5 * math.log(2), math.log(3)])
-    lp = logprobs_from_logits(logits, torch.tensor([1, 2]))
-    assert lp.tolist() == pytest.approx([math.log(0.25), -math.log(3)])
 
 
 def test_adaptive_kl_controller_moves_towards_target():

@@ -49,7 +49,7 @@ def test_a_static_cache_samples_the_same_answers(build, device):
     assert torch.equal(static.response_ids, dynamic.response_ids) and static.texts == dynamic.texts
     assert torch.equal(static.mask, dynamic.mask)
     with torch.no_grad():
-        logits = [forward(model, None, r.input_ids, r.attention_mask, r.prompt_len, 1.0)[0] for r in (dynamic, static)]
+        logits = [forward(model, None, r.input_ids, r.attention_mask, r.prompt_len)[0] for r in (dynamic, static)]
     kept = dynamic.mask.bool()
     torch.testing.assert_close(logits[1][kept], logits[0][kept], atol=1e-5, rtol=1e-5)
 

@@ -71,7 +71,7 @@ def test_update_wiring(monkeypatch):
     tok = tiny_tokenizer()
     cfg = small_cfg(**CFG, lora_dropout=0.5)
     n_mini = cfg.batch_size // cfg.mini_batch_size
-    log = {"update": [], "forward": [], "pg": [], "vf": [], "clip": []}
+    log = {"update": [], "forward": [], "temperature": [], "pg": [], "vf": [], "clip": []}
     heads = []
 
     def make_policy(cfg_, model):
@@ -85,8 +85,12 @@ def test_update_wiring(monkeypatch):
     def fwd(model, value_head, input_ids, *args):
         r = log["update"][-1][0]
         rows = [next(j for j, row in enumerate(r.input_ids) if torch.equal(row, ids)) for ids in input_ids]
-        log["forward"].append((model.training, args[-1], rows))
+        log["forward"].append((model.training, rows))
         return forward(model, value_head, input_ids, *args)
+
+    def logprobs(logits, tokens, temperature):
+        log["temperature"].append(temperature)
+        return logprobs_(logits, tokens, temperature)
 
     def policy_loss(logprobs, old, advantages, mask, cliprange):
         log["pg"].append((logprobs.detach().clone(), old, advantages, mask, cliprange))
@@ -109,10 +113,12 @@ def test_update_wiring(monkeypatch):
         log["clip"][-1].append(torch.norm(torch.stack([p.grad.norm() for p in params])))
 
     make_policy_, ppo_update, forward = trainer.make_policy, trainer.ppo_update, trainer.forward
+    logprobs_ = trainer.logprobs_from_logits
     policy_loss_, value_loss_, clip_ = L.policy_loss, L.value_loss, torch.nn.utils.clip_grad_norm_
     monkeypatch.setattr(trainer, "make_policy", make_policy)
     monkeypatch.setattr(trainer, "ppo_update", update)
     monkeypatch.setattr(trainer, "forward", fwd)
+    monkeypatch.setattr(trainer, "logprobs_from_logits", logprobs)
     monkeypatch.setattr(L, "policy_loss", policy_loss)
     monkeypatch.setattr(L, "value_loss", value_loss)
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
@@ -121,15 +127,16 @@ def test_update_wiring(monkeypatch):
     per_step = cfg.ppo_epochs * n_mini
     assert len(log["forward"]) == len(log["pg"]) == len(log["vf"]) == len(log["clip"]) == cfg.steps * per_step
     # Dropout off and the sampling temperature in every update forward pass.
-    assert all(not training and t == cfg.temperature for training, t, _ in log["forward"])
+    assert not any(training for training, _ in log["forward"])
+    assert log["temperature"] == [cfg.temperature] * len(log["forward"])
     n_params = sum(p.requires_grad for p in heads[-1][0].parameters()) + 2
     for step, (r, advantages, returns) in enumerate(log["update"]):
         calls = range(step * per_step, (step + 1) * per_step)
-        orders = [sum((log["forward"][i][2] for i in calls[e * n_mini : (e + 1) * n_mini]), []) for e in range(2)]
+        orders = [sum((log["forward"][i][1] for i in calls[e * n_mini : (e + 1) * n_mini]), []) for e in range(2)]
         assert all(sorted(o) == list(range(cfg.batch_size)) for o in orders)  # every epoch sees every row once
         assert orders[0] != orders[1] and orders[0] != list(range(cfg.batch_size))  # shuffled each epoch
         for k, i in enumerate(calls):
-            idx = log["forward"][i][2]
+            idx = log["forward"][i][1]
             assert len(idx) == cfg.mini_batch_size
             logprobs, old, adv, mask, cliprange = log["pg"][i]
             torch.testing.assert_close(old, r.logprobs[idx])  # old log-probs from the rollout

@@ -5,10 +5,11 @@
 first EOS or at the token where a stop string (the next HH turn, `\n\nHuman:`) begins: that token is
 kept as sampled (its log-prob is the one the policy gave it, so PPO's ratio and KL stay exact) and is
 the answer's last, the one the reward lands on; the answer's text ends before the stop string;
-`forward` re-runs the model on prompt + response and returns the
-temperature-scaled logits (and values, with a value head) at the positions that predict the
-response tokens, with the same position ids generation used. `sample_batches` runs `generate` over
-many prompts under one seed and `response_texts` collects the answers' texts.
+`forward` re-runs the model on prompt + response and returns the logits (and values, with a value head)
+at the positions that predict the response tokens, with the same position ids generation used;
+`logprobs_from_logits` and `entropy_from_logits` score them at the sampling temperature a few rows at
+a time, so that no full-vocabulary fp32 copy of a whole batch's logits is made. `sample_batches` runs
+`generate` over many prompts under one seed and `response_texts` collects the answers' texts.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 
@@ -37,10 +37,64 @@ class Rollout:
     entropy: torch.Tensor | None = None
 
 
-def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Log-probability of each token in `tokens` under `logits` (..., vocab)."""
-    logp = F.log_softmax(logits.float(), dim=-1)
-    return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+CHUNK_BYTES = 2**28  # the fp32 scratch of one chunk of rows (logits are (rows, positions, vocab))
+
+
+def row_chunks(logits: torch.Tensor, chunk_bytes: int | None = None) -> list[slice]:
+    """Slices of `logits`' first dimension whose fp32 copy fits in `chunk_bytes` (at least one row each)."""
+    rows = max(1, (chunk_bytes or CHUNK_BYTES) // max(logits[:1].numel() * 4, 1))
+    return [slice(i, i + rows) for i in range(0, len(logits), rows)]
+
+
+class _TokenLogprobs(torch.autograd.Function):
+    """log softmax(logits / T)[token], in fp32, a chunk of rows at a time. What it keeps for the backward pass is
+    the logits themselves (in their own dtype) and one log-sum-exp per token; the backward pass writes the
+    gradient (softmax - onehot, scaled) chunk by chunk into one tensor of the logits' dtype. The plain
+    expression (`log_softmax(logits.float() / T)`) keeps about four fp32 copies of the whole batch's logits."""
+
+    @staticmethod
+    def forward(ctx, logits, tokens, temperature: float, chunk_bytes: int | None):
+        out = torch.empty(tokens.shape, dtype=torch.float32, device=logits.device)
+        lse = torch.empty_like(out)
+        for rows in row_chunks(logits, chunk_bytes):
+            x = scaled(logits[rows], temperature)
+            lse[rows] = torch.logsumexp(x, dim=-1)
+            out[rows] = x.gather(-1, tokens[rows].unsqueeze(-1)).squeeze(-1) - lse[rows]
+        ctx.save_for_backward(logits, tokens, lse)
+        ctx.temperature, ctx.chunk_bytes = temperature, chunk_bytes
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, tokens, lse = ctx.saved_tensors
+        out = torch.empty_like(logits)
+        for rows in row_chunks(logits, ctx.chunk_bytes):
+            g = grad[rows].unsqueeze(-1) / ctx.temperature
+            d = scaled(logits[rows], ctx.temperature).sub_(lse[rows].unsqueeze(-1)).exp_().mul_(-g)  # -softmax g/T
+            out[rows] = d.scatter_add_(-1, tokens[rows].unsqueeze(-1), g)
+        return out, None, None, None
+
+
+def scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """A fresh fp32 copy of `logits / temperature` (the one scratch buffer of a chunk: the rest is in place)."""
+    return logits.to(torch.float32, copy=True).div_(temperature)
+
+
+def logprobs_from_logits(
+    logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0, chunk_bytes: int | None = None
+) -> torch.Tensor:
+    """Log-probability (fp32) of each token in `tokens` under `logits / temperature` (..., vocab)."""
+    return _TokenLogprobs.apply(logits, tokens, temperature, chunk_bytes)
+
+
+@torch.no_grad()
+def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0, chunk_bytes: int | None = None):
+    """Entropy (fp32) of the categorical distribution given by `logits / temperature` (over the last dim)."""
+    out = torch.empty(logits.shape[:-1], dtype=torch.float32, device=logits.device)
+    for rows in row_chunks(logits, chunk_bytes):
+        x = scaled(logits[rows], temperature)
+        out[rows] = torch.logsumexp(x, dim=-1) - torch.softmax(x, dim=-1).mul_(x).sum(-1)  # -sum p log p
+    return out
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -134,8 +188,9 @@ def response_texts(rollouts: list[Rollout]) -> list[str]:
     return [text for r in rollouts for text in r.texts]
 
 
-def forward(model, value_head, input_ids, attention_mask, prompt_len: int, temperature: float):
-    """Logits (temperature-scaled, as sampled) and values at the positions that predict the response tokens.
+def forward(model, value_head, input_ids, attention_mask, prompt_len: int):
+    """Logits (the model's, in its dtype: `logprobs_from_logits` applies the temperature) and values at the
+    positions that predict the response tokens.
 
     Only those positions go through the output layer (`logits_to_keep`: the prompt's vocabulary-wide logits are
     never made), and the value head reads the output layer's input there (a hook), so no other layer's hidden
@@ -154,7 +209,7 @@ def forward(model, value_head, input_ids, attention_mask, prompt_len: int, tempe
     finally:
         if hook is not None:
             hook.remove()
-    logits = out.logits[:, :-1].float() / temperature
+    logits = out.logits[:, :-1]
     values = None
     if value_head is not None:
         values = value_head(found[-1][:, :-1].to(value_head.weight.dtype)).squeeze(-1)

@@ -110,8 +110,8 @@ def lengths(rollouts: list[Rollout]) -> list[float]:
 @torch.no_grad()
 def sequence_logprobs(model, r: Rollout, temperature: float) -> torch.Tensor:
     """log p(response | prompt) per row, summed over the response tokens, at the sampling temperature."""
-    logits, _ = forward(model, None, r.input_ids, r.attention_mask, r.prompt_len, temperature)
-    return (logprobs_from_logits(logits, r.response_ids) * r.mask).sum(1).cpu()
+    logits, _ = forward(model, None, r.input_ids, r.attention_mask, r.prompt_len)
+    return (logprobs_from_logits(logits, r.response_ids, temperature) * r.mask).sum(1).cpu()
 
 
 def evaluate(

@@ -10,7 +10,6 @@ advantages come from GAE and are whitened; policy and value losses are clipped.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -94,9 +93,3 @@ def value_loss(
     loss = 0.5 * masked_mean(torch.max(loss_unclipped, loss_clipped), mask)
     clipfrac = masked_mean((loss_clipped > loss_unclipped).float(), mask)
     return loss, clipfrac
-
-
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of the categorical distribution given by `logits` (over the last dim)."""
-    logp = F.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(-1)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from kfrlhf.common.sampling import Rollout, forward, logprobs_from_logits
-
-from .losses import entropy_from_logits
+from kfrlhf.common.sampling import Rollout, entropy_from_logits, forward, logprobs_from_logits
 
 
 @torch.no_grad()
@@ -22,13 +20,14 @@ def score(model, value_head, rollout: Rollout, temperature: float, chunk: int) -
     for i in range(0, len(rollout.input_ids), chunk):
         ids, am = rollout.input_ids[i : i + chunk], rollout.attention_mask[i : i + chunk]
         tokens = rollout.response_ids[i : i + chunk]
-        logits, values = forward(model, value_head, ids, am, rollout.prompt_len, temperature)
-        parts["logprobs"].append(logprobs_from_logits(logits, tokens))
+        logits, values = forward(model, value_head, ids, am, rollout.prompt_len)
+        parts["logprobs"].append(logprobs_from_logits(logits, tokens, temperature))
         parts["values"].append(values)
-        parts["entropy"].append(entropy_from_logits(logits))
+        parts["entropy"].append(entropy_from_logits(logits, temperature))
+        del logits
         with model.disable_adapter():
-            ref_logits, _ = forward(model, None, ids, am, rollout.prompt_len, temperature)
-        parts["ref_logprobs"].append(logprobs_from_logits(ref_logits, tokens))
+            ref_logits, _ = forward(model, None, ids, am, rollout.prompt_len)
+        parts["ref_logprobs"].append(logprobs_from_logits(ref_logits, tokens, temperature))
     for name, chunks in parts.items():
         setattr(rollout, name, torch.cat(chunks) * rollout.mask)
     return rollout

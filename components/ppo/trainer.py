@@ -121,10 +121,8 @@ def ppo_update(cfg: PPOConfig, policy, value_head, optimizer, params, r: Rollout
     policy.train(cfg.gradient_checkpointing)
     for _ in range(cfg.ppo_epochs):
         for idx in torch.randperm(n).split(cfg.mini_batch_size // world):
-            logits, values = forward(
-                policy, value_head, r.input_ids[idx], r.attention_mask[idx], r.prompt_len, cfg.temperature
-            )
-            logprobs = logprobs_from_logits(logits, r.response_ids[idx])
+            logits, values = forward(policy, value_head, r.input_ids[idx], r.attention_mask[idx], r.prompt_len)
+            logprobs = logprobs_from_logits(logits, r.response_ids[idx], cfg.temperature)
             mask = r.mask[idx]
             pg_loss, clipfrac, approx_kl = L.policy_loss(
                 logprobs, r.logprobs[idx], advantages[idx], mask, cfg.cliprange

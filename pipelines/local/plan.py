@@ -16,7 +16,8 @@ terms in bytes, explained by the helpers below; every stage shares them:
   eager attention (no SDPA kernel, e.g. DeBERTa) keeps the heads x length scores too;
 - `kv_cache`: sequences x length x layers x 2 (keys, values) x kv heads x head dim x bytes;
 - `logits`: the output layer's vocabulary-wide scores on the positions that need them, upcast to fp32 for
-  the log-softmax, and their gradients (about four fp32 copies at the start of the backward pass);
+  the log-softmax, and their gradients (about four fp32 copies at the start of the backward pass); PPO's
+  own scoring (`scored_logits`) keeps them in the model's dtype with one gradient and an fp32 chunk;
 - `CUDA_CONTEXT_GIB`: the CUDA context and allocator slack, a constant.
 
 Checked against the H200 peaks of issue 22 (tests/test_plan.py) and recorded beside every peak
@@ -105,6 +106,15 @@ def logits(shape: Shape, sequences: int, positions: int, nbytes: int, full_lengt
     return sequences * shape.vocab * (4 * 4 * positions + nbytes * full_length)
 
 
+def scored_logits(shape: Shape, sequences: int, positions: int, nbytes: int) -> float:
+    """PPO's log-probs (kfrlhf.common.sampling.logprobs_from_logits): the logits in the model's dtype, kept for
+    the backward pass, their gradient in that dtype, and the fp32 scratch of one chunk of rows."""
+    from kfrlhf.common.sampling import CHUNK_BYTES
+
+    scores = sequences * shape.vocab * positions
+    return 2 * scores * nbytes + min(scores * 4, CHUNK_BYTES)
+
+
 def sampling_logits(shape: Shape, sequences: int) -> float:
     """Generation's scores for the next token: a few fp32 copies of `sequences` x vocab."""
     return 3 * sequences * shape.vocab * 4
@@ -148,14 +158,15 @@ def world(cfg) -> int:
     return dist.world_size(gpus=1) if dist else 1
 
 
-def ppo(cfg, policy: Shape, reward: Shape, prompt_tokens: int | None = None, response_only_logits: bool = True):
+def ppo(cfg, policy: Shape, reward: Shape, prompt_tokens: int | None = None, as_first_measured: bool = False):
     """The project's PPO (kfrlhf.ppo.trainer). Held throughout: the policy's base (it is the reference too:
     the adapter disabled), the merged copy generation samples from (`merged_generation`, not for a 4-bit
     base), the reward model as saved, LoRA + value head with gradients and AdamW. Generation: the KV cache
     of the rank's rollouts at prompt + `max_new_tokens`. The update: activations of one mini-batch (per
-    rank) and its response logits (`response_only_logits`: `logits_to_keep`; False: the whole sequence's,
-    as before). Scoring (no gradients) and reward scoring need less than the update. `prompt_tokens`: the
-    padded prompt length, default `max_prompt_length` (the longest a step can have)."""
+    rank) and its response logits (`scored_logits`). `as_first_measured`: the code of issue 22's first H200
+    run instead, which computed the whole sequence's logits and log-softmaxed fp32 copies of them. Scoring
+    (no gradients) and reward scoring need less than the update. `prompt_tokens`: the padded prompt length,
+    default `max_prompt_length` (the longest a step can have)."""
     b, n = precision(cfg), world(cfg)
     prompt = prompt_tokens or cfg.max_prompt_length
     length, rollouts, mini = prompt + cfg.max_new_tokens, max(cfg.batch_size // n, 1), max(cfg.mini_batch_size // n, 1)
@@ -166,7 +177,10 @@ def ppo(cfg, policy: Shape, reward: Shape, prompt_tokens: int | None = None, res
         "reward model": weights(reward, reward.dtype_bytes),
         "LoRA + value head, grads, AdamW": trainable(policy.lora(cfg.lora_r) + policy.hidden + 1),
     }
-    full = 0 if response_only_logits else length
+    if as_first_measured:
+        update_logits = logits(policy, mini, cfg.max_new_tokens, b, full_length=length)
+    else:
+        update_logits = scored_logits(policy, mini, cfg.max_new_tokens, b)
     return peak(
         "ppo",
         common,
@@ -177,7 +191,7 @@ def ppo(cfg, policy: Shape, reward: Shape, prompt_tokens: int | None = None, res
             },
             "update": {
                 "activations": activations(policy, mini, length, b, cfg.lora_r, cfg.gradient_checkpointing),
-                "logits": logits(policy, mini, cfg.max_new_tokens, b, full),
+                "logits": update_logits,
             },
         },
     )
