@@ -32,6 +32,7 @@ longest padded prompt, the CUDA context left out as max_memory_allocated leaves 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gzip
 import json
@@ -168,6 +169,32 @@ def build_model(shape: str, tokenizer, dtype: torch.dtype, device: str, seed: in
         return (LlamaForSequenceClassification if reward else LlamaForCausalLM)(config).to(dtype).eval()
 
 
+@contextlib.contextmanager
+def cpu_allocations():
+    """A CPU stand-in for torch.cuda.max_memory_allocated: the CPU allocator's peak while the block runs, above
+    what was allocated before it, from torch.profiler's memory events (every allocation and free, in order).
+    Yields a function that gives the bytes once the block has ended."""
+    from torch.profiler import ProfilerActivity, profile
+
+    peak = 0
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        yield lambda: peak
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    now = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        if e.device_type() == torch.autograd.DeviceType.CPU:
+            now += e.nbytes()
+            peak = max(peak, now)
+
+
+def tensor_bytes(*modules) -> int:
+    """The bytes of the modules' parameters and buffers, each storage once (tied weights share one)."""
+    storages = {
+        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for m in modules for t in m.state_dict().values()
+    }
+    return sum(storages.values())
+
+
 def free(device: str) -> None:
     """Give back what the last run left, so that each run's peak is its own."""
     import gc
@@ -244,7 +271,12 @@ def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str, overr
         if on_step is not None:
             on_step()
 
-    result = run_ppo(cfg, policy, tokenizer, prompts, scorer, log_fn=log_fn)
+    if a.cpu_memory:  # before: the two models' weights; then what the CPU allocator peaks at while PPO runs
+        with cpu_allocations() as peak_bytes:
+            result = run_ppo(cfg, policy, tokenizer, prompts, scorer, log_fn=log_fn)
+        peak_cpu = (tensor_bytes(policy, scorer.model) + peak_bytes()) / 2**30
+    else:
+        result = run_ppo(cfg, policy, tokenizer, prompts, scorer, log_fn=log_fn)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
     bf16 = bf16_peak(torch.cuda.get_device_name() if device == "cuda" else None)
     n_lora = sum(p.numel() for p in policy.parameters() if p.requires_grad)
@@ -269,6 +301,7 @@ def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str, overr
         "update_tflops_per_second_steady": steady(update_tflops),
         "update_mfu_steady": steady(update_tflops) / bf16 if steady(update_tflops) and bf16 else None,
         "peak_gpu_gib": peak,
+        "peak_cpu_gib": peak_cpu if a.cpu_memory else None,
         "planned_gpu_gib": planned.allocated_gib,  # rlhf plan's estimate, without the CUDA context: as peak_gpu_gib
         "planned_terms_gib": {k: v / plan.GIB for k, v in planned.terms.items()},
         "planned_prompt_tokens": longest_prompt,
@@ -434,7 +467,7 @@ def profile_step(a, tokenizer, prompts, reward_dir: Path, dtype: torch.dtype, ov
 
     cuda = a.device == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    short = argparse.Namespace(**{**vars(a), "steps": 2})
+    short = argparse.Namespace(**{**vars(a), "steps": 2, "cpu_memory": False})  # one profiler at a time
     policy = build_model(a.shape, tokenizer, dtype, a.device, a.seed)
     with profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=1, repeat=1)) as prof:
         run = run_ours(short, policy, tokenizer, prompts, reward_dir, a.device, overrides, on_step=prof.step)
@@ -493,6 +526,12 @@ def parse(argv):
     p.add_argument("--grpo", action="store_true", help="also TRL's GRPOTrainer as the GRPO stage runs it")
     p.add_argument("--json", help="write the results to this file")
     p.add_argument(
+        "--cpu-memory",
+        action="store_true",
+        help="on the CPU: each run of ours under the CPU allocator's memory events, its peak in peak_cpu_gib beside "
+        "rlhf plan's planned_gpu_gib (the times then carry the profiler's overhead)",
+    )
+    p.add_argument(
         "--profile", action="store_true", help="one more short run of ours under torch.profiler (its top ops)"
     )
     p.add_argument(
@@ -520,6 +559,8 @@ def parse(argv):
         a.dtype = "fp32" if a.device == "cpu" or a.shape in ("135m", "cpu-small") else "bf16"
     if a.batch_size % a.mini_batch_size:
         p.error("--batch-size must be a multiple of --mini-batch-size")
+    if a.cpu_memory and a.device != "cpu":
+        p.error("--cpu-memory measures on the CPU (on a GPU, peak_gpu_gib is measured anyway)")
     try:
         a.overrides, a.variants = ppo_fields(a.overrides), parse_variants(a.variant)
     except ConfigError as err:

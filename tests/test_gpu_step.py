@@ -41,7 +41,9 @@ OURS = (
     "params_base",
     "params_lora",
     "planned_gpu_gib",
+    "peak_cpu_gib",
 )
+WEIGHTS = ("policy weights (also the reference)", "merged generation copy", "reward model")
 
 
 def positive(x) -> bool:
@@ -51,6 +53,7 @@ def positive(x) -> bool:
 def test_cpu_shape_writes_every_figure(tmp_path):
     argv = ["--device", "cpu", "--no-trl", "--steps", "2", "--batch-size", "2", "--mini-batch-size", "2"]
     argv += ["--variant", "static:static_cache=true", "--profile", "--response-length", "4", "--ppo-epochs", "1"]
+    argv += ["--cpu-memory"]
     saved = []  # each part is saved as it ends: a time limit keeps what ran
     res = gpu_step.bench(gpu_step.parse(argv), save=lambda r: saved.append(json.loads(json.dumps(r))))
     assert [sorted(k for k in ("ours", "variants", "profile") if k in r) for r in saved[:2]] == [["ours"], ["ours"]]
@@ -75,6 +78,12 @@ def test_cpu_shape_writes_every_figure(tmp_path):
     assert ours["peak_gpu_gib"] is None and ours["update_mfu_steady"] is None  # the CPU: no peak, no MFU
     assert ours["params_base"] > ours["params_lora"] > 0
     assert ours["planned_gpu_gib"] > 0 and 0 < ours["planned_prompt_tokens"] <= 192  # rlhf plan's, at the run's prompts
+    # rlhf plan against the CPU allocator's peak (fp32: CPU kernels keep to the dtype): the whole and the part
+    # beside the weights (activations, logits, optimizer) within 15%
+    terms = ours["planned_terms_gib"]
+    held = sum(v for k, v in terms.items() if k in WEIGHTS)
+    assert ours["planned_gpu_gib"] == pytest.approx(ours["peak_cpu_gib"], rel=0.15)
+    assert ours["planned_gpu_gib"] - held == pytest.approx(ours["peak_cpu_gib"] - held, rel=0.15)
     assert ours["params_output_layer"] == 49152 * 576  # tied: the embedding is the output layer, counted once
     assert ours["params_body"] == ours["params_base"] - ours["params_output_layer"]
     assert set(ours["phase_seconds_steady"]) == {"generate", "reward", "score", "update"}
