@@ -5,7 +5,7 @@
 #   135m 360m 1.7b benchmarks/gpu_step.py at that shape: ours, TRL 1.12, ours with the static cache, a profiled step
 #                  (DEVICE=cpu INSTALL=0 GPU_PY=.venv/bin/python ... cpu-small: the script tried without a GPU)
 # Results and logs go to $OUT (the device tool's folder; runs/gpu without it), at most two files a part.
-# docs/benchmarks.md "On a GPU" has the calls. Limits in seconds: CHECK_S (300), STEP_S (240); STEPS (4).
+# docs/benchmarks.md "On a GPU" has the calls. Limits in seconds: CHECK_S (280), STEP_S (260); STEPS (4).
 #   bash benchmarks/gpu_session.sh check 1.7b
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,11 +34,11 @@ for part in "$@"; do
   case $part in
     check)
       # gpu_check's limit is per pipeline, test run and generate (which follows the rlhf pipeline): room for it
-      timeout -k 10 "${CHECK_S:-300}" "$py" -m benchmarks.gpu_check --timeout $((${CHECK_S:-300} - 60)) \
+      timeout -k 10 "${CHECK_S:-280}" "$py" -m benchmarks.gpu_check --timeout $((${CHECK_S:-280} - 60)) \
         $([ "$device" = cpu ] && echo --cpu) --json "$out/gpu-check.json" >"$out/gpu-check.log" 2>&1
       ;;
     *)  # a shape of gpu_step's, which refuses any other
-      timeout -k 10 "${STEP_S:-240}" "$py" -m benchmarks.gpu_step --device "$device" --shape "$part" --steps "${STEPS:-4}" \
+      timeout -k 10 "${STEP_S:-260}" "$py" -m benchmarks.gpu_step --device "$device" --shape "$part" --steps "${STEPS:-4}" \
         --tokenizer .whl/smollm2-tokenizer --prompts .whl/harmless-base-test.jsonl.gz --trl-path "$site-trl112" \
         --variant static:static_cache=true --profile --json "$out/gpu-step-$part.json" >"$out/gpu-step-$part.log" 2>&1
       ;;
