@@ -50,7 +50,8 @@ class _TokenLogprobs(torch.autograd.Function):
     """log softmax(logits / T)[token], in fp32, a chunk of rows at a time. What it keeps for the backward pass is
     the logits themselves (in their own dtype) and one log-sum-exp per token; the backward pass writes the
     gradient (softmax - onehot, scaled) chunk by chunk into one tensor of the logits' dtype. The plain
-    expression (`log_softmax(logits.float() / T)`) keeps about four fp32 copies of the whole batch's logits."""
+    expression (`log_softmax(logits.float() / T)`) keeps an fp32 copy of the whole batch's logits and makes
+    more of them in the backward pass."""
 
     @staticmethod
     def forward(ctx, logits, tokens, temperature: float, chunk_bytes: int | None):
