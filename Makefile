@@ -65,7 +65,7 @@ compile: install
 gpu-wheels: install
 	nice python3 images/gpu_wheels.py images/gpu-wheels.txt .whl
 	python3 -m pip download -q --no-deps --only-binary=:all: -d .whl/trl112 trl==1.12.0
-	$(BIN)/python -c "from benchmarks.gpu_step import smollm2_tokenizer; smollm2_tokenizer().save_pretrained('.whl/smollm2-tokenizer')"
+	$(BIN)/python -c "from benchmarks.smollm2_shapes import smollm2_tokenizer; smollm2_tokenizer().save_pretrained('.whl/smollm2-tokenizer')"
 	cp $(HH) .whl/
 	du -sh .whl
 

