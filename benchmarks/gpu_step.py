@@ -47,6 +47,7 @@ import torch
 from kfrlhf.common.config import ConfigError
 from kfrlhf.pipelines.local import plan
 from kfrlhf.pipelines.local.model_shapes import shape_of
+from kfrlhf.ppo.trainer import PHASES, prompt_batches, run_ppo
 
 from .gpu_step_peers import run_grpo, run_trl
 from .measures import HOST_READ, RUNTIME_CALLS, SYNCS, bf16_peak, cpu_allocations, free, steady, tensor_bytes
@@ -72,13 +73,10 @@ DEFAULTS = {  # per device: shape, steps, batch, response length, mini-batch, ep
     "cuda": dict(shape="135m", steps=5, batch_size=64, response_length=128, mini_batch_size=16, ppo_epochs=2),
     "cpu": dict(shape="cpu-small", steps=3, batch_size=8, response_length=16, mini_batch_size=4, ppo_epochs=2),
 }
-PHASES = ("generate", "reward", "score", "update")
 
 
 def padded_tokens(prompts, tokenizer, batch_size: int, seed: int, steps: int, max_prompt_length: int, n_new: int):
     """Per step: batch x (padded prompt length + response length), replaying run_ppo's prompt order."""
-    from kfrlhf.ppo.trainer import prompt_batches
-
     out, batches = [], prompt_batches(prompts, batch_size, seed)
     for _ in range(steps):
         ids = tokenizer(next(batches), truncation=True, max_length=max_prompt_length)["input_ids"]
@@ -89,7 +87,6 @@ def padded_tokens(prompts, tokenizer, batch_size: int, seed: int, steps: int, ma
 def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str, overrides: dict, on_step=None) -> dict:
     from kfrlhf.common.models import RewardScorer
     from kfrlhf.ppo.config import PPOConfig
-    from kfrlhf.ppo.trainer import run_ppo
 
     cfg = PPOConfig(
         steps=a.steps,
@@ -149,6 +146,7 @@ def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str, overr
     update_flops = [a.ppo_epochs * (t * (4 * n_body + 6 * n_lora) + t_out * 4 * n_out) for t in tokens]
     update_tflops = [f / u / 1e12 if u else None for f, u in zip(update_flops, phases["update"])]
     gen_tps = [gen_tokens / g if g else None for g in phases["generate"]]
+    tflops = steady(update_tflops)
     return {
         "samples_per_second": result["samples_per_second"],
         "samples_per_second_steady": a.batch_size / steady(step_s),
@@ -159,8 +157,8 @@ def run_ours(a, policy, tokenizer, prompts, reward_dir: Path, device: str, overr
         "generated_tokens_per_second_steady": steady(gen_tps),  # over the generation phase
         "generated_tokens_per_second_step": gen_tokens / steady(step_s),  # over the whole step
         "update_tokens_per_step": tokens,
-        "update_tflops_per_second_steady": steady(update_tflops),
-        "update_mfu_steady": steady(update_tflops) / bf16 if steady(update_tflops) and bf16 else None,
+        "update_tflops_per_second_steady": tflops,
+        "update_mfu_steady": tflops / bf16 if tflops and bf16 else None,
         "peak_gpu_gib": peak,
         "peak_cpu_gib": peak_cpu if a.cpu_memory else None,
         "planned_gpu_gib": planned.allocated_gib,  # rlhf plan's estimate, without the CUDA context: as peak_gpu_gib

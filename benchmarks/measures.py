@@ -72,10 +72,7 @@ def steady(xs: list[float]) -> float | None:
     return statistics.median(xs[1:] if len(xs) > 1 else xs) if xs else None
 
 
+# What a profiled step's runtime calls are counted by (gpu_step.profile_step).
 RUNTIME_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cudaGraphLaunch", "cudaMemcpyAsync")
-
-
 SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
-
-
 HOST_READ = "aten::_local_scalar_dense"  # .item(), .tolist(), a tensor in an `if`: on a GPU, each waits for it
