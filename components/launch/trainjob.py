@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 TEMPLATE_ENV = "RLHF_TRAINJOB_TEMPLATE"
 API_GROUP, API_VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 NODE = "node"  # the torch-distributed runtime's replicated job and container
-MANAGER = "kubeflow-rlhf"
+MANAGER = "kubeflow-rlhf.io/launcher"  # Trainer requires a domain-prefixed path (jobset plugin, IsDomainPrefixedPath)
 CACHE_VOLUME = "model-cache"
 # On every node's pod: the NetworkPolicy rlhf-trainjob-nodes lets the nodes reach each other.
 NODE_LABEL = "kubeflow-rlhf/trainjob-node"
