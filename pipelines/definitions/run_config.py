@@ -3,7 +3,8 @@
 The field names are the contract: the same names appear in the YAML sections (`sft:`,
 `reward:` ...), in `rlhf run --set sft.learning_rate=1e-4` and in the KFP pipeline parameters
 (one dict parameter per stage, keyed by these names). Defaults follow the classic tutorial
-(OPT-1.3B, DeBERTa-v3-base, QLoRA r=16/alpha=32); presets live in `presets/`.
+(OPT-1.3B, DeBERTa-v3-base, QLoRA r=16/alpha=32). A preset is named by `pipelines/presets/<name>.yaml`
+(its run-wide values); each stage's values for it live with the stage, in `components/<stage>/presets/<name>.yaml`.
 """
 
 from __future__ import annotations
@@ -69,15 +70,25 @@ RunConfig = dataclasses.make_dataclass(
 RunConfig.__module__ = __name__
 
 
+def preset_values(preset: str) -> dict:
+    """A preset's values: `pipelines/presets/<preset>.yaml` (run-wide) and each stage's section from its folder's
+    `presets/<preset>.yaml`."""
+    path = PRESETS_DIR / f"{preset}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+        raise ConfigError(f"unknown preset {preset!r} (known: {known})")
+    values = read_yaml(path)
+    for stage in SECTIONS:
+        (folder,) = importlib.util.find_spec(f"kfrlhf.{stage}").submodule_search_locations
+        section = Path(folder) / "presets" / f"{preset}.yaml"
+        if section.exists():
+            values[stage] = merge_dicts(values.get(stage) or {}, read_yaml(section))
+    return values
+
+
 def load_config(preset: str | None = None, files: list[str | Path] = (), overrides: list[str] = ()) -> RunConfig:
     """Defaults < preset < config files (in order) < `--set` overrides."""
-    values: dict = {}
-    if preset:
-        path = PRESETS_DIR / f"{preset}.yaml"
-        if not path.exists():
-            known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
-            raise ConfigError(f"unknown preset {preset!r} (known: {known})")
-        values = read_yaml(path)
+    values = preset_values(preset) if preset else {}
     for f in files:
         values = merge_dicts(values, read_yaml(f))
     values = merge_dicts(values, parse_set(list(overrides)))
