@@ -16,13 +16,10 @@ from kfrlhf.pipelines.cli import main
 from kfrlhf.pipelines.definitions.run_config import load_config
 from kfrlhf.rlaif.constitution import load_constitution
 from kfrlhf.rlaif.judge import check_context
+from tests.bad_input import fails_cleanly, lines
 
 SFT = {"question": "What is 2+2?", "response": "4"}
 PAIR = {"prompt": "Say hi.", "chosen": "Hi!", "rejected": "No."}
-
-
-def lines(*rows) -> bytes:
-    return b"".join((r if isinstance(r, bytes) else json.dumps(r).encode()) + b"\n" for r in rows)
 
 
 def deeplake_pairs(path: Path) -> None:
@@ -418,19 +415,6 @@ NEW_SET = [
 CATEGORIES["new set"] = NEW_SET
 
 
-def fails_cleanly(capsys, tmp_path: Path, argv: list[str], expected: str) -> str:
-    """Run `rlhf ARGV` in `tmp_path`; assert the clean failure and that nothing was written."""
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    assert rc != 0
-    assert err.count("\n") == 1 and err.startswith(f"rlhf {argv[0]}: error: "), err
-    assert "Traceback" not in err + out
-    assert "rlhf --debug shows the traceback" not in err  # an internal error: the message must name the input
-    assert expected in err, err
-    assert not (tmp_path / "out").exists()
-    return err
-
-
 @pytest.mark.parametrize("case", DATA_CASES)
 def test_bad_data_stops_run_before_output(case, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -570,78 +554,6 @@ def test_installed_rlhf_command(case, tmp_path):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("rlhf run: error: "), proc.stderr
     assert expected in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
-
-
-# --- `--output` never destroys a user's files -------------------------------------------------------------
-
-# name: (argv before the output path, the file that stands for the user's in a folder given as --output)
-OUTPUT_COMMANDS = {
-    "run": (["run", "--output"], "notes.txt"),
-    "compile": (["compile", "--output"], "notes.txt"),
-    "compile-manifests": (["compile", "--output", "fresh", "--manifests"], "notes.txt"),
-    "compare": (["compare", "done", "--output"], "compare.md"),
-    "models-prepare-smollm2": (["models", "prepare", "smollm2-135m-instruct", "--output"], "notes.txt"),
-    "models-prepare-minilm": (["models", "prepare", "all-minilm-l6-v2", "--output"], "notes.txt"),
-}
-
-
-def finished_run(path: Path) -> None:
-    path.mkdir()
-    report = {"reward_gain": 1.0, "reward_gain_stderr": 0.5, "kl": 1.0, "win_rate": 0.5}
-    (path / "report.json").write_text(json.dumps(report))
-
-
-def snapshot(root: Path) -> dict:
-    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
-
-
-@pytest.mark.parametrize("target", ["folder", "file"])
-@pytest.mark.parametrize("command", OUTPUT_COMMANDS)
-def test_output_never_replaces_a_users_files(command, target, capsys, tmp_path, monkeypatch):
-    """A folder holding a user's file, or a plain file, as --output: one line, exit 2, every byte left as it was."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RLHF_MODEL_CACHE", str(tmp_path / "cache"))
-    finished_run(tmp_path / "done")
-    argv, users = OUTPUT_COMMANDS[command]
-    if target == "folder":
-        (tmp_path / "mine").mkdir()
-        (tmp_path / "mine" / users).write_text("my own notes\n")
-    else:
-        (tmp_path / "mine").write_text("my own notes\n")
-    before = snapshot(tmp_path)
-    err = fails_cleanly(capsys, tmp_path, [*argv, "mine"], "mine")
-    assert ("is a file, not a directory" if target == "file" else "did not write") in err
-    assert snapshot(tmp_path) == before
-
-
-def test_models_prepare_writes_to_output_and_again_over_its_own(capsys, tmp_path):
-    out = tmp_path / "minilm"
-    for _ in range(2):  # the second time over its own earlier output
-        assert main(["models", "prepare", "all-minilm-l6-v2", "--output", str(out)]) == 0
-        assert capsys.readouterr().out == f"{out}\n"
-    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
-
-
-def test_output_checks(tmp_path):
-    from kfrlhf.common.outputs import OutputRefused, check_output_dir, mark
-
-    (tmp_path / "empty").mkdir()
-    assert check_output_dir(tmp_path / "empty", "run") == tmp_path / "empty"
-    (tmp_path / "own").mkdir()
-    (tmp_path / "own" / "report.json").write_text("{}")
-    mark(tmp_path / "own", "run")
-    assert check_output_dir(tmp_path / "own", "run") == tmp_path / "own"
-    with pytest.raises(OutputRefused, match="did not write"):  # another command's output is not this one's
-        check_output_dir(tmp_path / "own", "models prepare")
-    assert check_output_dir(tmp_path / "own", "compile", frozenset({"report.json", ".rlhf-output"}))
-
-
-def test_compare_replaces_its_own_files(tmp_path, capsys):
-    finished_run(tmp_path / "done")
-    (tmp_path / "notes.txt").write_text("mine")
-    for _ in range(2):  # beside the user's other files, over its own compare.md/.html
-        assert main(["compare", str(tmp_path / "done"), "--output", str(tmp_path)]) == 0
-    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "compare.html").is_file()
 
 
 def test_a_constitution_too_long_for_the_judge_is_refused_before_work(capsys, tmp_path, monkeypatch):

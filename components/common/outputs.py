@@ -1,7 +1,7 @@
 """`--output` never destroys a user's files: a command writes into a directory only when it is new, empty,
 or that command's own earlier output (its marker file names the command), and refuses anything else in one
-line before any work. Commands that write a fixed set of files into a shared directory (compile) also
-accept a directory holding only those names.
+line before any work. A command that writes a fixed set of files (compile) lists them in the marker and
+replaces only files listed there: a user's `rlhf.yaml` or `kustomization.yaml` is refused, whatever its name.
 """
 
 from __future__ import annotations
@@ -17,34 +17,46 @@ class OutputRefused(ValueError):
     """The --output path holds something the command did not write."""
 
 
-def check_output_dir(path: str | Path, command: str, names: frozenset[str] = frozenset(), flag="--output") -> Path:
-    """`path` if `command` may write into it; OutputRefused naming the path and what to do otherwise."""
+def check_output_dir(path: str | Path, command: str, names: bool = False, flag="--output") -> Path:
+    """`path` if `command` may write into it; OutputRefused naming the path and what to do otherwise.
+    `names`: the command lists the files it writes in the marker (`mark(..., written)`), and the directory
+    may hold only those; otherwise a directory the command marked is wholly its own."""
     if not str(path).strip():  # before Path(), which reads "" as "."
         raise OutputRefused(f"{flag} must name a directory, got an empty string")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputRefused(f"{flag} {path} is a file, not a directory: give a new or empty directory")
-    if not path.exists() or _marked_by(path) == command:
+    if not path.exists():
         return path
-    foreign = sorted(p.name for p in path.iterdir() if p.name not in names)
+    owner, written = _marker(path)
+    if owner == command and not names:
+        return path
+    mine = written if owner == command else set()
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in mine | {MARKER})
     if foreign:
         raise OutputRefused(
             f"{flag} {path} holds files that rlhf {command} did not write ({', '.join(foreign[:3])}"
-            f"{', ...' if len(foreign) > 3 else ''}): give a new or empty directory; nothing was changed"
+            f"{', ...' if len(foreign) > 3 else ''}; its {MARKER} lists what it wrote): give a new or empty "
+            "directory, or move them away; nothing was changed"
         )
     return path
 
 
-def mark(path: str | Path, command: str) -> None:
-    """Record `path` (a directory) as `command`'s output."""
-    (Path(path) / MARKER).write_text(f"rlhf {command}\n")
+def mark(path: str | Path, command: str, written: tuple[str, ...] = ()) -> None:
+    """Record `path` (a directory) as `command`'s output; `written`: the file names it holds, kept
+    with the ones an earlier run of the command listed."""
+    owner, before = _marker(Path(path))
+    names = sorted(set(written) | (before if owner == command else set()))
+    (Path(path) / MARKER).write_text("".join(f"{line}\n" for line in [f"rlhf {command}", *names]))
 
 
-def _marked_by(path: Path) -> str | None:
+def _marker(path: Path) -> tuple[str | None, set[str]]:
+    """(the command that marked `path`, the file names its marker lists)."""
     try:
-        return (path / MARKER).read_text().strip().removeprefix("rlhf ")
-    except (OSError, UnicodeDecodeError):
-        return None
+        first, *names = (path / MARKER).read_text().splitlines()
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None, set()
+    return first.strip().removeprefix("rlhf "), {n for n in names if n}
 
 
 def read_report(path: str | Path, numbers: tuple[str, ...] = (), mappings: tuple[str, ...] = ()) -> dict:

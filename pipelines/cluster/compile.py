@@ -27,7 +27,7 @@ from kfp import compiler
 from kfp.compiler.compiler_utils import KubernetesManifestOptions
 from kfp.compiler.pipeline_spec_builder import extract_comments_from_pipeline_spec
 
-from kfrlhf.common.outputs import OutputRefused, check_output_dir
+from kfrlhf.common.outputs import OutputRefused, check_output_dir, mark
 from kfrlhf.pipelines.cluster.images import image_repository
 from kfrlhf.pipelines.cluster.platform import DISTRIBUTED_STAGES, ClusterSettings, make_configure
 from kfrlhf.pipelines.definitions.registry import PIPELINES
@@ -191,16 +191,19 @@ def compile_all(
 ) -> list[Path]:
     """Compile every pipeline in PIPELINES (defaults from `config`, a RunConfig); return the paths written."""
     settings = settings or ClusterSettings()
-    # Only into new directories or ones holding nothing but what compile writes: a user's file is never replaced.
-    written_names = frozenset(f"{n}{ext}" for n in PIPELINES for ext in (".yaml", ".k8s.yaml")) | {"kustomization.yaml"}
-    output_dir = check_output_dir(output_dir, "compile", written_names)
+    # Only into new directories or ones holding nothing but what compile wrote there (its marker lists the
+    # files): a user's file is never replaced, whatever its name.
+    output_dir = check_output_dir(output_dir, "compile", names=True)
     if manifests_dir is not None:
-        manifests_dir = check_output_dir(manifests_dir, "compile", written_names, "--manifests")
+        manifests_dir = check_output_dir(manifests_dir, "compile", names=True, flag="--manifests")
     overlays = overlays_to_name(overlays_dir) if overlays_dir is not None else []
     output_dir.mkdir(parents=True, exist_ok=True)
     written = [p for name in PIPELINES for p in compile_pipeline(name, output_dir, settings, config)]
+    mark(output_dir, "compile", [p.name for p in written])
     if manifests_dir is not None:
-        written += _copy_manifests([p for p in written if p.name.endswith(".k8s.yaml")], manifests_dir, settings)
+        copies = _copy_manifests([p for p in written if p.name.endswith(".k8s.yaml")], manifests_dir, settings)
+        mark(manifests_dir, "compile", [p.name for p in copies])
+        written += copies
     written += _name_overlays(overlays, settings.tag)
     return written
 
