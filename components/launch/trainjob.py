@@ -28,6 +28,11 @@ MANAGER = "kubeflow-rlhf.io/launcher"  # Trainer requires a domain-prefixed path
 CACHE_VOLUME = "model-cache"
 # On every node's pod: the NetworkPolicy rlhf-trainjob-nodes lets the nodes reach each other.
 NODE_LABEL = "kubeflow-rlhf/trainjob-node"
+# Also on every node's pod: no Istio sidecar in a namespace with injection on (a Kubeflow profile). A
+# classic sidecar keeps a Job's pod from completing and the NetworkPolicies do not allow for it; KFP marks
+# its own pods the same way (kubeflow/pipelines 2.17.0
+# backend/src/apiserver/template/v2_template.go:169-172).
+NODE_ANNOTATIONS = {"sidecar.istio.io/inject": "false"}
 SHM_VOLUME = "dshm"
 SHM_GI_PER_PROCESS = 2  # /dev/shm for NCCL's shared-memory transport and data loaders (default 64 MiB)
 
@@ -153,7 +158,10 @@ def trainjob_manifest(
         pod["imagePullSecrets"] = [{"name": name} for name in template.image_pull_secrets]
     if template.service_account:
         pod["serviceAccountName"] = template.service_account
-    node = {"metadata": {"labels": {**template.labels, NODE_LABEL: "true"}}, "spec": pod}
+    node = {
+        "metadata": {"labels": {**template.labels, NODE_LABEL: "true"}, "annotations": dict(NODE_ANNOTATIONS)},
+        "spec": pod,
+    }
     spec = {
         "runtimeRef": {"name": runtime, "kind": "ClusterTrainingRuntime", "apiGroup": API_GROUP},
         "trainer": {
