@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
+import stat
 import types
 import typing
 from dataclasses import dataclass
@@ -87,13 +89,19 @@ class SamplingFields:
     """How a stage samples answers (`kfrlhf.common.sampling`): prompts cut on the left to
     `max_prompt_length` tokens, then the full distribution at `temperature` (no top-k/top-p: the
     log-probs PPO trains on and the eval KL must be those of the distribution sampled, as in TRL); an
-    answer ends at EOS (a chat model's end of turn) or at the first of `stop_strings` (the next HH turn)."""
+    answer ends at EOS (a chat model's end of turn) or at the first of `stop_strings` (the next HH turn).
+    `rollout_engine` samples: `hf` (transformers' generate) or `vllm` (`kfrlhf.common.rollout`, docs/rollout.md)."""
 
-    RULES: ClassVar[dict] = dict(temperature=POSITIVE, max_prompt_length=LENGTH)
+    RULES: ClassVar[dict] = dict(
+        temperature=POSITIVE,
+        max_prompt_length=LENGTH,
+        rollout_engine=(lambda v: v in ("hf", "vllm"), "one of hf, vllm"),
+    )
 
     temperature: float = 1.0
     max_prompt_length: int = 256
     stop_strings: list[str] = dataclasses.field(default_factory=lambda: ["\n\nHuman:"])
+    rollout_engine: str = "hf"
 
 
 @dataclass
@@ -271,9 +279,23 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
     return f"{getattr(err, 'problem', None) or type(err).__name__}{where}"
 
 
+def regular_file(path: str | Path, what: str) -> Path:
+    """`path` if it is a regular file (or a link to one). A FIFO, socket or device would block the read or
+    never end, and a directory is not a file: ConfigError before it is opened; FileNotFoundError if absent."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"{what} is a directory, not a file")
+    if stat.S_ISFIFO(mode):
+        raise ConfigError(f"{what} is a FIFO (a named pipe): reading it waits for a writer; give a regular file")
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{what} is not a regular file (a device or socket): give a regular file")
+    return Path(path)
+
+
 def load_yaml(path: str | Path, what: str):
     """The YAML document in `path` (StrictLoader); a problem is one line that starts with `what`."""
     try:
+        regular_file(path, what)
         return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise ConfigError(f"{what} does not exist") from None

@@ -27,6 +27,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from .config import ConfigError, regular_file
+
 DEEPLAKE_SCHEMES = ("hub://", "al://", "s3://", "gcs://", "gs://", "azure://", "az://")
 HF_FILES = "hf://"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -116,7 +118,7 @@ def _open(source: str, split: str):
     if source.startswith(HF_FILES):
         return "row", _hf_rows(source, split, builder="json")
     path = Path(source)
-    if path.is_file():
+    if path.exists() and not path.is_dir():  # a FIFO or device too: peek refuses it
         opener, head = peek(source)
         name = path.name.lower()
         if head.startswith((b"[", b"{")) or (not head and name.endswith(_JSON_SUFFIXES)):
@@ -145,10 +147,13 @@ def peek(source: str | Path):
     """`(opener, head)`: gzip.open for a gzip file (by its magic bytes, whatever its name), else open; the
     first bytes of the (decompressed) content without a BOM and leading whitespace."""
     try:
+        regular_file(source, "it")  # a FIFO would block the open
         with open(source, "rb") as f:
             opener = gzip.open if f.read(2) == b"\x1f\x8b" else open
         with opener(source, "rb") as f:
             return opener, f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except ConfigError as err:
+        raise DataError(source, str(err).removeprefix("it ")) from None
     except (OSError, EOFError) as err:
         raise DataError(source, f"cannot read the file: {err}") from None
 

@@ -6,19 +6,27 @@ of `--pipeline`, or the one `--version` names (name or id). `--package FILE` ins
 compiled file with the run. The parameters come from the same YAML as `rlhf run` (one section per
 stage plus `report_to`); they are validated against the stage configs and sent complete, so the
 run records every value it used.
+
+Every API call is bounded (connect 10 s, read 60 s, and never past `--timeout`, which bounds the whole
+command); a refused connection is tried twice more, a request the server took but never answered is
+not (creating a run is not idempotent). A call that runs out says which request it was waiting for.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import urllib3
 import yaml
 from kfp import Client
 from kfp.client import ServiceAccountTokenVolumeCredentials
 
+from kfrlhf.common.config import regular_file
 from kfrlhf.pipelines.definitions.run_config import load_config
 
 TOKEN_ENV = "KFP_TOKEN"
@@ -26,14 +34,62 @@ TOKEN_ENV = "KFP_TOKEN"
 SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
 
 
-def _client(host: str, namespace: str | None, token: str | None) -> Client:
+CONNECT_S, READ_S = 10.0, 60.0  # one API call's bounds, within what is left of --timeout
+RETRIES = urllib3.Retry(total=2, connect=2, read=0, status=0, other=0, redirect=2, backoff_factor=0.5)
+
+
+def _client(host: str, namespace: str | None, token: str | None, deadline: float) -> Client:
     token = token or os.environ.get(TOKEN_ENV)
     credentials = None
     if not token and Path(os.environ.get("KF_PIPELINES_SA_TOKEN_PATH", SA_TOKEN_PATH)).exists():
         # Re-read on every request: projected tokens rotate during a long `--wait`.
         credentials = ServiceAccountTokenVolumeCredentials()
     warnings.filterwarnings("ignore", "This client only works with Kubeflow Pipeline", FutureWarning)
-    return Client(host=host, namespace=namespace or "kubeflow", existing_token=token, credentials=credentials)
+    from kfp_server_api import rest
+
+    # kfp.Client makes its REST client and calls the API (healthz) in its constructor: bound the REST
+    # clients made meanwhile.
+    make = rest.RESTClientObject.__init__
+
+    def bounded(self, *args, **kwargs):
+        make(self, *args, **kwargs)
+        _bound(self, host, deadline)
+
+    rest.RESTClientObject.__init__ = bounded
+    try:
+        return Client(host=host, namespace=namespace or "kubeflow", existing_token=token, credentials=credentials)
+    finally:
+        rest.RESTClientObject.__init__ = make
+
+
+class NoAnswer(TimeoutError):
+    """The KFP API took a request and did not answer it in time."""
+
+
+def _bound(rest, host: str, deadline: float) -> None:
+    """Give every request of kfp_server_api's REST client (which sends none by default) a connect and read
+    timeout within `deadline` (time.monotonic()) and the retry budget RETRIES; a timeout is one line."""
+    rest.pool_manager.connection_pool_kw["retries"] = RETRIES  # the pools are made at the first request
+    plain = rest.request
+
+    def request(method, url, *args, _request_timeout=None, **kwargs):
+        what = f"{method} {urlsplit(url).path}"
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"--timeout ran out before {what} to the KFP API at {host}")
+        try:
+            return plain(method, url, *args, _request_timeout=(min(CONNECT_S, left), min(READ_S, left)), **kwargs)
+        except urllib3.exceptions.HTTPError as err:
+            reason = getattr(err, "reason", None) or err
+            if isinstance(reason, urllib3.exceptions.ReadTimeoutError):
+                raise NoAnswer(
+                    f"the KFP API at {host} accepted the connection but did not answer {what} within "
+                    f"{min(READ_S, left):.0f} s: check --host (a KFP API endpoint, e.g. http://HOST:8888) or "
+                    "raise --timeout"
+                ) from None
+            raise ConnectionError(f"cannot reach the KFP API at {host} ({what}): {reason}") from None
+
+    rest.request = request
 
 
 def pipeline_arguments(params_yaml: str | Path | None = None, preset: str | None = None, overrides=()) -> dict:
@@ -51,6 +107,7 @@ def _declared(spec: dict) -> set[str]:
 def package_parameters(package: str | Path) -> set[str]:
     """The parameters of a compiled pipeline file; a file that is none is one line naming it."""
     try:
+        regular_file(package, f"--package {package}")
         spec = next(yaml.safe_load_all(Path(package).read_text(encoding="utf-8")), None)
     except OSError as err:
         raise ValueError(f"--package {package}: {err.strerror or err}") from None
@@ -97,6 +154,7 @@ def submit(
     package: str | Path | None = None,
 ) -> tuple[str, str | None]:
     """Create a run of the deployed `pipeline` (or of a local `package`); return (run URL, final state or None)."""
+    deadline = time.monotonic() + timeout  # --timeout bounds the whole command, waiting included
     arguments = pipeline_arguments(params_yaml, preset, overrides)
     if package:  # checked before the host is contacted
         arguments = _taken(arguments, package_parameters(package))
@@ -110,7 +168,7 @@ def submit(
             run_name,
             token,
             wait,
-            timeout,
+            deadline,
             service_account,
             version,
             package,
@@ -133,9 +191,9 @@ def _api_errors(host: str):
 
 
 def _create_run(
-    host, pipeline, arguments, namespace, experiment, run_name, token, wait, timeout, service_account, version, package
+    host, pipeline, arguments, namespace, experiment, run_name, token, wait, deadline, service_account, version, package
 ):
-    client = _client(host, namespace, token)
+    client = _client(host, namespace, token, deadline)
     if package:
         result = client.create_run_from_pipeline_package(
             str(package),
@@ -158,5 +216,10 @@ def _create_run(
     url = f"{host.rstrip('/')}/#/runs/details/{result.run_id}"
     if not wait:
         return url, None
-    run = client.wait_for_run_completion(result.run_id, timeout=timeout)
+    try:
+        run = client.wait_for_run_completion(result.run_id, timeout=max(deadline - time.monotonic(), 0))
+    except NoAnswer:
+        raise
+    except TimeoutError:  # kfp's own wait, or the time left before a call
+        raise TimeoutError(f"{url} had not finished when --timeout ran out; it goes on running") from None
     return url, run.state
