@@ -51,7 +51,7 @@ def test_compile_names_images_by_digest(tmp_path):
 
 def test_cuda_base_torch_index_and_driver_agree():
     text = (ROOT / images.DOCKERFILE).read_text()
-    cuda = re.search(r"ARG CUDA_IMAGE=nvidia/cuda:(\d+)\.(\d+)\.\d+-", text).groups()
+    cuda = re.search(r"ARG BASE_IMAGE=nvidia/cuda:(\d+)\.(\d+)\.\d+-", text).groups()
     index = re.search(r"ARG TORCH_INDEX=https://download.pytorch.org/whl/cu(\d+)", text)[1]
     assert index == "".join(cuda), "the torch wheels' CUDA must be the base image's (PyPI's default is CUDA 13.0)"
     readme = (ROOT / "docs" / "cluster.md").read_text() + (ROOT / "images" / "README.md").read_text()

@@ -8,12 +8,13 @@ import os
 import sys
 
 from kfrlhf.common.extras import require
-from kfrlhf.pipelines.cluster import images
-from kfrlhf.pipelines.definitions.stages import DISTRIBUTED_STAGES, ENTRY_POINTS, STAGES
+from kfrlhf.pipelines.cluster import image_build, images
+from kfrlhf.pipelines.definitions.stages import DISTRIBUTED_STAGES, ENTRY_POINTS, SPECS, STAGES
 
 
-def add_image_options(p: argparse.ArgumentParser) -> None:
-    """--registry and --tag of the stage images (compile, render-trainjob, images)."""
+def add_image_options(p: argparse.ArgumentParser, tag_help: str | None = None) -> None:
+    """--registry and --tag of the stage images (compile, render-trainjob, images, run --runner container); with
+    `tag_help`, the tag's default is left to the command (None unless RLHF_IMAGE_TAG is set)."""
     p.add_argument(
         "--registry",
         default=os.environ.get(images.REGISTRY_ENV, images.DEFAULT_REGISTRY),
@@ -21,8 +22,8 @@ def add_image_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--tag",
-        default=os.environ.get(images.TAG_ENV, images.DEFAULT_TAG),
-        help=f"image tag (env {images.TAG_ENV}; default %(default)s)",
+        default=os.environ.get(images.TAG_ENV, None if tag_help else images.DEFAULT_TAG),
+        help=f"image tag (env {images.TAG_ENV}; {tag_help or 'default %(default)s'})",
     )
 
 
@@ -191,11 +192,22 @@ def add_images_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "images",
         help="build (and push) every stage image from images/Dockerfile, run from the repository root",
-        description="One `docker build` per stage: the Dockerfile's `stage` target on the base the stage's "
-        "spec names. --dry-run prints the commands.",
+        description="One build per stage: the Dockerfile's `stage` target with the build arguments of the flavour "
+        "and of the stage's spec, by buildah, podman or docker (the first here). --dry-run prints the commands.",
     )
-    add_image_options(p)
+    add_image_options(
+        p, tag_help=f"default {images.default_tag('cuda')}, {images.default_tag('cpu')} for --flavour cpu"
+    )
+    p.add_argument("--flavour", choices=list(images.FLAVOURS), default="cuda", help="cuda (default) or cpu")
+    p.add_argument(
+        "--base-image",
+        help=f"the runtime's base image (default: the flavour's; for cpu, {images.FLAVOURS['cpu']['BASE_IMAGE']}, "
+        "made with mmdebstrap when absent)",
+    )
+    p.add_argument("--torch-index", help="the index torch comes from (default: the flavour's)")
+    p.add_argument("--builder", choices=list(image_build.BUILDERS), help="default: the first of these on PATH")
     p.add_argument("--stage", action="append", choices=STAGES, help="only these stages (repeatable)")
+    p.add_argument("--log-dir", default="runs/images", help="each stage's build log (default %(default)s)")
     p.add_argument("--push", action="store_true", help="push each image once built")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.set_defaults(func=_images)
@@ -204,17 +216,49 @@ def add_images_parser(subparsers) -> argparse.ArgumentParser:
 
 def _images(args) -> int:
     import shlex
-    import subprocess  # nosec B404: docker with a fixed argv the specs build, no shell
+    import time
+    from pathlib import Path
 
-    for stage in args.stage or STAGES:
-        build = images.build_command(stage, args.registry, args.tag)
-        commands = [build] + ([["docker", "push", build[-2]]] if args.push else [])
-        for command in commands:
-            print(shlex.join(command), flush=True)
-            if not args.dry_run and subprocess.run(command).returncode != 0:  # nosec B603: fixed argv, no shell
-                print(f"rlhf images: building {stage}'s image failed", file=sys.stderr)
-                return 1
+    tag = args.tag or images.default_tag(args.flavour)
+    stages = args.stage or STAGES
+    log_dir = Path(args.log_dir)
+    given = {"BASE_IMAGE": args.base_image, "TORCH_INDEX": args.torch_index}
+    commit = image_build.git_commit(Path.cwd())
+    try:
+        builder = image_build.find_builder(args.builder) if not args.dry_run else (args.builder or "docker")
+        mounts, overrides, note = [], {}, ""
+        if not args.dry_run:
+            log_dir.mkdir(parents=True, exist_ok=True)  # pip.conf beside the logs: the same mounts at every build
+            mounts, overrides, note = image_build.host_mounts(builder, args.flavour, log_dir)
+            print(f"rlhf images: {args.flavour} flavour, {len(stages)} images by {builder} from {commit}; {note}")
+            base = args.base_image or images.FLAVOURS[args.flavour]["BASE_IMAGE"]
+            if args.flavour == "cpu" and not args.base_image and not image_build.image_exists(builder, base):
+                print(f"rlhf images: making the base {base} with mmdebstrap (a few minutes)", flush=True)
+                print(f"rlhf images: base done in {image_build.make_base(builder, base, log_dir / 'base.log'):.0f} s")
+        overrides.update({k: v for k, v in given.items() if v})
+        started = time.time()
+        for i, stage in enumerate(stages, 1):
+            build_args = images.build_args(stage, args.flavour, commit, **overrides)
+            build = images.build_command(stage, args.registry, tag, builder, build_args, tuple(mounts))
+            commands = [build] + ([[builder, "push", build[-2]]] if args.push else [])
+            if args.dry_run:
+                print("\n".join(shlex.join(c) for c in commands))
+                continue
+            print(f"[{i}/{len(stages)}] {build[-2]} (base {SPECS[stage].image_base})", flush=True)
+            log = log_dir / f"{stage}.log"
+            log.write_text("")
+            seconds = sum(image_build.run_build(c, log, f"{stage}'s image", _say) for c in commands)
+            print(f"[{i}/{len(stages)}] {stage} done in {seconds:.0f} s", flush=True)
+    except image_build.BuildError as err:
+        print(f"rlhf images: {err}", file=sys.stderr)
+        return 1
+    if not args.dry_run:
+        print(f"rlhf images: {len(stages)} images in {time.time() - started:.0f} s; logs in {log_dir}")
     return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def add_submit_parser(subparsers) -> argparse.ArgumentParser:
