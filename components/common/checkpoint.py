@@ -109,12 +109,17 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(path: Path, manifest: bool = False):
-    """Yield an empty temporary directory; on success (with `manifest`, marked complete) it replaces `path`."""
+    """Yield an empty temporary directory; on success (with `manifest`, marked complete) it replaces `path`,
+    on failure (a full disk, Ctrl-C) it is removed."""
     path = Path(path)
     tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    yield tmp
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if manifest:
         write_manifest(tmp)
     shutil.rmtree(old, ignore_errors=True)

@@ -171,6 +171,12 @@ def from_dict(cls, values: dict | None, where: str = ""):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {short(values)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    for key in values:  # YAML reads `1:` or `true:` as a number or boolean, never a field name
+        if not isinstance(key, str):
+            raise ConfigError(
+                f"{where or 'config'}: key {short(key)} is {type(key).__name__}, not a field name: quote it or "
+                f"use one of {', '.join(sorted(names))}"
+            )
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(f"unknown key {where}{'.' if where else ''}{unknown[0]} (known: {', '.join(sorted(names))})")

@@ -6,6 +6,8 @@ replaces only files listed there: a user's `rlhf.yaml` or `kustomization.yaml` i
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 from pathlib import Path
@@ -40,6 +42,18 @@ def check_output_dir(path: str | Path, command: str, names: bool = False, flag="
             "directory, or move them away; nothing was changed"
         )
     return path
+
+
+@contextlib.contextmanager
+def disk_full(where: str | Path, hint: str):
+    """A full disk while writing under `where` as one line with `hint`: an OSError ENOSPC, or safetensors'
+    SafetensorError, which names the OS error only in its text."""
+    try:
+        yield
+    except Exception as err:
+        if getattr(err, "errno", None) != errno.ENOSPC and "(os error 28)" not in str(err):
+            raise
+        raise OSError(errno.ENOSPC, f"the disk is full under {where}: {hint}") from None
 
 
 def mark(path: str | Path, command: str, written: tuple[str, ...] = ()) -> None:

@@ -56,15 +56,16 @@ def prepare(name: str, out: str | Path) -> Path:
     """`rlhf models prepare NAME --output OUT`: the model written to OUT, a new or empty directory or an
     earlier `models prepare` output (refused otherwise, before any work)."""
     from .checkpoint import atomic_dir
-    from .outputs import check_output_dir, mark
+    from .outputs import check_output_dir, disk_full, mark
 
     out = check_output_dir(out, "models prepare")
-    if name == SMOLLM2:
-        return prepare_smollm2(out)
-    src = Path(resolve(name))
-    with atomic_dir(out) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
-        mark(tmp, "models prepare")
+    with disk_full(out.parent.resolve(), f"free space (or give --output on another disk); {out} was left as it was"):
+        if name == SMOLLM2:
+            return prepare_smollm2(out)
+        src = Path(resolve(name))
+        with atomic_dir(out) as tmp:
+            shutil.copytree(src, tmp, dirs_exist_ok=True)
+            mark(tmp, "models prepare")
     return out
 
 

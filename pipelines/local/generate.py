@@ -14,6 +14,7 @@ scores both answers with the run's reward model.
 from __future__ import annotations
 
 import shutil
+import sys
 import textwrap
 from dataclasses import dataclass
 from itertools import zip_longest
@@ -54,7 +55,41 @@ def resolve(model: str | Path) -> Source:
     if not (path / "config.json").is_file():
         raise ValueError(f"{path} is neither a run directory (report.json) nor a saved model (config.json)")
     check_model_dir(path, "--model")
+    _check_causal(path)
     return Source({"tuned": path})
+
+
+def _check_causal(model_dir: Path) -> None:
+    """A model that writes text (a reward model's classifier head would fail deep in transformers)."""
+    from transformers import AutoConfig
+
+    architectures = AutoConfig.from_pretrained(model_dir).architectures or []
+    if architectures and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        raise ValueError(
+            f"--model {model_dir} is a {architectures[0]}, not a causal LM that writes answers: give a run "
+            "directory (rlhf run --output DIR) or a merged model (DIR/merge/...)"
+        )
+
+
+def positions(model_dir: Path) -> int:
+    """The tokens a model attends to at once: its prompt plus its answer."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 10**9
+
+
+def check_fits(model_dir: Path, options: dict, limit: int | None = None) -> int:
+    """The prompt's token budget in `model_dir`'s `limit` positions (read from its config when not given)
+    beside `options`' max_new_tokens; no room for a prompt is one line (called before the model loads)."""
+    limit = limit or positions(model_dir)
+    new = options.get("max_new_tokens", DEFAULTS["max_new_tokens"])
+    if isinstance(new, int) and not isinstance(new, bool) and new >= limit:
+        raise ValueError(
+            f"max_new_tokens={new} leaves no room for the prompt in the {limit} positions of {model_dir}: "
+            f"give max_new_tokens={limit // 2} or less"
+        )
+    return limit - new if isinstance(new, int) else limit
 
 
 def _run_template(path: Path) -> str | None:
@@ -114,8 +149,11 @@ class Generator:
     """A saved causal LM and its tokenizer, answering batches of prompts."""
 
     def __init__(self, model_dir: Path):
+        self.model_dir = model_dir
         self.tokenizer = load_tokenizer(str(model_dir), padding_side="left")
+        self.tokenizer.truncation_side = "left"  # a prompt too long is cut where it is farthest from the answer
         self.model = load_pretrained_causal_lm(str(model_dir))
+        self.positions = positions(model_dir)
 
     @torch.no_grad()
     def __call__(self, prompts: list[str], options: dict, seed: int, stream: bool = False) -> list[str]:
@@ -126,8 +164,17 @@ class Generator:
         # TextStreamer follows one sampled sequence: beam search prints its answer when done.
         streamer = TextStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         streamer = streamer if stream and config.num_beams == 1 else None
+        budget = check_fits(self.model_dir, options, self.positions)
         torch.manual_seed(seed)
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True).to(self.model.device)
+        for prompt, ids in zip(prompts, self.tokenizer(prompts, verbose=False)["input_ids"]):
+            if len(ids) > budget:
+                print(
+                    f"rlhf generate: warning: a prompt of {len(ids)} tokens ({prompt[:40]!r}...) keeps its last "
+                    f"{budget}: the model's positions hold the prompt and max_new_tokens",
+                    file=sys.stderr,
+                )
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=budget)
+        enc = enc.to(self.model.device)
         enc = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
         out = self.model.generate(**enc, generation_config=config, streamer=streamer)
         answers = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
@@ -138,6 +185,7 @@ class Generator:
 
 def answer(source: Source, prompts, options: dict, seed: int, batch_size: int, stream: bool, model="tuned") -> list:
     """One answer per prompt from `model` (sft or tuned), `batch_size` prompts at a time."""
+    check_fits(source.models[model], options)  # before the model loads
     generator = Generator(source.models[model])
     batches = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
     return [a for batch in batches for a in generator(batch, options, seed, stream)]
@@ -147,6 +195,8 @@ def compare(source: Source, prompts: list[str], options: dict, seed: int, batch_
     """Both models' answers (same seed) and their rewards, per prompt."""
     if not source.is_run:
         raise ValueError("--compare needs a run directory (rlhf run --output DIR): it holds the SFT and reward models")
+    for name in ("sft", "tuned"):
+        check_fits(source.models[name], options)
     rows = [{"prompt": p} for p in prompts]
     scorer = RewardScorer(str(source.models["reward"] / "model"), batch_size)
     for name in ("sft", "tuned"):
