@@ -229,8 +229,8 @@ class FakeTrainerAPI(BaseHTTPRequestHandler):
             return reply_json(self, job.get("code", 200), job)
         if url.path.endswith("/log"):
             pod, query = url.path.split("/")[-2], parse_qs(url.query)
-            self.calls.append(("LOG", pod, query.get("sinceSeconds", [None])[0]))
-            lines = self.scenario["logs"][pod].splitlines()
+            self.calls.append(("LOG", pod, query.get("sinceSeconds", [None])[0], query.get("previous", [None])[0]))
+            lines = self.scenario["logs"][pod].splitlines()[-int(query.get("tailLines", [0])[0]) :]
             if not self.log_requests.get(pod) and pod in self.scenario.get("stream_drops", {}):
                 lines = lines[: self.scenario["stream_drops"][pod]]
             self.log_requests[pod] = self.log_requests.get(pod, 0) + 1
@@ -259,9 +259,13 @@ class FakeTrainerAPI(BaseHTTPRequestHandler):
         pass
 
 
-def serve(scenario: str, tmp_path, monkeypatch) -> ThreadingHTTPServer:
-    """The fake API server replaying `scenario`, as the kubeconfig's cluster."""
-    FakeTrainerAPI.scenario = json.loads((RECORDED / f"{scenario}.json").read_text())
+def recorded(scenario: str) -> dict:
+    return json.loads((RECORDED / f"{scenario}.json").read_text())
+
+
+def serve(scenario: str | dict, tmp_path, monkeypatch) -> ThreadingHTTPServer:
+    """The fake API server replaying `scenario` (a recorded one's name, or its content), as the kubeconfig's cluster."""
+    FakeTrainerAPI.scenario = recorded(scenario) if isinstance(scenario, str) else scenario
     FakeTrainerAPI.calls, FakeTrainerAPI.bodies, FakeTrainerAPI.round, FakeTrainerAPI.log_requests = [], [], 0, {}
     FakeTrainerAPI.exists, FakeTrainerAPI.on_create = FakeTrainerAPI.scenario.get("exists", False), None
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTrainerAPI)
@@ -282,7 +286,7 @@ def serve(scenario: str, tmp_path, monkeypatch) -> ThreadingHTTPServer:
 
 
 def watch(
-    scenario: str, tmp_path, monkeypatch, cleanup: str = "on-success", existing: bool = False
+    scenario: str | dict, tmp_path, monkeypatch, cleanup: str = "on-success", existing: bool = False
 ) -> tuple[list, str, Exception | None]:
     server = serve(scenario, tmp_path, monkeypatch)
     FakeTrainerAPI.exists |= existing
@@ -320,14 +324,50 @@ def test_a_dropped_log_stream_is_reopened_without_losing_or_repeating_lines(tmp_
 
 def test_a_failed_job_fails_the_task_with_its_reason_and_is_kept(tmp_path, monkeypatch):
     calls, _, error = watch("failure", tmp_path, monkeypatch)
-    assert "failed: JobsFailed: jobset rlhf-ppo-test: job node-0 failed: BackoffLimitExceeded" in str(error)
-    assert not [c for c in calls if c[0] == "DELETE"]  # on-success: kept for kubectl logs
+    assert "failed: FailedJobs: jobset failed due to one or more job failures" in str(error)
+    assert not [c for c in calls if c[0] == "DELETE"]  # on-success: a failed job holds no GPUs, kept for kubectl logs
 
 
-def test_a_failed_pod_fails_the_task_before_the_job_does(tmp_path, monkeypatch):
-    calls, _, error = watch("pod_failed", tmp_path, monkeypatch, cleanup="always")
-    assert "pod rlhf-ppo-test-node-0-1-x1k2p failed: exit 137 (OOMKilled)" in str(error)
-    assert calls[-1] == ("DELETE", f"{JOBS}/rlhf-ppo-test")
+CRASHED = "rlhf-ppo-test-node-0-1-x1k2p"
+
+
+def crash_variant(status: dict) -> dict:
+    """crash_looped.json with node 1's container status replaced by `status` (its other fields kept)."""
+    scenario = recorded("crash_looped")
+    pod = scenario["rounds"][1]["pods"]["items"][1]
+    (container,) = pod["status"]["containerStatuses"]
+    for key in ("state", "lastState", "restartCount"):
+        container.pop(key, None)
+    container.update(status)
+    return scenario
+
+
+OOM = {"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": "2026-11-30T21:01:02Z"}}
+PYTHON_ERROR = {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": "2026-11-30T21:01:02Z"}}
+
+
+@pytest.mark.parametrize(
+    "status, why",
+    [
+        (None, "container node exit 137 (OOMKilled), restarted 1 time(s)"),  # as recorded: crash-looping
+        ({"restartCount": 1, "state": {"running": {}}, "lastState": PYTHON_ERROR}, "exit 1 (Error), restarted 1"),
+        ({"restartCount": 0, "state": {"waiting": {"reason": "Error"}}, "lastState": {}}, "container node Error"),
+        ({"restartCount": 0, "state": {"running": {}}, "lastState": OOM}, "exit 137 (OOMKilled), restarted 0"),
+    ],
+)
+def test_a_crashed_rank_fails_the_task_at_the_first_poll_with_its_log_and_the_job_is_deleted(
+    status, why, tmp_path, monkeypatch
+):
+    """JobSet restarts a crashed rank in place (restartPolicy OnFailure): its pod stays Running."""
+    scenario = "crash_looped" if status is None else crash_variant(status)
+    calls, _, error = watch(scenario, tmp_path, monkeypatch)
+    assert type(error) is TrainJobFailed and f"pod {CRASHED} crashed: " in str(error) and why in str(error)
+    assert "| rank 1 ready\n  | ppo: step 1 loading the reward model" in str(error)  # the rank's last lines
+    assert FakeTrainerAPI.round == 2  # failed at the poll that first showed the crash (the second round)
+    restarted = (status or {"restartCount": 1})["restartCount"] > 0
+    logs = [c for c in calls if c[:2] == ("LOG", CRASHED) and c[2] is None and c[3] is not None]
+    assert logs[-1][3].lower() == ("true" if restarted else "false")  # the previous run's log when it restarted
+    assert calls[-1] == ("DELETE", f"{JOBS}/rlhf-ppo-test")  # the job was running: no GPUs held after the task
 
 
 def test_a_vanished_pod_fails_the_task_instead_of_hanging(tmp_path, monkeypatch):
@@ -412,28 +452,57 @@ def test_a_retry_replaces_the_earlier_attempts_failed_job_under_the_same_name(tm
 def test_a_preempted_pod_fails_the_task_as_preempted(tmp_path, monkeypatch):
     _, _, error = watch("preempted", tmp_path, monkeypatch)
     assert isinstance(error, TrainJobPreempted) and "exit 143" in str(error)
-    _, _, error = watch("pod_failed", tmp_path, monkeypatch)  # OOMKilled: the run's own fault
+    _, _, error = watch("crash_looped", tmp_path, monkeypatch)  # OOMKilled: the run's own fault
     assert type(error) is TrainJobFailed
     _, _, error = watch("vanished", tmp_path, monkeypatch)  # its node is gone
     assert isinstance(error, TrainJobPreempted)
 
 
-@pytest.mark.skipif(not TOOL.exists(), reason=f"kfp-argo-compile not found at {TOOL}")
-def test_a_preempted_multi_node_task_exits_143_is_retried_and_resumes(tmp_path, monkeypatch):
-    def preempted_nodes(args, result_file):  # the nodes save a checkpoint, then one is preempted
-        step = checkpoint_root(Path(args["output_dir"])) / "step-2"
-        step.mkdir(parents=True)
+def launcher_exit(task_exit: int, termination_message: str) -> dict:
+    """The attempt as Argo records it once KFP's launcher has run the task: any failure of the user code
+    is glog.Exit, exit 1 (kubeflow/pipelines 2.17.0 backend/src/v2/cmd/launcher-v2/main.go:56-60;
+    golang/glog v1.2.5 Exit: os.Exit(1)), and the node message is "main: <reason> (exit code N)" plus
+    ": <termination message>" when there is one (argo-workflows v4.0.5 workflow/controller/operator.go:
+    1766-1770, inferFailedReason); lastRetry.* are that node's exit code, phase and message
+    (operator.go:2050-2069, buildRetryStrategyLocalScope)."""
+    code = 0 if task_exit == 0 else 1
+    message = f"main: Error (exit code {code})" + (f": {termination_message}" if termination_message else "")
+    return {"start": 0.0, "end": 5 * 3600.0, "phase": "Failed", "exit": str(code), "message": message}
 
-    exit, log = attempt("preempted", "launcher-a", tmp_path, monkeypatch, preempted_nodes)
-    assert isinstance(exit, SystemExit) and exit.code == 143, log
 
+@pytest.fixture
+def retry_strategy() -> dict:
+    """The PPO task's retryStrategy in the compiled pipeline, merged with the argo-retry component's defaults."""
     ir = ROOT / "pipelines" / "compiled" / "rlhf.yaml"
     strategy = stage_pods(_compile(ir))["exec-ppo"]["retry"]
     configmap = yaml.safe_load(
         (ROOT / "manifests/components/argo-retry/workflow-controller-configmap.yaml").read_text()
     )
     defaults = yaml.safe_load(configmap["data"]["workflowDefaults"])["spec"]["templateDefaults"]["retryStrategy"]
-    assert argo_decides(_merge_defaults(strategy, defaults), [_killed(5, exit.code)]) == "retry"
+    return _merge_defaults(strategy, defaults)
+
+
+@pytest.mark.skipif(not TOOL.exists(), reason=f"kfp-argo-compile not found at {TOOL}")
+def test_a_preempted_node_leaves_the_retry_message_is_retried_and_resumes(tmp_path, monkeypatch, retry_strategy):
+    """From the pod's DisruptionTarget condition to a retry that resumes: the task leaves the retry message and
+    exits 143, KFP's launcher makes that exit 1, and the retry expression matches the message."""
+    from kfrlhf.launch import trainjob_run
+
+    termination_log = tmp_path / "termination-log"
+    monkeypatch.setattr(trainjob_run, "TERMINATION_LOG", termination_log)
+
+    def preempted_nodes(args, result_file):  # the nodes save a checkpoint, then one is preempted
+        step = checkpoint_root(Path(args["output_dir"])) / "step-2"
+        step.mkdir(parents=True)
+
+    exit, log = attempt("preempted", "launcher-a", tmp_path, monkeypatch, preempted_nodes)
+    assert isinstance(exit, SystemExit) and exit.code == 143, log
+    message = termination_log.read_text()
+    assert message.startswith(trainjob_run.RETRY_MESSAGE) and "PreemptionByScheduler" not in message
+    assert ("DELETE", f"{JOBS}/{job_name('ppo', str(tmp_path / 'task' / 'output'))}") in FakeTrainerAPI.calls
+    assert argo_decides(retry_strategy, [launcher_exit(exit.code, message)]) == "retry"
+    # Without the message Argo sees a plain exit 1, which is never retried: why the task leaves it.
+    assert argo_decides(retry_strategy, [launcher_exit(exit.code, "")]) == "retryStrategy.expression evaluated to false"
 
     found = []
 
@@ -443,6 +512,35 @@ def test_a_preempted_multi_node_task_exits_143_is_retried_and_resumes(tmp_path, 
 
     result, log = attempt("retried", "launcher-b", tmp_path, monkeypatch, resuming_nodes)
     assert result == {"steps": 4} and found == ["step-2"], log
+
+
+@pytest.mark.skipif(not TOOL.exists(), reason=f"kfp-argo-compile not found at {TOOL}")
+def test_a_crashed_rank_fails_the_task_at_once_without_a_retry(tmp_path, monkeypatch, retry_strategy):
+    from kfrlhf.launch import trainjob_run
+
+    termination_log = tmp_path / "termination-log"
+    monkeypatch.setattr(trainjob_run, "TERMINATION_LOG", termination_log)
+    error, log = attempt("crash_looped", "launcher-a", tmp_path, monkeypatch, lambda args, result: None)
+    assert type(error) is TrainJobFailed and "OOMKilled" in str(error), log
+    assert not termination_log.exists()
+    assert argo_decides(retry_strategy, [launcher_exit(1, "")]) == "retryStrategy.expression evaluated to false"
+
+
+def test_a_launcher_pod_preempted_or_drained_is_retried_and_adopts_the_job(tmp_path, monkeypatch):
+    """The launcher pod itself preempted (deleted: Argo marks the node Error) or drained (SIGTERM: the
+    emissary reports a child ended by a signal as 137, argo-workflows v4.0.5 cmd/argoexec/commands/
+    emissary.go:245-251) is retried by the component's rule; the retry adopts the job still running."""
+    from tests.test_workflow import RETRY_COMPONENT
+
+    configmap = yaml.safe_load((RETRY_COMPONENT / "workflow-controller-configmap.yaml").read_text())
+    defaults = yaml.safe_load(configmap["data"]["workflowDefaults"])["spec"]["templateDefaults"]["retryStrategy"]
+    deleted = {**_killed(5, -1), "phase": "Error", "message": "pod deleted"}
+    assert argo_decides(defaults, [deleted]) == "retry"
+    assert argo_decides(defaults, [_killed(5, 137)]) == "retry"
+    assert argo_decides(defaults, [_killed(5, 137, "OOMKilled")]) != "retry"
+    calls, log, error = watch("success", tmp_path, monkeypatch, existing=True)
+    assert error is None and "adopted from an earlier attempt" in log
+    assert not [c for c in calls if c[0] == "POST"]
 
 
 def test_nodes_set_at_run_time_on_a_one_node_task_is_refused_before_anything_starts(tmp_path, monkeypatch):

@@ -9,12 +9,21 @@ retried task resumes), and the output is copied back into the task's artifact.
 `<key>` comes from the output artifact's path: a retry of the task reuses the same directory.
 
 `TrainJobWatch.run` fails the task, instead of hanging, when the TrainJob reports Failed (with its
-reason and message), when any of its pods fails (a worker that dies is noticed even before the
-JobSet controller gives up), when a pod that was running vanishes and no replacement appears
-within `vanish_grace` seconds, when the TrainJob itself is deleted, or at the timeout. A node that was
-preempted, evicted or lost makes the task exit 143, as a preempted single pod does, so the cluster's
-retry policy retries it; the retry names the same job and resumes from the checkpoints. Each pod's log is
-copied into the task's log, and reopened where it broke off when the API server drops the stream.
+reason and message), when any of its pods fails, when a node's container restarts or crash-loops
+(JobSet gives its pods `restartPolicy: OnFailure`, so a crashed or OOM-killed rank restarts in place
+and its pod stays Running: the task fails at the first poll that sees it, with the rank's last log
+lines), when a pod that was running vanishes and no replacement appears within `vanish_grace`
+seconds, when the TrainJob itself is deleted, or at the timeout. Each pod's log is copied into the
+task's log, and reopened where it broke off when the API server drops the stream.
+
+A task that fails deletes its TrainJob unless the job itself ended Failed (it then holds no GPUs and
+stays for `kubectl logs` under `cleanup: on-success`): no job outlives its task, except one whose
+launcher pod died (preempted, evicted, drained), which the retry adopts (`TrainJobWatch.adopt`).
+
+A node that was preempted, evicted or lost is retried: KFP's launcher turns any exit of this code into
+exit 1 (kubeflow/pipelines 2.17.0 backend/src/v2/cmd/launcher-v2/main.go: glog.Exit), so the task
+writes RETRY_MESSAGE to its container's termination message, which Argo puts in the node message that
+the retry expression reads (manifests/components/argo-retry; docs/cluster.md, "Recovery").
 """
 
 from __future__ import annotations
@@ -46,8 +55,20 @@ class TrainJobFailed(RuntimeError):
 
 
 class TrainJobPreempted(TrainJobFailed):
-    """A node was preempted, evicted or lost: the task exits 143, which the retry policy retries
-    (manifests/components/argo-retry), and the retry's new job resumes from the checkpoints."""
+    """A node was preempted, evicted or lost: the task leaves RETRY_MESSAGE and exits 143, which the retry
+    policy retries (manifests/components/argo-retry), and the retry's new job resumes from the checkpoints."""
+
+
+# The retry expression matches this in Argo's node message, "main: Error (exit code 1): <termination
+# message>" (argo-workflows v4.0.5 workflow/controller/operator.go:1766-1770, inferFailedReason).
+RETRY_MESSAGE = "kfrlhf-retry: a TrainJob node was preempted"
+# The kubelet reads the main container's termination message from here (its default path, made 0666 for a
+# non-root user: kubernetes pkg/kubelet/kuberuntime/kuberuntime_container.go, makeMounts); KFP and Argo
+# leave it as it is.
+TERMINATION_LOG = Path(os.environ.get("RLHF_TERMINATION_LOG", "/dev/termination-log"))
+# A node's container restarted in place or is about to (kubelet waiting reasons), or was OOM-killed.
+CRASH_WAITING = {"CrashLoopBackOff", "Error"}
+LOG_TAIL = 20  # a crashed rank's last log lines in the task's error
 
 
 # Why the kubelet or scheduler ends a pod that did nothing wrong (pod status reason, DisruptionTarget).
@@ -64,6 +85,18 @@ def disrupted(pod) -> bool:
         return True
     ended = [s.state.terminated for s in status.container_statuses or [] if s.state and s.state.terminated]
     return any(t.exit_code == 143 or (t.exit_code == 137 and t.reason != "OOMKilled") for t in ended)
+
+
+def crashed(pod) -> str | None:
+    """Why a node's container restarted in place, crash-loops or was OOM-killed; None when it did not."""
+    for status in pod.status.container_statuses or []:
+        last = status.last_state.terminated if status.last_state else None
+        waiting = status.state.waiting if status.state else None
+        looping = waiting is not None and waiting.reason in CRASH_WAITING
+        if status.restart_count or looping or (last and last.reason == "OOMKilled"):
+            why = f"exit {last.exit_code} ({last.reason})" if last else waiting.reason
+            return f"container {status.name} {why}, restarted {status.restart_count or 0} time(s)"
+    return None
 
 
 def current_namespace() -> str:
@@ -123,12 +156,21 @@ def run_trainjob(target: str, section: str, kwargs: dict, dist: DistributedConfi
     try:
         TrainJobWatch(manifest, dist.cleanup, timeout=template.timeout_seconds or None).run(stage_inputs)
     except TrainJobPreempted as err:
+        leave_retry_message(str(err))
         print(f"{err}: exit {PREEMPTED_EXIT}, a retry resumes from the checkpoints", file=sys.stderr, flush=True)
         raise SystemExit(PREEMPTED_EXIT) from err
     copy(workdir / "output", Path(kwargs[output]))
     result = json.loads(result_file.read_text())
     shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+def leave_retry_message(why: str) -> None:
+    """The termination message that tells Argo's retry expression to retry the task."""
+    try:
+        TERMINATION_LOG.write_text(f"{RETRY_MESSAGE} ({why})"[:4096])  # the kubelet keeps at most 4096 bytes
+    except OSError as err:  # not in a pod: nothing reads it
+        print(f"could not write {TERMINATION_LOG}: {err}", file=sys.stderr, flush=True)
 
 
 def copy(src: Path, dst: Path) -> Path:
@@ -177,16 +219,24 @@ class TrainJobWatch:
             prepare()
             custom.create_namespaced_custom_object(body=self.manifest, **self.where)
             print(f"TrainJob {self.namespace}/{self.name} created", file=self.out, flush=True)
-        succeeded = False
+        self.job_failed = False  # the job itself ended Failed: it holds no GPUs
         try:
             self.wait(custom, core)
-            succeeded = True
         finally:
             self.finished.set()
             for thread in self.streams.values():
                 thread.join(timeout=30)
-            if self.cleanup == "always" or (self.cleanup == "on-success" and succeeded):
-                custom.delete_namespaced_custom_object(name=self.name, **self.where)
+            if self.cleanup == "always" or (self.cleanup == "on-success" and not self.job_failed):
+                self.delete(custom)
+
+    def delete(self, custom) -> None:
+        from kubernetes.client import ApiException
+
+        try:
+            custom.delete_namespaced_custom_object(name=self.name, **self.where)
+        except ApiException as err:
+            if err.status != 404:  # already gone
+                raise
 
     def adopt(self, custom, core) -> bool:
         """A job of this name is an earlier attempt's (the name is the task's). One still running or
@@ -234,6 +284,7 @@ class TrainJobWatch:
                 return
             failed = condition(job, "Failed")
             if failed:
+                self.job_failed = True
                 error = TrainJobPreempted if any(disrupted(p) for p in self.pods(core)) else TrainJobFailed
                 raise error(f"TrainJob {self.name} failed: {failed.get('reason')}: {failed.get('message')}")
             pods = self.pods(core)
@@ -260,10 +311,26 @@ class TrainJobWatch:
             why = "; ".join(f"exit {t.exit_code} ({t.reason})" for t in ended) or pod.status.reason or "unknown"
             error = TrainJobPreempted if disrupted(pod) else TrainJobFailed
             raise error(f"TrainJob {self.name}: pod {name} failed: {why}")
+        why = crashed(pod)
+        if why:
+            raise TrainJobFailed(f"TrainJob {self.name}: pod {name} crashed: {why}{self.last_lines(core, pod)}")
         if phase in ("Running", "Succeeded") and name not in self.streams:
             thread = threading.Thread(target=self.stream, args=(core, name), daemon=True)
             self.streams[name] = thread
             thread.start()
+
+    def last_lines(self, core, pod) -> str:
+        """The crashed container's last log lines (its previous run's when it restarted), indented."""
+        from kubernetes.client import ApiException
+
+        restarted = any(s.restart_count for s in pod.status.container_statuses or [])
+        try:
+            text = core.read_namespaced_pod_log(
+                pod.metadata.name, self.namespace, previous=restarted, tail_lines=LOG_TAIL
+            )
+        except ApiException as err:
+            return f"\n  (no log: {err.reason})"
+        return "".join(f"\n  | {line}" for line in text.splitlines())
 
     def stream(self, core, pod: str) -> None:
         """Copy one pod's log to the task's log, each line prefixed with the pod's name. A follow stream the
