@@ -49,6 +49,7 @@ from kfrlhf.pipelines.local import plan
 from kfrlhf.pipelines.local.model_shapes import shape_of
 from kfrlhf.ppo.trainer import PHASES, prompt_batches, run_ppo
 
+from .flags import check_device, check_prompts, check_trl, count, one_line, rate, weight
 from .gpu_step_peers import run_grpo, run_trl
 from .measures import HOST_READ, RUNTIME_CALLS, SYNCS, bf16_peak, cpu_allocations, free, steady, tensor_bytes
 from .smollm2_shapes import SHAPES, build_model, load_prompts, smollm2_tokenizer
@@ -217,17 +218,17 @@ def profile_step(a, tokenizer, prompts, reward_dir: Path, dtype: torch.dtype, ov
 def parse(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_step", description=__doc__.split("\n\n")[0])
     p.add_argument("--shape", choices=tuple(SHAPES), help="default: 135m on a GPU, cpu-small on the CPU")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--response-length", type=int)
-    p.add_argument("--mini-batch-size", type=int)
-    p.add_argument("--ppo-epochs", type=int)
+    p.add_argument("--steps", type=count)
+    p.add_argument("--batch-size", type=count)
+    p.add_argument("--response-length", type=count)
+    p.add_argument("--mini-batch-size", type=count)
+    p.add_argument("--ppo-epochs", type=count)
     p.add_argument("--dtype", choices=("fp32", "bf16"), help="default: fp32 on the CPU and at 135m, else bf16")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--learning-rate", type=float, default=1e-5)
-    p.add_argument("--kl-coef", type=float, default=0.05)
-    p.add_argument("--lora-r", type=int, default=16)
-    p.add_argument("--max-prompt-length", type=int, default=192)
+    p.add_argument("--learning-rate", type=rate, default=1e-5)
+    p.add_argument("--kl-coef", type=weight, default=0.05)
+    p.add_argument("--lora-r", type=count, default=16)
+    p.add_argument("--max-prompt-length", type=count, default=192)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prompts", type=Path, default=HH_TEST, help="an HH-RLHF jsonl.gz (default: %(default)s)")
     p.add_argument("--tokenizer", help="a directory with SmolLM2's tokenizer (default: the packaged one)")
@@ -265,6 +266,9 @@ def parse(argv):
         help="a PPOConfig field of our side (repeatable), e.g. static_cache=true or merged_generation=false",
     )
     a = p.parse_args(argv)
+    check_device(p, a.device)
+    if a.prompts != HH_TEST:  # the default falls back to the sample prompts (the setup names the source)
+        check_prompts(p, a.prompts)
     a.device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     for k, v in DEFAULTS[a.device].items():
         if getattr(a, k) is None:
@@ -283,6 +287,8 @@ def parse(argv):
         a.trl_python = sys.executable
     if a.trl_python is None and not a.no_trl and DEFAULT_TRL_PYTHON.exists():
         a.trl_python = str(DEFAULT_TRL_PYTHON)
+    if not a.no_trl:
+        check_trl(p, a.trl_python, a.trl_path)
     return a
 
 
@@ -393,6 +399,7 @@ def table(res: dict) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
 
 
+@one_line("python -m benchmarks.gpu_step")
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

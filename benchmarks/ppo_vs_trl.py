@@ -36,6 +36,7 @@ from kfrlhf.ppo.config import PPOConfig
 from kfrlhf.ppo.trainer import run_ppo
 from tests.word_task import PROMPTS, rm_reward_fn, tiny_lm, tiny_tokenizer, train_reward_model
 
+from .flags import check_prompts, check_trl, count, one_line, rate
 from .variants import parse_variants
 
 TRL_SCRIPT = Path(__file__).with_name("trl_ppo.py")
@@ -201,15 +202,16 @@ def format_table(res: dict) -> str:
     return columns(rows)
 
 
+@one_line("python -m benchmarks.ppo_vs_trl")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.ppo_vs_trl", description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--mini-batch-size", type=int, default=4)
-    p.add_argument("--response-length", type=int, default=8)
-    p.add_argument("--ppo-epochs", type=int, default=2)
-    p.add_argument("--learning-rate", type=float, default=3e-3)
-    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--steps", type=count, default=30)
+    p.add_argument("--batch-size", type=count, default=16)
+    p.add_argument("--mini-batch-size", type=count, default=4)
+    p.add_argument("--response-length", type=count, default=8)
+    p.add_argument("--ppo-epochs", type=count, default=2)
+    p.add_argument("--learning-rate", type=rate, default=3e-3)
+    p.add_argument("--lora-r", type=count, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", choices=("tiny", "smollm2"), default="tiny", help="the setup (module docstring)")
     p.add_argument("--preference-data", default="", help="--model smollm2: an HH-RLHF file (prompts, reward pairs)")
@@ -222,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         variants = parse_variants(a.variant)
     except ConfigError as err:
         p.error(str(err))
+    if a.batch_size % a.mini_batch_size:
+        p.error("--batch-size must be a multiple of --mini-batch-size")
+    check_prompts(p, Path(a.preference_data) if a.preference_data else None, "--preference-data")
+    if a.trl:
+        check_trl(p, a.trl_python)
     res = bench_ppo(
         steps=a.steps,
         batch_size=a.batch_size,

@@ -71,3 +71,49 @@ def test_models_prepare_on_a_full_disk_is_one_line_and_leaves_nothing(how, capsy
     )
     assert "give --output on another disk" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# name: (benchmark module, argv, expected text): the benchmarks' flags are checked by argparse, before any work.
+BENCHMARK_FLAGS = {
+    "steps-zero": ("gpu_step", ["--steps", "0"], "argument --steps: expected a whole number >= 1, got '0'"),
+    "batch-size-word": ("ppo_vs_trl", ["--batch-size", "x"], "argument --batch-size: expected a whole number >= 1"),
+    "learning-rate-nan": ("gpu_step", ["--learning-rate", "nan"], "expected a finite number > 0, got 'nan'"),
+    "kl-coef-negative": ("gpu_step", ["--kl-coef", "-1"], "argument --kl-coef: expected a finite number >= 0"),
+    "batch-not-multiple": ("ppo_vs_trl", ["--batch-size", "6", "--no-trl"], "a multiple of --mini-batch-size"),
+    "no-gpu": ("gpu_step", ["--device", "cuda"], "--device cuda: no CUDA GPU here"),
+    "hh-prompts-missing": ("gpu_step", ["--prompts", "nope.jsonl.gz"], "--prompts nope.jsonl.gz: no such file"),
+    "trl-python-missing": ("ppo_vs_trl", ["--trl-python", "nope/python"], "--trl-python nope/python: no such file"),
+    "trl-python-other-version": ("gpu_step", ["--trl-python", "PYTHON"], "the TRL side needs trl==1.12.0"),
+}
+
+
+@pytest.mark.parametrize("case", BENCHMARK_FLAGS)
+def test_benchmark_flags_are_refused_by_argparse(case, capsys, monkeypatch):
+    import importlib
+    import sys
+
+    import torch
+
+    module, argv, expected = BENCHMARK_FLAGS[case]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on this machine, on any machine
+    bench = importlib.import_module(f"benchmarks.{module}")
+    python = sys.executable  # this venv's python: its trl is the stages' (1.16), the TRL side's venv is its own
+    with pytest.raises(SystemExit) as stop:
+        bench.main([a.replace("PYTHON", python) for a in argv])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and expected.replace("PYTHON", python) in err.splitlines()[-1], err
+
+
+def test_a_benchmark_failure_past_argparse_is_one_line(capsys, monkeypatch):
+    from benchmarks import gpu_step
+
+    def broken(a, save):
+        raise RuntimeError("TRL side failed (x):\nline one\nline two")
+
+    monkeypatch.setattr(gpu_step, "bench", broken)
+    assert gpu_step.main(["--no-trl", "--device", "cpu"]) == 2
+    assert (
+        capsys.readouterr().err
+        == "python -m benchmarks.gpu_step: error: RuntimeError: TRL side failed (x): line one line two\n"
+    )
