@@ -13,6 +13,7 @@ limits, the learning rate) is left out of the comparison.
 
 SIGTERM (what Kubernetes sends before evicting a pod) does not kill a training stage: the
 current step finishes, a checkpoint is saved and the process exits with 143 (128 + SIGTERM).
+That save may be cut short on a cluster, so checkpoints also come by time (`SaveClock`).
 The HF Trainer stages (SFT, reward, DPO) get all of this through `train_resumable`; PPO uses the
 pieces directly.
 """
@@ -36,6 +37,7 @@ import torch
 from transformers import TrainerCallback
 
 from . import distributed
+from .save_clock import SaveClock
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +193,7 @@ def remove_incomplete(root: Path, prefix: str) -> None:
 
 CONFIG_FILE = "config.json"
 RESUME_SAFE = frozenset(
-    {"steps", "max_steps", "save_every", "save_steps", "logging_steps", "eval_steps"}
+    {"steps", "max_steps", "save_every", "save_steps", "checkpoint_every_minutes", "logging_steps", "eval_steps"}
     | {"kl_limit", "reward_limit", "max_rollbacks", "learning_rate", "distributed"}
 )
 
@@ -276,11 +278,13 @@ def hf_checkpoint_args(save_steps: int) -> dict:
 
 
 class HFGuard(TrainerCallback):
-    """Saves and stops on SIGTERM, marks saved checkpoints complete, stops on NaN/inf."""
+    """Saves and stops on SIGTERM, saves every `checkpoint_every_minutes` as well as every `save_steps`,
+    marks saved checkpoints complete, stops on NaN/inf."""
 
     def __init__(self, stage: str, stop: StopOnSigterm, root: Path, params: list, config: dict):
         self.stage, self.stop, self.root, self.params, self.config = stage, stop, root, params, config
         self.stopping = False  # a SIGTERM seen by any rank: they all save and stop at the same step
+        self.save_clock = SaveClock(config["checkpoint_every_minutes"])
 
     def diverged(self, step: int, problem: str) -> Diverged:
         return Diverged(self.stage, step, problem, latest_complete(self.root, HF_PREFIX))
@@ -289,6 +293,10 @@ class HFGuard(TrainerCallback):
         self.stopping = distributed.any_process(self.stop.requested)
         if self.stopping:
             control.should_save = control.should_training_stop = True
+        elif self.save_clock.due():
+            control.should_save = True
+        if control.should_save:  # by steps (the Trainer's own callback ran first), by time or on SIGTERM
+            self.save_clock.saved()
         # Never save a diverged step: a NaN/inf loss leaves non-finite weights behind.
         if control.should_save and not all(torch.isfinite(p).all() for p in self.params):
             raise self.diverged(state.global_step, "non-finite weights after the update")

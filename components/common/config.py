@@ -110,6 +110,7 @@ class TrainerFields(StageConfig):
         eval_steps=POSITIVE,
         logging_steps=POSITIVE,
         save_steps=POSITIVE,
+        checkpoint_every_minutes=NON_NEGATIVE,
     )
 
     learning_rate: float = 1e-4
@@ -120,6 +121,7 @@ class TrainerFields(StageConfig):
     eval_steps: int = 500
     logging_steps: int = 10
     save_steps: int = 500  # checkpoint every N steps (and on SIGTERM); a rerun resumes from the newest
+    checkpoint_every_minutes: float = 10.0  # and every N minutes of training (0: off; kfrlhf.common.save_clock)
     bf16: bool = True
     seed: int = 42
 

@@ -51,6 +51,7 @@ class PPOConfig(StageConfig, LoraFields, SamplingFields, DistributedFields):
         vf_coef=NON_NEGATIVE,
         missing_eos_penalty=NON_NEGATIVE,
         save_every=NON_NEGATIVE,
+        checkpoint_every_minutes=NON_NEGATIVE,
         kl_limit=NON_NEGATIVE,
         reward_limit=NON_NEGATIVE,
         max_rollbacks=NON_NEGATIVE,
@@ -75,6 +76,7 @@ class PPOConfig(StageConfig, LoraFields, SamplingFields, DistributedFields):
     min_new_tokens: int = 32
     max_new_tokens: int = 400
     save_every: int = 50
+    checkpoint_every_minutes: float = 10.0  # and every N minutes of training (0: off; kfrlhf.common.save_clock)
     kl_limit: float = 0.0  # hard stop when the mean KL exceeds it; 0 = off
     reward_limit: float = 0.0  # hard stop when the mean raw reward exceeds it (reward hacking); 0 = off
     max_rollbacks: int = 0  # on divergence: back to an earlier checkpoint at half the learning rate, at most N times

@@ -58,6 +58,7 @@ from kfrlhf.common.checkpoint import (
 )
 from kfrlhf.common.models import lora_config
 from kfrlhf.common.sampling import Rollout, forward, generate, logprobs_from_logits
+from kfrlhf.common.save_clock import SaveClock
 
 from . import losses as L
 from .config import PPOConfig
@@ -261,6 +262,7 @@ def run_ppo(
     start_step = step
     batches = prompt_batches(prompts, cfg.batch_size, cfg.seed, skip=step)  # the data position: replayed
     start = time.perf_counter()
+    save_clock = SaveClock(cfg.checkpoint_every_minutes)  # checkpoints by time too
 
     with StopOnSigterm() as stop, left_padding(tokenizer):
         bar = tqdm(desc="ppo", unit="step", initial=step, total=cfg.steps, disable=not main)
@@ -325,8 +327,8 @@ def run_ppo(
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{mean_kl:.3f}")
             if log_fn is not None:
                 log_fn(step, metrics)
-            saved, stopping = None, distributed.any_process(stop.requested)
-            if ckpts is not None and (stopping or (cfg.save_every > 0 and step % cfg.save_every == 0)):
+            saved, stopping, due = None, distributed.any_process(stop.requested), save_clock.due()
+            if ckpts is not None and (stopping or due or (cfg.save_every > 0 and step % cfg.save_every == 0)):
                 saved = save_checkpoint(
                     ckpts,
                     step,
@@ -340,6 +342,7 @@ def run_ppo(
                     rollbacks,
                     dataclasses.asdict(cfg),
                 )
+                save_clock.saved()
             if stopping:
                 raise Preempted("PPO", step, saved)
         bar.close()
