@@ -69,6 +69,13 @@ gpu-wheels: install
 	cp $(HH) .whl/
 	du -sh .whl
 
+# The README's example output and sample rows, docs/report.png and the figures the docs quote from the tiny
+# run, from one `rlhf run` (and one RLAIF run) of the current code into runs/docs (benchmarks/docs_run.py);
+# the screenshot needs Debian's chromium.
+.PHONY: docs
+docs: install
+	$(BIN)/python -m benchmarks.docs_run
+
 clean:
 	rm -rf runs .pytest_cache
 

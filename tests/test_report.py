@@ -2,11 +2,11 @@
 report.html rendered by headless Chromium is not blank and shows its axis labels."""
 
 import shutil
-import subprocess
 
 import pytest
 from PIL import Image
 
+from benchmarks.docs_run import chromium
 from kfrlhf.eval.report import html_report, markdown_report, verdict
 
 SAMPLES = [
@@ -77,27 +77,13 @@ def test_html_and_markdown_hold_what_a_reader_needs():
 def test_report_renders_in_headless_chromium(tmp_path):
     page = tmp_path / "report.html"
     page.write_text(html_report(REPORT, 6, RUN))
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1200,1400",
-        "--hide-scrollbars",
-    ]
-    chromium = shutil.which("chromium")
     shot = tmp_path / "report.png"
-    run = subprocess.run([chromium, *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    run = chromium(page, tmp_path / "profile", f"--screenshot={shot}")
     assert shot.exists(), run.stderr.decode()[-2000:]
     image = Image.open(shot).convert("RGB")
     colors = image.getcolors(maxcolors=1 << 20)
     assert len(colors) > 50  # text, bars and points, not a blank page
     assert any(abs(r - 0x1F) < 30 and abs(g - 0x77) < 30 and abs(b - 0xB4) < 30 for _, (r, g, b) in colors)  # bars
-    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = chromium(page, tmp_path / "profile", "--dump-dom", text=True)
     for label in ("reward", "prompts", "answer length (words)"):
         assert f'class="axis">{label}</text>' in dom.stdout, label
