@@ -1,6 +1,9 @@
-"""Shared fixtures: tiny models saved to disk, sample data, the ../shared folder."""
+"""Shared fixtures: tiny models saved to disk, sample data, the upstream files the tests read (tests/upstream/), and
+what stays outside the repository (../shared's tools and HH data, kubectl): `needs`/`need` skip a test without it."""
 
+import os
 import secrets
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,39 @@ from kfrlhf.data.stage import model_prompt
 from kfrlhf.pipelines.definitions import run_config as config
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+# The upstream schemas the tests validate against, copied with their sources and licences (tests/upstream/README.md).
+UPSTREAM = Path(__file__).resolve().parent / "upstream"
+CRDS = UPSTREAM / "crds"
+HH_FILE = SHARED / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+HH_DATA = "HH-RLHF's harmless-base test split (its terms: not copied into the repository)"
+# In CI (.ci/run, CI=true) ../shared and kubectl are there: a test that needs them runs, and fails without them.
+CI = os.environ.get("CI") == "true"
 TEMPLATE = DataConfig().template
+
+
+def missing(tool: str | Path, what: str) -> str | None:
+    """Why `tool` (a path, or a command looked up on PATH) cannot be used, or None when it can."""
+    if isinstance(tool, Path):
+        return None if tool.exists() else f"{what} not found at {tool} (../shared beside the repository)"
+    return None if shutil.which(tool) else f"{what} not found: `{tool}` is not on PATH"
+
+
+def needs(tool: str | Path, what: str) -> pytest.MarkDecorator:
+    """Mark a test (or a module: `pytestmark = needs(...)`) that uses something outside the repository: skipped
+    with the reason on a clone without it, run in CI. For example needs(SHARED / "tools" / "x" / "x", "x")."""
+    reason = missing(tool, what)
+    return pytest.mark.skipif(bool(reason) and not CI, reason=reason or "")
+
+
+def need(tool: str | Path, what: str) -> str:
+    """The same inside a test or fixture: the tool as a string for subprocess argv, else skip (fail in CI)."""
+    reason = missing(tool, what)
+    if reason:
+        (pytest.fail if CI else pytest.skip)(reason)
+    return str(tool)
+
+
+KUBECTL = "kubectl (with its kustomize, to render the overlays)"
 
 
 @pytest.fixture(scope="session")

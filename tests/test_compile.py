@@ -19,6 +19,7 @@ from kfrlhf.pipelines.cluster import cli as cli_cluster
 from kfrlhf.pipelines.cluster.compile import PIPELINES, compile_all, overlays_to_name
 from kfrlhf.pipelines.cluster.images import image_for
 from kfrlhf.pipelines.cluster.platform import DISPLAY_NAMES, ClusterSettings
+from tests.conftest import KUBECTL, need
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "pipelines" / "compiled"
@@ -232,6 +233,7 @@ def test_compile_retargets_the_cache_init_hook_image(tmp_path):
     import shutil
     import subprocess
 
+    need("kubectl", KUBECTL)
     shutil.copytree(ROOT / "manifests" / "base", tmp_path / "base")
     digest = "sha256:" + "ab" * 32
     settings = ClusterSettings(registry="mirror.example/ml", tag="v9", digests={"data": digest})

@@ -13,6 +13,7 @@ import pytest
 from kfrlhf.common.config import ConfigError
 from kfrlhf.data import loaders as data
 from kfrlhf.data.config import DataConfig
+from tests.conftest import HH_DATA, HH_FILE, need
 
 CFG = DataConfig()
 SFT_ROWS = [
@@ -311,9 +312,7 @@ def test_check_lists_every_problem(tmp_path):
 
 
 def test_real_hh_file_through_the_loaders():
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
-    if not path.exists():
-        pytest.skip(f"real HH data not found at {path}")
+    path = need(HH_FILE, HH_DATA)
     prefs = data.load_preferences(str(path), CFG)
     assert len(prefs) == 2308  # 2,312 pairs less the 4 whose chosen reply is empty
     assert all(p["prompt"].endswith("\n\nAssistant:") and p["chosen"].strip() and p["rejected"].strip() for p in prefs)

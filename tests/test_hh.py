@@ -2,20 +2,16 @@
 
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 
 from kfrlhf.data import hh
-
-HH_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+from tests.conftest import HH_DATA, HH_FILE, need
 
 
 @pytest.fixture(scope="module")
 def real_pairs():
-    if not HH_TEST.exists():
-        pytest.skip(f"real HH data not found at {HH_TEST} (expected ../shared beside the repo)")
-    with gzip.open(HH_TEST, "rt", encoding="utf-8") as f:
+    with gzip.open(need(HH_FILE, HH_DATA), "rt", encoding="utf-8") as f:
         return [json.loads(line) for line in f]
 
 

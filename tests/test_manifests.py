@@ -2,7 +2,7 @@
 
 Every kustomize overlay builds and every object validates: core kinds against the Kubernetes
 schema (kubernetes-validate, pinned version), Pipeline/PipelineVersion against the CRDs in
-../shared/crds/kubeflow-pipelines/ with the API server's unknown-field strictness. Pod Security
+tests/upstream/crds/kubeflow-pipelines/ with the API server's unknown-field strictness. Pod Security
 "restricted" where we define the workload. Dockerfiles lint clean, pin what pyproject pins,
 run as non-root, and build every image the compiled pipelines name.
 """
@@ -23,9 +23,9 @@ from kfrlhf.pipelines.cluster import images
 from kfrlhf.pipelines.cluster.compile import SYNC_WAVES, load_rendered, version_name
 from kfrlhf.pipelines.cluster.platform import ClusterSettings
 from kfrlhf.pipelines.definitions.stages import SPECS, STAGES
+from tests.conftest import CRDS, KUBECTL, need
 
 ROOT = Path(__file__).resolve().parents[1]
-CRDS = Path(__file__).resolve().parents[2] / "shared" / "crds" / "kubeflow-pipelines"
 K8S_VERSION = "1.32.0"
 OVERLAYS = sorted(p for p in (ROOT / "manifests" / "overlays").iterdir() if (p / "kustomization.yaml").exists())
 DOCKERFILES = sorted((ROOT / "images").glob("**/Dockerfile*"))
@@ -64,7 +64,7 @@ def _strict(schema: dict) -> dict:
 
 def _crd_schemas() -> dict[tuple[str, str], dict]:
     schemas = {}
-    for path in CRDS.glob("*.yaml"):
+    for path in (CRDS / "kubeflow-pipelines").glob("*.yaml"):
         for crd in yaml.safe_load_all(path.read_text()):
             if not crd:
                 continue
@@ -76,7 +76,7 @@ def _crd_schemas() -> dict[tuple[str, str], dict]:
 
 @pytest.fixture(scope="module")
 def built() -> dict[str, list[dict]]:
-    assert shutil.which("kubectl"), "kubectl (with kustomize) must be on PATH"
+    need("kubectl", KUBECTL)
     return {overlay.name: _build(overlay) for overlay in OVERLAYS}
 
 

@@ -7,9 +7,7 @@ import torch
 from kfrlhf.common import models, packaged_models
 from kfrlhf.data.loaders import format_problem
 from kfrlhf.pipelines.definitions import run_config as config
-from tests.conftest import SHARED
-
-HH_FILE = SHARED / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+from tests.conftest import HH_FILE
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kfrlhf.pipelines.cli import main
-from tests.conftest import assert_clean, assert_tree_clean
+from tests.conftest import KUBECTL, assert_clean, assert_tree_clean, need
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def test_compiled_pipelines_and_parameters(fake_secrets, tmp_path):
 @pytest.mark.parametrize("overlay", sorted(p.name for p in (ROOT / "manifests" / "overlays").iterdir()))
 def test_rendered_manifests(fake_secrets, overlay):
     out = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "manifests" / "overlays" / overlay)],
+        [need("kubectl", KUBECTL), "kustomize", str(ROOT / "manifests" / "overlays" / overlay)],
         capture_output=True,
         text=True,
         timeout=120,

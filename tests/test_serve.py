@@ -21,12 +21,13 @@ from kfrlhf.pipelines.local.generate import read_prompts
 from kfrlhf.serve.config import ServeConfig
 from kfrlhf.serve.inference_service import apply, inference_service
 from kfrlhf.serve.stage import run as promote
+from tests.conftest import CRDS
 from tests.fake_http import reply_json
 from tests.model_registry_fake import FakeModelRegistry
 from tests.test_manifests import _strict
 
 ROOT = Path(__file__).resolve().parents[1]
-CRD = ROOT.parent / "shared" / "crds" / "kserve" / "serving.kserve.io_inferenceservices.yaml"
+CRD = CRDS / "kserve" / "serving.kserve.io_inferenceservices.yaml"
 POOL = make_configure(ClusterSettings()).node_pool
 REPORT = {"reward_gain": 1.3, "reward_gain_stderr": 0.2, "kl": 3.4, "win_rate": 0.86, "reward_accuracy": 1.0}
 GATED = {**REPORT, "gate": {"passed": True, "checks": [], "reasons": []}, "samples": []}

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import KUBECTL, need
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # (check id, path pattern relative to the repository): why the finding stands.
@@ -91,12 +93,13 @@ def test_bandit():
 
 
 def test_checkov(tmp_path):
+    kubectl = need("kubectl", KUBECTL)
     files = []
     for overlay in sorted((ROOT / "manifests" / "overlays").iterdir()):
         rendered = tmp_path / f"overlay-{overlay.name}.yaml"
         rendered.write_text(
             subprocess.run(
-                ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, timeout=120, check=True
+                [kubectl, "kustomize", str(overlay)], capture_output=True, text=True, timeout=120, check=True
             ).stdout
         )
         files += ["-f", str(rendered)]

@@ -27,12 +27,13 @@ from kfrlhf.pipelines.cli import main
 from kfrlhf.pipelines.cluster import cli as cli_cluster
 from kfrlhf.pipelines.cluster.compile import compile_pipeline
 from kfrlhf.pipelines.cluster.platform import ClusterSettings, node_template
+from tests.conftest import CRDS
 from tests.fake_http import reply_json
 from tests.test_manifests import _strict
 from tests.test_workflow import TOOL, _compile, _killed, _merge_defaults, _overlay_versions, argo_decides, stage_pods
 
 ROOT = Path(__file__).resolve().parents[1]
-CRD = ROOT.parent / "shared" / "crds" / "kubeflow-trainer" / "trainer.kubeflow.org_trainjobs.yaml"
+CRD = CRDS / "kubeflow-trainer" / "trainer.kubeflow.org_trainjobs.yaml"
 RECORDED = Path(__file__).parent / "trainjob_api"
 JOBS = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/kubeflow-rlhf/trainjobs"
 # The task's own pod (any name launcher-*) as a cluster with the gpu-cluster overlay runs it.

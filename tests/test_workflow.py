@@ -23,6 +23,7 @@ import yaml
 from kfrlhf.pipelines.cluster.compile import load_rendered
 from kfrlhf.pipelines.cluster.images import image_for
 from kfrlhf.pipelines.cluster.platform import ClusterSettings, retry_window
+from tests.conftest import KUBECTL, needs
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT.parent / "shared" / "tools" / "kfp-argo-compile" / "kfp-argo-compile"
@@ -52,7 +53,10 @@ EXECUTOR_STAGES = {
 KFP_TEMPLATE_DEFAULTS = {"limit": "2", "retryPolicy": "OnError"}
 HOUR = 3600
 
-pytestmark = pytest.mark.skipif(not TOOL.exists(), reason=f"kfp-argo-compile not found at {TOOL}")
+pytestmark = [
+    needs(TOOL, "kfp-argo-compile (KFP 2.17.0's backend compiler, built from upstream)"),
+    needs("kubectl", KUBECTL),
+]
 
 
 def _compile(path: Path) -> dict:
