@@ -10,7 +10,14 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "setup.py", "README.md", "LICENSE", "components", "pipelines")
+
+
+def image_sources() -> list[str]:
+    """What the Dockerfile's `src` stage copies (`COPY a b c /src/...` lines up to the next FROM)."""
+    stage = (ROOT / "images" / "Dockerfile").read_text().split("FROM scratch AS src\n", 1)[1].split("\nFROM ", 1)[0]
+    return [name for line in stage.splitlines() if line.startswith("COPY ") for name in line.split()[1:-1]]
+
+
 WARNING = re.compile(r"\S+\.py:\d+: \w+: ")
 BUILD = """
 import sys
@@ -23,7 +30,7 @@ build_meta.build_editable(sys.argv[1])
 def test_the_build_is_quiet_and_ships_the_licence_and_every_data_file(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    for name in SOURCES:
+    for name in image_sources():
         if (ROOT / name).is_dir():
             shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
