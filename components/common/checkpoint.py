@@ -226,23 +226,24 @@ def check_config(path: Path | None, config: dict, stage: str) -> None:
 
 
 class StopOnSigterm(contextlib.AbstractContextManager):
-    """Inside the block, SIGTERM only sets `requested`; the training loop saves and stops at the step's end."""
+    """Inside the block, SIGTERM (or SIGHUP: the terminal closed) only sets `requested`; the training loop
+    saves and stops at the step's end."""
 
     requested = False
 
     def __enter__(self):
         self._previous = None
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGHUP)}
         return self
 
     def _handle(self, signum, frame):
         self.requested = True
-        log.warning("SIGTERM: finishing the current step, then saving a checkpoint")
+        log.warning(f"{signal.Signals(signum).name}: finishing the current step, then saving a checkpoint")
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for sig, handler in (self._previous or {}).items():
+            signal.signal(sig, handler)
         return False
 
 

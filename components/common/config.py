@@ -42,6 +42,7 @@ NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
 UNIT = (lambda v: 0 <= v <= 1, "between 0 and 1")
 DROPOUT = (lambda v: 0 <= v < 1, ">= 0 and < 1")
 LENGTH = (lambda v: v >= 8, ">= 8 tokens")
+STOP_STRINGS = (lambda v: all(v), "non-empty strings (an empty one ends every answer at once)")
 
 
 class StageConfig:
@@ -91,7 +92,7 @@ class SamplingFields:
     log-probs PPO trains on and the eval KL must be those of the distribution sampled, as in TRL); an
     answer ends at EOS (a chat model's end of turn) or at the first of `stop_strings` (the next HH turn)."""
 
-    RULES: ClassVar[dict] = dict(temperature=POSITIVE, max_prompt_length=LENGTH)
+    RULES: ClassVar[dict] = dict(temperature=POSITIVE, max_prompt_length=LENGTH, stop_strings=STOP_STRINGS)
 
     temperature: float = 1.0
     max_prompt_length: int = 256
@@ -160,6 +161,8 @@ def _coerce(value, tp, where: str):
             raise ConfigError(f"{where}: expected an integer, got {short(value)}")
         return tp(value)
     if tp is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return str(value)  # `cpu: 4`, `version: 2`: YAML reads them as numbers, the user meant the text
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {short(value)}")
         return value
@@ -200,8 +203,11 @@ def from_dict(cls, values: dict | None, where: str = ""):
 
 
 def merge_dicts(base: dict, override: dict) -> dict:
+    """`override` on `base`; an empty section (`ppo:` with nothing under it, YAML's null) changes nothing."""
     out = dict(base)
     for key, value in (override or {}).items():
+        if value is None and isinstance(out.get(key), dict):
+            continue
         out[key] = merge_dicts(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 

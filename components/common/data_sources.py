@@ -234,7 +234,11 @@ def _hf_rows(source: str, split: str, builder: str | None = None):
         elif (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
             ds = datasets.load_from_disk(source)
         else:
+            if path.is_dir():
+                _check_plain_folder(path, split)
             ds = datasets.load_dataset(source, split=split)
+    except DataError:
+        raise
     except Exception as err:  # the hub and the builders raise many types
         kind = {"csv": "a CSV file", "parquet": "a Parquet file"}.get(builder) or (
             "a dataset directory" if path.is_dir() else "a Hugging Face hub dataset"
@@ -246,6 +250,37 @@ def _hf_rows(source: str, split: str, builder: str | None = None):
             raise DataError(source, f"no split {split!r} (splits: {', '.join(ds)}; set data.split)")
         ds = ds[split]
     yield from enumerate(ds, 1)
+
+
+# A plain folder of data files: `datasets` builds it with the builder of its most common file type and
+# drops the others without a word, and takes its splits from the file names.
+_KINDS = {".jsonl": "JSON", ".json": "JSON", ".csv": "CSV", ".parquet": "Parquet", ".arrow": "Arrow", ".txt": "text"}
+
+
+def _check_plain_folder(path: Path, split: str) -> None:
+    from datasets.data_files import get_data_patterns
+
+    kinds: dict[str, list[str]] = {}
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        kind = _KINDS.get("".join(f.suffixes[-2:-1]) if f.suffix == ".gz" else f.suffix)
+        if kind:
+            kinds.setdefault(kind, []).append(f.name)
+    if len(kinds) > 1:
+        found = "; ".join(
+            f"{kind}: {', '.join(names[:2])}{', ...' if len(names) > 2 else ''}" for kind, names in kinds.items()
+        )
+        raise DataError(
+            str(path),
+            f"holds files of {len(kinds)} types ({found}), and a folder is read as one type: "
+            "convert them to one type or give one file",
+        )
+    splits = [str(s) for s in get_data_patterns(str(path))]
+    if split.split("[")[0] not in splits:
+        raise DataError(
+            str(path),
+            f"no split {split!r} in this folder (its file names give: {', '.join(splits)}): set "
+            f"data.split to one of them, or name the files {split}-*.jsonl",
+        )
 
 
 @contextlib.contextmanager

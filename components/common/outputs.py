@@ -28,6 +28,12 @@ def check_output_dir(path: str | Path, command: str, names: bool = False, flag="
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputRefused(f"{flag} {path} is a file, not a directory: give a new or empty directory")
+    for parent in path.resolve().parents:  # a run's folder is its own: a rerun of it may replace what is inside
+        owner, _ = _marker(parent)
+        if owner:
+            raise OutputRefused(
+                f"{flag} {path} is inside {parent}, the output of rlhf {owner}: give a folder outside it"
+            )
     if not path.exists():
         return path
     owner, written = _marker(path)

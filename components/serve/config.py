@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from kfrlhf.common.config import NON_NEGATIVE, ConfigError, StageConfig
+from kfrlhf.common.k8s_syntax import OPTIONAL_DNS1123_SUBDOMAIN, QUALIFIED_NAME, QUANTITY
 
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -26,7 +27,14 @@ class ServeConfig(StageConfig):
     """
 
     section: ClassVar[str] = "serve"
-    RULES: ClassVar[dict] = dict(gpus=NON_NEGATIVE)
+    # Kubernetes' own syntax (kfrlhf.common.k8s_syntax): checked here, not by the cluster after the run.
+    RULES: ClassVar[dict] = dict(
+        gpus=NON_NEGATIVE,
+        cpu=QUANTITY,
+        memory=QUANTITY,
+        gpu_type=QUALIFIED_NAME,
+        service_account=OPTIONAL_DNS1123_SUBDOMAIN,
+    )
 
     name: str = "rlhf-policy"
     namespace: str = "kubeflow-rlhf"

@@ -8,6 +8,17 @@ import os
 import sys
 
 from kfrlhf.common.extras import require
+from kfrlhf.common.k8s_syntax import (
+    DNS1123_SUBDOMAIN,
+    IMAGE_NAME,
+    IMAGE_TAG,
+    LABEL_VALUE,
+    QUALIFIED_NAME,
+    argparse_type,
+    is_image_digest,
+    is_label_value,
+    is_qualified_name,
+)
 from kfrlhf.pipelines.cluster import image_build, images
 from kfrlhf.pipelines.definitions.stages import DISTRIBUTED_STAGES, ENTRY_POINTS, SPECS, STAGES
 
@@ -18,11 +29,13 @@ def add_image_options(p: argparse.ArgumentParser, tag_help: str | None = None) -
     p.add_argument(
         "--registry",
         default=os.environ.get(images.REGISTRY_ENV, images.DEFAULT_REGISTRY),
+        type=argparse_type(IMAGE_NAME),  # the environment's value too: argparse parses a string default
         help=f"image registry (env {images.REGISTRY_ENV}; default %(default)s)",
     )
     p.add_argument(
         "--tag",
         default=os.environ.get(images.TAG_ENV, None if tag_help else images.DEFAULT_TAG),
+        type=argparse_type(IMAGE_TAG),
         help=f"image tag (env {images.TAG_ENV}; {tag_help or 'default %(default)s'})",
     )
 
@@ -49,7 +62,11 @@ def add_compile_parser(subparsers) -> argparse.ArgumentParser:
         metavar="TARGET=sha256:...",
         help="name a Dockerfile target's image by its pushed digest (repeatable)",
     )
-    p.add_argument("--gpu-type", help="accelerator resource name for every GPU stage (default nvidia.com/gpu)")
+    p.add_argument(
+        "--gpu-type",
+        type=argparse_type(QUALIFIED_NAME),
+        help="accelerator resource name for every GPU stage (default nvidia.com/gpu)",
+    )
     p.add_argument(
         "--gpus", action="append", default=[], metavar="STAGE=N", help="GPUs for one stage, e.g. ppo=2 (repeatable)"
     )
@@ -70,6 +87,7 @@ def add_compile_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--image-pull-secret",
+        type=argparse_type(DNS1123_SUBDOMAIN),
         action="append",
         default=[],
         metavar="NAME",
@@ -105,7 +123,7 @@ def _compile(args) -> int:
     settings = ClusterSettings(registry=args.registry, tag=args.tag, caching=not args.no_caching)
     for item in args.digest:
         target, _, digest = item.partition("=")
-        if target not in STAGES or not digest.startswith("sha256:"):
+        if target not in STAGES or not is_image_digest(digest):
             print(
                 f"--digest {item!r}: expected STAGE=sha256:... with STAGE one of {', '.join(STAGES)}", file=sys.stderr
             )
@@ -113,8 +131,12 @@ def _compile(args) -> int:
         settings.digests[target] = digest
     for item in args.gpu_node_selector:
         label, _, value = item.partition("=")
-        if not label or not value:
-            print(f"--gpu-node-selector {item!r}: expected LABEL=VALUE", file=sys.stderr)
+        if not is_qualified_name(label) or not value or not is_label_value(value):
+            print(
+                f"--gpu-node-selector {item!r}: expected LABEL=VALUE, LABEL {QUALIFIED_NAME[1]} and VALUE "
+                f"{LABEL_VALUE[1]}",
+                file=sys.stderr,
+            )
             return 2
     if args.gpu_node_selector:
         settings.node_selector = dict(item.partition("=")[::2] for item in args.gpu_node_selector)

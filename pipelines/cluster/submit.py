@@ -87,7 +87,7 @@ def _bound(rest, host: str, deadline: float) -> None:
                     f"{min(READ_S, left):.0f} s: check --host (a KFP API endpoint, e.g. http://HOST:8888) or "
                     "raise --timeout"
                 ) from None
-            raise ConnectionError(f"cannot reach the KFP API at {host} ({what}): {reason}") from None
+            raise ConnectionError(f"cannot reach the KFP API at {host}: {reason} (waiting for {what})") from None
 
     rest.request = request
 

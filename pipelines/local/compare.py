@@ -63,6 +63,20 @@ def load_run(run_dir: str | Path) -> dict:
     }
 
 
+def run_names(run_dirs: list[str | Path]) -> list[str]:
+    """Each run's folder name, with as many parent folders as tell apart runs of the same name (a/run, b/run);
+    a folder given twice is refused."""
+    paths = [Path(d).resolve() for d in run_dirs]
+    for path in paths:
+        if paths.count(path) > 1:
+            raise ValueError(f"{path} is given twice: give each run once")
+    for depth in range(1, max(len(p.parts) for p in paths) + 1):
+        names = [Path(*p.parts[-depth:]).as_posix() for p in paths]
+        if len(set(names)) == len(names):
+            return names
+    return [p.as_posix() for p in paths]
+
+
 def cells(row: dict) -> list[str]:
     kl = f"{row['kl']:.2f}" + ("" if row["kl_within_bound"] else " (over bound)")
     return [
@@ -139,6 +153,8 @@ def compare(run_dirs: list[str | Path], output: str | Path | None = None) -> str
     """The text table of `run_dirs`; with `output`, compare.md and compare.html written there."""
     out = check_output(output) if output is not None else None
     rows = [load_run(d) for d in run_dirs]
+    for row, name in zip(rows, run_names(run_dirs)):
+        row["run"] = name
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "compare.md").write_text(markdown_table(rows))

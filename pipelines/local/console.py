@@ -34,7 +34,8 @@ LABELS = {
 }
 
 
-SIGNAL_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}
+# SIGHUP (the terminal or SSH session closed) is a stop like SIGTERM: the stage saves, the run says so.
+SIGNAL_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C", signal.SIGHUP: "SIGHUP"}
 
 
 class Stopped(BaseException):
@@ -77,7 +78,7 @@ class Console:
 
         subprocess_task_handler.run_local_subprocess = self._run
         task_executor.execute_single_task = execute_task
-        previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {sig: signal.signal(sig, self._stop) for sig in SIGNAL_NAMES}
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             with open(self.log_dir / "pipeline.log", "a", encoding="utf-8") as log, warnings.catch_warnings():

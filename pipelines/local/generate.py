@@ -59,11 +59,20 @@ def resolve(model: str | Path) -> Source:
     return Source({"tuned": path})
 
 
+def _config(model_dir: Path) -> dict:
+    """The model's config.json as saved (check_model_dir found it)."""
+    import json
+
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{model_dir}/config.json cannot be read: {err}") from None
+    return config if isinstance(config, dict) else {}
+
+
 def _check_causal(model_dir: Path) -> None:
     """A model that writes text (a reward model's classifier head would fail deep in transformers)."""
-    from transformers import AutoConfig
-
-    architectures = AutoConfig.from_pretrained(model_dir).architectures or []
+    architectures = _config(model_dir).get("architectures") or []
     if architectures and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
         raise ValueError(
             f"--model {model_dir} is a {architectures[0]}, not a causal LM that writes answers: give a run "
@@ -73,10 +82,9 @@ def _check_causal(model_dir: Path) -> None:
 
 def positions(model_dir: Path) -> int:
     """The tokens a model attends to at once: its prompt plus its answer."""
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_dir)
-    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 10**9
+    config = _config(model_dir)
+    limit = config.get("max_position_embeddings") or config.get("n_positions")
+    return limit if isinstance(limit, int) and limit > 0 else 10**9
 
 
 def check_fits(model_dir: Path, options: dict, limit: int | None = None) -> int:
