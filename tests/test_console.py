@@ -96,3 +96,33 @@ def test_failing_stage_is_named_in_the_last_line(tmp_path, capfd, tiny_lm_dir):
     lines = printed.out.splitlines()  # the quiet console: a header and a line per stage
     assert lines[1].startswith("[1/9] data") and any(re.match(r"\[\d/9\] sft +failed", x) for x in lines), lines
     assert "executor_input" in (out / "logs" / "prepare-data.log").read_text()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+PREPARE_THEN_TRAIN = r"""
+import sys
+# TRL's SFT, as its log has it: the datasets library's bars over 1,800 examples, then the trainer's 1,200 steps
+# with an evaluation's bar between.
+for n in (900, 1800):
+    sys.stderr.write(f"\rTokenizing train dataset: {n // 18}%|#| {n}/1800 [00:00<00:00, 4417.11 examples/s]")
+sys.stderr.write("\n\r  0%|          | 0/1200 [00:00<?, ?it/s]\r  4%|#  | 50/1200 [00:52<20:02,  1.05s/it]")
+sys.stderr.write("\r 50%|#####  | 5/10 [00:01<00:01,  3.48it/s]\r  5%|#  | 61/1200 [01:03<19:44,  1.04s/it]\n")
+"""
+
+
+def test_the_bar_follows_training_steps_not_dataset_preparation(tmp_path):
+    out = Terminal()
+    console = Console(tmp_path / "logs", total=9, stream=out)
+    console.log_dir.mkdir()
+    with console._task("sft"):
+        assert console._run([sys.executable, "-c", PREPARE_THEN_TRAIN]) == 0
+        console._draw(force=True)
+        shown = out.getvalue().rsplit("\r\x1b[K", 1)[1]
+    assert "61/1200 01:03, ETA 19:44" in shown, shown
+    console._bar = None  # a task that only prepares shows that
+    console._progress("Packing train dataset:  50%|#| 900/1800 [00:00<00:00, 76560.90 examples/s]")
+    assert console._bar[:2] == (900, 1800)

@@ -21,6 +21,9 @@ from pathlib import Path
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # tqdm: "ppo:  42%|####      | 10/24 [00:04<00:05, 2.1step/s]"
 BAR = re.compile(r"(\d+)/(\d+) \[([\d:]+)<([\d:?]+)")
+# The `datasets` library's bars count examples (TRL's SFT: "Tokenizing train dataset: 861/1800 [00:00<00:00,
+# 4417.11 examples/s]"): preparation, not the task's work.
+PREPARING = " examples/s]"
 RESUMED = re.compile(r"resuming from (\S+)")  # "SFT: resuming from .../checkpoint-8", "PPO: resuming from .../step-4"
 # The last line of a traceback ("ValueError: ...", or one of our own exceptions by its module path:
 # "kfrlhf.rlaif.stage.TooFewPairs: ..."), or the stages' own SIGTERM line.
@@ -158,9 +161,12 @@ class Console:
             self.stream.write(text if self.tty else clean)
 
     def _progress(self, line: str) -> None:
+        """Follow the task's longest bar of steps (a trainer's, not its evaluation's); a preparation bar only
+        until the first bar of steps."""
         match = BAR.search(line)
-        if match and (self._bar is None or int(match[2]) >= self._bar[1]):  # follow the longest bar of a task
-            self._bar = (int(match[1]), int(match[2]), match[3], match[4])
+        rank = (PREPARING not in line, int(match[2])) if match else None
+        if match and (self._bar is None or rank >= self._bar[4]):
+            self._bar = (int(match[1]), int(match[2]), match[3], match[4], rank)
             if self.tty and not self.verbose:
                 self._draw()
 
@@ -170,7 +176,7 @@ class Console:
         self._drawn = time.time()
         text = f"{self.label(self.task):<22} running"
         if self._bar:
-            done, total, elapsed, eta = self._bar
+            done, total, elapsed, eta, _ = self._bar
             filled = int(24 * done / max(total, 1))
             bar = "█" * filled + "░" * (24 - filled)
             text = f"{self.label(self.task):<22} {bar} {done}/{total} {elapsed}, ETA {eta}"
