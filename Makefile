@@ -74,6 +74,7 @@ bench: install $(TRL112)/.installed
 # (tests check drift).
 compile: install
 	$(BIN)/rlhf compile --output pipelines/compiled --manifests manifests/base/pipelines --overlays manifests/overlays
+	$(BIN)/rlhf config --docs docs/configuration.md
 
 # The wheels an offline GPU machine whose image has torch needs beyond it (images/gpu-wheels.txt, CPython 3.12,
 # manylinux x86_64), with the project's own; docs/benchmarks.md "On a GPU" says how to carry and install them.

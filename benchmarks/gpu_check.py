@@ -1,6 +1,6 @@
 """The GPU check: every pipeline and the training tests on CUDA, on one offline GPU machine, into one JSON.
 
-Runs the five pipelines (rlhf, dpo, rest, rlaif, grpo) on the tiny preset with QLoRA (4-bit SFT) and bf16 in
+Runs every pipeline (`registry.PIPELINES`) on the tiny preset with QLoRA (4-bit SFT) and bf16 in
 every stage that has it (rlhf also loads PPO's policy in 4-bit, rlaif keeps it in bf16), side by side
 (one process each: the GPU has room and kfp.local's stages are mostly start-up), then `rlhf generate` on the
 tuned rlhf model, while the device and training tests run with their models on CUDA. Writes versions, the
@@ -22,14 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from kfrlhf.pipelines.definitions.registry import PIPELINES as REGISTRY
+
 COMMON = ["sft.load_in_4bit=true", "sft.bf16=true", "sft.max_steps=300", "reward.bf16=true"]
-PIPELINES = {
-    "rlhf": ["ppo.bf16=true", "ppo.load_in_4bit=true"],
-    "dpo": ["dpo.bf16=true"],
-    "rest": ["rest.bf16=true"],
-    "rlaif": ["ppo.bf16=true"],
-    "grpo": ["grpo.bf16=true"],
-}
+# PPO's pipelines; every other pipeline is named after its tuning stage, which trains in bf16.
+PPO_PIPELINES = {"rlhf": ["ppo.bf16=true", "ppo.load_in_4bit=true"], "rlaif": ["ppo.bf16=true"]}
+PIPELINES = {name: PPO_PIPELINES.get(name, [f"{name}.bf16=true"]) for name in REGISTRY}
 TESTS = [
     "tests/test_device.py",
     "tests/test_ppo_trainer.py",

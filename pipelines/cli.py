@@ -2,7 +2,7 @@
 
 rlhf run                          # the tiny preset end to end through kfp.local
 rlhf run --config my.yaml --set ppo.steps=50 --output runs/x
-rlhf run --pipeline dpo           # DPO in place of reward model + PPO (also: rest, grpo)
+rlhf run --pipeline dpo           # DPO in place of reward model + PPO (rlhf run --help: every pipeline)
 rlhf run --pipeline rlaif         # an AI judge labels the SFT model's answer pairs for the reward model
 rlhf compare runs/rlhf runs/dpo   # one table across finished runs (also compare.md, compare.html)
 rlhf compile --output pipelines/compiled
@@ -94,7 +94,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="YAML with one section per stage (data, sft, rlaif, reward, ppo, dpo, rest, grpo, eval); repeatable",
+        help="YAML with one section per stage (rlhf config prints them all); repeatable",
     )
     p.add_argument(
         "--set",
@@ -167,6 +167,18 @@ def cmd_config(args) -> int:
     problem = format_problem(cfg.data)
     if problem:
         raise ConfigError(problem)
+    if args.explain or args.docs:
+        from .definitions import config_docs
+
+        if args.explain:
+            print(config_docs.explain(args.explain, cfg, None if args.preset == "none" else args.preset))
+        if args.docs:
+            from pathlib import Path
+
+            page = Path(args.docs)
+            page.write_text(config_docs.render(page.read_text()))
+            print(f"rlhf config: wrote the generated part of {page}")
+        return 0
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
     return 0
 
@@ -248,21 +260,23 @@ def build_parser() -> argparse.ArgumentParser:
         add_render_trainjob_parser,
         add_submit_parser,
     )
+    from kfrlhf.pipelines.definitions import registry
     from kfrlhf.pipelines.local.plan import ROLES as PLAN_ROLES
 
     parser = argparse.ArgumentParser(prog="rlhf", description=__doc__.split("\n\n")[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run the RLHF (or DPO, ReST, RLAIF, GRPO) pipeline locally through kfp.local")
+    pipelines = registry.summaries()
+    p = sub.add_parser("run", help=f"run a pipeline ({', '.join(pipelines)}) locally through kfp.local")
     _config_args(p)
     p.add_argument(
         "--pipeline",
-        default="rlhf",
-        help="rlhf (SFT, reward, PPO; default), dpo (SFT, DPO; the reward model only scores the eval), "
-        "rest (SFT, reward, rest.iterations x Grow/Improve), rlaif (SFT, AI-judged pairs, reward, PPO) "
-        "or grpo (SFT, reward, GRPO)",
+        default=registry.DEFAULT,
+        help="; ".join(f"{name}: {text.split(': ', 1)[-1].rstrip('.')}" for name, text in pipelines.items())
+        + " (default %(default)s)",
     )
+
     p.add_argument("--output", default="runs/latest", help="directory for report.json and artifacts")
     p.add_argument("--verbose", action="store_true", help="stream every task's output (always in OUTPUT/logs/)")
     p.set_defaults(func=cmd_run)
@@ -274,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="print the resolved config (defaults < preset < files < --set)")
     _config_args(p)
+    p.add_argument(
+        "--explain", metavar="SECTION[.FIELD]", help="each field's help, default, value here and what it may be"
+    )
+    p.add_argument("--docs", metavar="FILE", help="regenerate the generated part of FILE (docs/configuration.md)")
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser(

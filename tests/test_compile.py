@@ -19,6 +19,7 @@ from kfrlhf.pipelines.cluster import cli as cli_cluster
 from kfrlhf.pipelines.cluster.compile import PIPELINES, compile_all, overlays_to_name
 from kfrlhf.pipelines.cluster.images import image_for
 from kfrlhf.pipelines.cluster.platform import DISPLAY_NAMES, ClusterSettings
+from kfrlhf.pipelines.definitions.stages import METHODS
 from tests.conftest import KUBECTL, need
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,11 +27,9 @@ COMMITTED = ROOT / "pipelines" / "compiled"
 COMMITTED_MANIFESTS = ROOT / "manifests" / "base" / "pipelines"
 REGENERATE = "rlhf compile --output pipelines/compiled --manifests manifests/base/pipelines"
 # Pipeline -> the stages that run on a GPU, each with an image of its own.
+# PPO's pipelines are rlhf and rlaif; every other is named after its tuning method's stage.
 GPU_STAGES = {
-    **{
-        name: ("sft", "reward", tuner, "eval")
-        for name, tuner in (("rlhf", "ppo"), ("dpo", "dpo"), ("rest", "rest"), ("grpo", "grpo"))
-    },
+    **{name: ("sft", "reward", name if name in METHODS else "ppo", "eval") for name in PIPELINES},
     "rlaif": ("sft", "rlaif", "reward", "ppo", "eval"),
 }
 

@@ -12,6 +12,7 @@ from kfrlhf.dpo.stage import train_dpo
 from kfrlhf.merge.stage import run as merge_adapter
 from kfrlhf.pipelines.cli import main
 from kfrlhf.pipelines.definitions import run_config as config
+from kfrlhf.pipelines.definitions.registry import PIPELINES
 from tests.conftest import preference_rows
 from tests.test_pipeline import FAST
 
@@ -78,7 +79,7 @@ def test_dpo_run_through_kfp_local(tmp_path, capfd):
 
 def test_unknown_pipeline_is_refused(tmp_path, capsys):
     assert main(["run", "--pipeline", "ppo2", "--output", str(tmp_path / "x")]) == 2
-    assert "unknown pipeline 'ppo2' (known: rlhf, dpo, rest, rlaif, grpo)" in capsys.readouterr().err
+    assert f"unknown pipeline 'ppo2' (known: {', '.join(PIPELINES)})" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from benchmarks import gpu_check
+from kfrlhf.pipelines.definitions.registry import PIPELINES
 
 
 def test_the_dry_run_builds_every_pipeline_with_qlora_and_bf16(tmp_path):
@@ -14,7 +15,7 @@ def test_the_dry_run_builds_every_pipeline_with_qlora_and_bf16(tmp_path):
     assert gpu_check.main(["--dry-run", "--json", str(out)]) == 0
     summary = json.loads(out.read_text())
     assert summary["mode"] == "dry-run" and summary["passed"] and set(summary["versions"]) >= {"torch", "trl", "kfp"}
-    assert list(summary["pipelines"]) == ["rlhf", "dpo", "rest", "rlaif", "grpo"]
+    assert list(summary["pipelines"]) == list(PIPELINES)
     for name, result in summary["pipelines"].items():
         command = " ".join(result["command"])
         assert result["stages"] >= 6 and f"--pipeline {name}" in command

@@ -7,6 +7,7 @@ stage is a new folder."""
 import ast
 import dataclasses
 import importlib
+import json
 import os
 import re
 import shutil
@@ -21,8 +22,9 @@ from kfrlhf.common.spec import StageSpec
 from kfrlhf.pipelines.cluster import cli as cli_cluster
 from kfrlhf.pipelines.cluster import images
 from kfrlhf.pipelines.cluster.platform import DISTRIBUTED_STAGES, ClusterSettings
+from kfrlhf.pipelines.definitions.registry import PIPELINES
 from kfrlhf.pipelines.definitions.run_config import SECTIONS, RunConfig, section_class
-from kfrlhf.pipelines.definitions.stages import SPECS, STAGES, TASKS
+from kfrlhf.pipelines.definitions.stages import MERGE_TASKS, SPECS, STAGES, TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = {"kfrlhf": ROOT / "components", "kfrlhf.pipelines": ROOT / "pipelines"}
@@ -133,7 +135,7 @@ def test_one_declaration_per_stage():
     assert set(resources) == set(STAGES)
     assert set(SECTIONS) == set(sections) - {"report_to"}
     assert set(DISTRIBUTED_STAGES) == set(cli_cluster.ENTRY_POINTS) == {s for s in STAGES if SPECS[s].distributed}
-    assert len(TASKS) == sum(len(spec.tasks) for spec in SPECS.values()), "a task name is declared twice"
+    assert len(TASKS) == sum(len(spec.tasks) for spec in SPECS.values()) + len(MERGE_TASKS), "a task declared twice"
     assert [spec.order for spec in SPECS.values()] == sorted({spec.order for spec in SPECS.values()}), "orders clash"
 
 
@@ -154,43 +156,77 @@ TOY_STAGE = {
     ),
     "spec.py": (
         "from kfrlhf.common.spec import Resources, StageSpec\n\n"
-        'SPEC = StageSpec(name="toy", order=55, tasks=(("toy", "Toy"),), resources=Resources(gpus=2),\n'
+        'SPEC = StageSpec(name="toy", order=55, tasks=(("toy", "Toy"),), resources=Resources("3", gpus=0),\n'
         '                 image_base="light")\n'
     ),
 }
 
 
+def _copy_of_dpo(text: str) -> str:
+    """A new method made as a newcomer would: DPO's files with every lower-case `dpo` renamed `tune` (TRL's
+    DPOTrainer and DPOConfig stay)."""
+    return text.replace("dpo", "tune")
+
+
+# A short run of the copied method's pipeline (tiny preset).
+TUNE_RUN = [
+    *("sft.max_steps=4", "sft.eval_steps=4", "reward.max_steps=4", "reward.eval_steps=4"),
+    *("tune.max_steps=4", "tune.eval_steps=4", "tune.save_steps=4", "eval.num_prompts=4", "eval.batch_size=4"),
+]
+
+
 def test_adding_a_stage_touches_only_its_folder(tmp_path):
-    """A copy of the package with one more stage folder: the stage list, the run config (defaults and
-    --set), the platform's resources, the image build and the wheel's packages all take it in, and the
-    layout test's checks hold for it, with no other file edited."""
+    """A copy of the package with one more stage folder and one more tuning method (a copy of DPO's folder and
+    pipeline, renamed, nothing else touched): the stage list, the run config (defaults, presets and --set),
+    the platform's resources, the image build and the wheel's packages take the stage in; `rlhf compile`
+    (cluster settings, its merge task), `rlhf plan` and `rlhf run --pipeline tune` take the method in."""
     package = tmp_path / "kfrlhf"
     shutil.copytree(ROOT / "components", package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "pipelines", package / "pipelines", ignore=shutil.ignore_patterns("__pycache__", "compiled"))
     (package / "toy").mkdir()
     for name, text in TOY_STAGE.items():
         (package / "toy" / name).write_text(text)
+    shutil.copytree(ROOT / "components" / "dpo", package / "tune", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [*(package / "tune").rglob("*.py"), package / "pipelines" / "definitions" / "tune.py"]:
+        source = ROOT / "pipelines" / "definitions" / "dpo.py" if path.parent.name == "definitions" else path
+        path.write_text(_copy_of_dpo(source.read_text()))
     check = """
-import sys
+import json, sys
 from setuptools import find_packages
 from kfrlhf.pipelines.cli import main
 from kfrlhf.pipelines.cluster.platform import ClusterSettings
+from kfrlhf.pipelines.definitions.registry import PIPELINES
 from kfrlhf.pipelines.definitions.run_config import load_config
-from kfrlhf.pipelines.definitions.stages import SPECS, STAGES
+from kfrlhf.pipelines.definitions.stages import SPECS, STAGES, TASKS
 import kfrlhf
-assert kfrlhf.__file__.startswith(sys.argv[1]), kfrlhf.__file__
+package, out = sys.argv[1], sys.argv[2]
+assert kfrlhf.__file__.startswith(package), kfrlhf.__file__
 assert STAGES.index("toy") == STAGES.index("reward") + 1, STAGES
 assert load_config("tiny", overrides=["toy.factor=3"]).toy.factor == 3.0
 assert load_config().to_dict()["toy"] == {"factor": 2.0}
-assert ClusterSettings().resources["toy"].gpus == 2
+assert ClusterSettings().resources["toy"].cpu_request == "3"
 assert SPECS["toy"].entries == ("kfrlhf.toy.stage:run",)
-assert "toy" in find_packages(sys.argv[1])
-sys.exit(main(["images", "--dry-run", "--stage", "toy"]))
+assert "toy" in find_packages(package)
+assert main(["images", "--dry-run", "--stage", "toy"]) == 0
+# The method: its preset, its merge task, compiled for the cluster, planned, run.
+tiny = load_config("tiny").to_dict()
+assert tiny["tune"] == tiny["dpo"]
+assert TASKS["merge_tune"][0] == "merge"
+assert main(["compile", "--output", out + "/compiled", "--gpus", "tune=2"]) == 0
+assert main(["plan"]) == 0
+assert main(["run", "--pipeline", "tune", "--output", out + "/run", "--report-to", "none", *sys.argv[3:]]) == 0
 """
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", check, str(package)], env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-3000:]
+    args = [str(package), str(tmp_path)] + [a for item in TUNE_RUN for a in ("--set", item)]
+    out = subprocess.run([sys.executable, "-c", check, *args], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert "--build-arg=STAGE=toy --build-arg=BASE=light" in out.stdout
+    compiled = (tmp_path / "compiled" / "tune.yaml").read_text()
+    assert "exec-tune" in compiled and "Merge DPO adapter" in compiled  # its merge task, named by the copied spec
+    assert "resourceCount: '2'" in compiled  # --gpus tune=2, the cluster setting, reached its task
+    assert re.search(r"^tune +[0-9.]+ +yes", out.stdout, re.M), "rlhf plan has no row for the method"
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["pipeline"] == "tune" and "tune_eval_loss" in (tmp_path / "run" / "logs" / "tune.log").read_text()
 
 
 def test_every_module_and_data_file_is_in_the_wheel(tmp_path):
@@ -278,7 +314,8 @@ def test_every_room_says_what_it_holds_and_who_may_import_it(room):
     doc = ast.get_docstring(ast.parse(init.read_text())) if init.exists() else None
     assert doc, f"{room} has no __init__.py docstring"
     assert "import" in doc, f"{room}__init__.py does not say who may import it"
-    unnamed = [p.stem for p in (ROOT / room).glob("*.py") if p.stem != "__init__" and p.stem not in doc]
+    modules = [p.stem for p in (ROOT / room).glob("*.py") if p.stem != "__init__"]
+    unnamed = [m for m in modules if m not in doc and m not in PIPELINES]  # pipelines: `<name>.py`, found
     assert not unnamed, f"{room}__init__.py does not name its module(s) {sorted(unnamed)}"
 
 

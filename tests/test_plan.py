@@ -131,3 +131,13 @@ def test_gpu_choice():
         plan.gpu_memory("k80", None)
     with pytest.raises(ValueError, match="positive"):
         plan.gpu_memory(None, -1.0)
+
+
+def test_every_gpu_stage_has_an_estimator():
+    """`rlhf plan` covers every stage whose pod asks for a GPU, through the estimator its spec names."""
+    from kfrlhf.pipelines.definitions.stages import SPECS
+    from kfrlhf.pipelines.local.plan import ESTIMATORS, STAGES
+
+    assert STAGES == tuple(name for name, spec in SPECS.items() if spec.gpu) and "kto" in STAGES
+    for name in STAGES:
+        assert SPECS[name].estimator in ESTIMATORS, f"{name}: no GPU memory estimator {SPECS[name].estimator!r}"

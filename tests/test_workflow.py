@@ -23,6 +23,8 @@ import yaml
 from kfrlhf.pipelines.cluster.compile import load_rendered
 from kfrlhf.pipelines.cluster.images import image_for
 from kfrlhf.pipelines.cluster.platform import ClusterSettings, retry_window
+from kfrlhf.pipelines.definitions.registry import PIPELINES
+from kfrlhf.pipelines.definitions.stages import METHODS, SPECS
 from tests.conftest import KUBECTL, needs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,9 +42,8 @@ EXECUTOR_STAGES = {
     "exec-merge-onto": "merge",
     "exec-rlaif": "rlaif",
     "exec-reward": "reward",
-    "exec-ppo": "ppo",
-    "exec-dpo": "dpo",
-    "exec-grpo": "grpo",
+    # Each tuning method's task (ReST's below).
+    **{f"exec-{m}": m for m in METHODS if m not in ("sft", "rest")},
     # ReST's Grow and Improve tasks, one pair per unrolled iteration (3 as committed).
     **{f"exec-rest-{kind}{n}": "rest" for kind in ("grow", "improve") for n in ("", "-2", "-3")},
     "exec-evaluate": "eval",
@@ -203,8 +204,8 @@ def workflows(tmp_path_factory) -> dict[str, tuple[dict, str | None]]:
 
 
 def test_every_pipeline_and_overlay_compiles(workflows):
-    assert {p.stem for p in COMPILED} == {"rlhf", "dpo", "rest", "rlaif", "grpo"}
-    assert {f"{o}/{p}" for o in OVERLAYS for p in ("rlhf", "dpo", "rest", "rlaif", "grpo")} <= set(workflows)
+    assert {p.stem for p in COMPILED} == set(PIPELINES)
+    assert {f"{o}/{p}" for o in OVERLAYS for p in PIPELINES} <= set(workflows)
 
 
 def test_stage_pods(workflows):
@@ -264,15 +265,7 @@ def test_backend_requests_no_ephemeral_storage(workflows):
 def test_sigterm_at_hour_5_is_retried_with_the_retry_component(workflows, component_defaults):
     for key, (wf, _) in workflows.items():
         for label, pod in stage_pods(wf).items():
-            if EXECUTOR_STAGES[label] not in (
-                "sft",
-                "rlaif",
-                "reward",
-                "ppo",
-                "dpo",
-                "rest",
-                "grpo",
-            ):  # the 24 h training stages
+            if SPECS[EXECUTOR_STAGES[label]].resources.timeout_seconds < 24 * 3600:  # the 24 h training stages
                 continue
             strategy = _merge_defaults(pod["retry"], component_defaults)
             where = f"{key}: {label}"

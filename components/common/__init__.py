@@ -2,8 +2,9 @@
 `data_sources.py`, `models.py`, `sampling.py` (generation and token log-probs), `checkpoint.py`,
 `trainer_args.py`, `tracking.py`, `outputs.py` (output directories and run reports), `extras.py` (optional
 dependencies), `sample_data.py`, `packaged_models.py`, `distributed.py` (rank helpers and all-reduces inside
-a stage's processes), `spec.py` (`StageSpec`, the one declaration each stage's `spec.py` makes) and
-`component.py` (the KFP decorator the stages share).
+a stage's processes), `spec.py` (`StageSpec`, the one declaration each stage's `spec.py` makes),
+`field_help.py` (each config field's help, from the classes' `HELP`) and `component.py` (the KFP decorator
+the stages share).
 
 Everything may import it: the stages, the launch room (`kfrlhf.launch`) and `kfrlhf.pipelines`. It imports
 no other room: never a stage, the launch room or the pipelines."""

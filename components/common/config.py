@@ -80,6 +80,12 @@ class LoraFields:
 
     RULES: ClassVar[dict] = dict(lora_r=POSITIVE, lora_alpha=POSITIVE, lora_dropout=DROPOUT)
 
+    HELP: ClassVar[dict] = dict(
+        lora_r="LoRA rank: the adapter's inner dimension",
+        lora_alpha="LoRA scale numerator: the update is scaled by lora_alpha / lora_r",
+        lora_dropout="dropout on the adapter's input in training",
+    )
+
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -93,6 +99,13 @@ class SamplingFields:
     answer ends at EOS (a chat model's end of turn) or at the first of `stop_strings` (the next HH turn)."""
 
     RULES: ClassVar[dict] = dict(temperature=POSITIVE, max_prompt_length=LENGTH, stop_strings=STOP_STRINGS)
+
+    HELP: ClassVar[dict] = dict(
+        temperature="sampling temperature over the full distribution (no top-k/top-p)",
+        max_prompt_length="prompt tokens kept, cut from the left",
+        stop_strings="an answer ends at the first of these (and at EOS)",
+        rollout_engine="what samples the answers: hf (transformers' generate) or vllm",
+    )
 
     temperature: float = 1.0
     max_prompt_length: int = 256
@@ -112,6 +125,20 @@ class TrainerFields(StageConfig):
         logging_steps=POSITIVE,
         save_steps=POSITIVE,
         checkpoint_every_minutes=NON_NEGATIVE,
+    )
+
+    HELP: ClassVar[dict] = dict(
+        learning_rate="the optimizer's (AdamW) learning rate",
+        max_steps="optimizer steps",
+        batch_size="the global batch per optimizer step, split across the processes",
+        gradient_accumulation_steps="micro-batches accumulated into one optimizer step",
+        gradient_checkpointing="recompute activations in the backward pass (less memory, slower)",
+        eval_steps="evaluate on the held-out rows every N steps",
+        logging_steps="log the training loss every N steps",
+        save_steps="checkpoint every N steps (and on SIGTERM); a rerun resumes from the newest",
+        checkpoint_every_minutes="and every N minutes of training (0: off)",
+        bf16="bf16 mixed precision on a GPU that has it (fp32 elsewhere, said once)",
+        seed="the random seed (adapter initialisation, data order)",
     )
 
     learning_rate: float = 1e-4

@@ -33,7 +33,10 @@ class StageSpec:
     training stage whose config has a `distributed` section, started through
     `kfrlhf.launch.launcher.run_stage`; `steps`: the steps of a stage that runs as several tasks (ReST's grow
     and improve), each with an entry function of its own; `image_base`: the `images/Dockerfile` target its
-    image builds on (`light`, `cluster`, `eval`, `train`: what it installs)."""
+    image builds on (`light`, `cluster`, `eval`, `train`: what it installs); `method`: the short name of the
+    tuning method (`DPO`) of a stage that trains a LoRA adapter on the policy, which the pipelines merge (task
+    `merge_<name>`, "Merge <method> adapter"); `memory`: the `rlhf plan` estimator its GPU memory follows
+    (`kfrlhf.pipelines.local.plan.ESTIMATORS`; default: its own name)."""
 
     name: str
     order: int
@@ -42,6 +45,8 @@ class StageSpec:
     distributed: bool = False
     steps: tuple[str, ...] = ()
     image_base: str = "train"
+    method: str = ""
+    memory: str = ""
 
     def __post_init__(self):
         if self.distributed and self.steps:
@@ -53,6 +58,10 @@ class StageSpec:
         `kfrlhf.<name>.stage:run`, or `kfrlhf.<name>.stage:run_<step>` for each of its steps."""
         functions = tuple(f"run_{step}" for step in self.steps) or ("run",)
         return tuple(f"kfrlhf.{self.name}.stage:{function}" for function in functions)
+
+    @property
+    def estimator(self) -> str:
+        return self.memory or self.name
 
     @property
     def gpu(self) -> bool:

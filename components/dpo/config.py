@@ -22,6 +22,12 @@ class DPOConfig(TrainerFields, LoraFields, DistributedFields):
     section: ClassVar[str] = "dpo"
     RULES: ClassVar[dict] = dict(beta=POSITIVE, max_length=LENGTH, max_eval_rows=NON_NEGATIVE)
 
+    HELP: ClassVar[dict] = dict(
+        beta="strength of the implicit KL constraint to the reference (the SFT model)",
+        max_length="prompt + answer tokens",
+        max_eval_rows="held-out pairs the before/after eval uses (0: all)",
+    )
+
     beta: float = 0.1
     learning_rate: float = 5e-6
     max_steps: int = 1000

@@ -2,4 +2,5 @@
 
 from kfrlhf.common.spec import StageSpec
 
-SPEC = StageSpec(name="dpo", order=70, tasks=(("dpo", "DPO"),), distributed=True)
+# Its memory: a LoRA policy on pairs of sequences (`rlhf plan`'s estimator `pairs`).
+SPEC = StageSpec(name="dpo", order=70, tasks=(("dpo", "DPO"),), distributed=True, method="DPO", memory="pairs")

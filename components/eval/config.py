@@ -24,6 +24,17 @@ class EvalConfig(StageConfig, SamplingFields):
         num_prompts=POSITIVE, max_new_tokens=POSITIVE, batch_size=POSITIVE, num_samples=NON_NEGATIVE, kl_bound=POSITIVE
     )
 
+    HELP: ClassVar[dict] = dict(
+        num_prompts="held-out prompts, answered once by each model",
+        max_new_tokens="tokens per answer",
+        temperature="sampling temperature; the KL is taken at it too",
+        batch_size="prompts per generate call",
+        num_samples="rows in the report's sample table",
+        kl_bound="the report flags a larger KL",
+        second_judge="a sequence classifier whose win rate is reported too; empty: the reward stage's probe if any",
+        seed="the same sampling seed for both models",
+    )
+
     num_prompts: int = 64  # held-out prompts, answered once by each model
     max_new_tokens: int = 128  # per answer
     temperature: float = 0.7  # sampling temperature; the KL is taken at it too

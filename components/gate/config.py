@@ -30,6 +30,17 @@ class GateConfig(StageConfig):
     section: ClassVar[str] = "gate"
     RULES: ClassVar[dict] = dict(max_kl=POSITIVE, min_win_rate=UNIT, win_rate_level=LEVEL, min_reward_accuracy=UNIT)
 
+    HELP: ClassVar[dict] = dict(
+        min_gain_stderrs="the reward gain must be >= this many paired standard errors",
+        max_kl="KL(tuned || SFT) must be at most this",
+        min_win_rate="the win rate's Wilson lower bound must be above this",
+        win_rate_level="the Wilson interval's two-sided level",
+        require_second_judge="the second judge's win rate must pass too",
+        min_reward_margin_stderrs="the reward model must beat the length baselines by this many standard errors",
+        min_reward_accuracy="a floor on the reward model's held-out accuracy (0: none)",
+        require_length_controlled_gain="the length-controlled gain must pass the gain's rule too",
+    )
+
     min_gain_stderrs: float = 2.0
     max_kl: float = 10.0
     min_win_rate: float = 0.5

@@ -34,6 +34,15 @@ class GRPOConfig(TrainerFields, LoraFields, SamplingFields, DistributedFields):
         epsilon=POSITIVE,
     )
 
+    HELP: ClassVar[dict] = dict(
+        num_generations="answers per prompt: the group an advantage is relative to",
+        max_new_tokens="tokens per answer (not above reward.max_length)",
+        beta="weight of the KL to the reference (the SFT model)",
+        epsilon="the policy ratio's clip",
+        scale_rewards="divide advantages by the std of: group, batch or none",
+        batch_size="answers per optimizer step (with gradient_accumulation_steps, whole groups)",
+    )
+
     num_generations: int = 8
     max_new_tokens: int = 128
     beta: float = 0.04

@@ -39,6 +39,14 @@ class DistributedConfig(StageConfig):
         runtime=(lambda v: bool(v), "the name of a ClusterTrainingRuntime"),
     )
 
+    HELP: ClassVar[dict] = dict(
+        processes_per_node="training processes per node (0: one per GPU)",
+        nodes="nodes; more than 1 runs the stage as a TrainJob",
+        strategy="ddp (a replica per GPU) or fsdp (sharded)",
+        cleanup="when the TrainJob is deleted: always, on-success or never",
+        runtime="the ClusterTrainingRuntime a TrainJob uses",
+    )
+
     processes_per_node: int = 0
     nodes: int = 1
     strategy: str = "ddp"
@@ -63,5 +71,9 @@ class DistributedConfig(StageConfig):
 @dataclass
 class DistributedFields:
     """The `distributed` section of a training stage's config."""
+
+    HELP: ClassVar[dict] = dict(
+        distributed="how many processes train the stage, and how they share the model",
+    )
 
     distributed: DistributedConfig = field(default_factory=DistributedConfig)

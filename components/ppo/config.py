@@ -57,6 +57,39 @@ class PPOConfig(StageConfig, LoraFields, SamplingFields, DistributedFields):
         max_rollbacks=NON_NEGATIVE,
     )
 
+    HELP: ClassVar[dict] = dict(
+        learning_rate="the optimizer's learning rate (adapter and value head)",
+        steps="PPO steps (each: sample a batch of rollouts, score, update)",
+        batch_size="rollouts per step (across all processes)",
+        mini_batch_size="rollouts per update mini-batch (divides batch_size)",
+        ppo_epochs="passes over each step's rollouts",
+        init_kl_coef="the KL penalty's starting coefficient",
+        adaptive_kl="move the KL coefficient towards target_kl",
+        target_kl="the per-sequence KL the adaptive controller aims at",
+        kl_horizon="the controller's horizon in samples (0: a fifth of the run's)",
+        gamma="discount factor",
+        lam="GAE lambda",
+        cliprange="the policy ratio's clip",
+        cliprange_value="the value prediction's clip",
+        vf_coef="the value loss's weight",
+        normalize_reward="standardise the scores by their running mean and std",
+        missing_eos_penalty="subtracted from the score of an answer cut before its end (0: off)",
+        min_new_tokens="the shortest answer length drawn per step",
+        max_new_tokens="the longest answer length drawn per step (not above reward.max_length)",
+        save_every="checkpoint every N steps (0: only at the end)",
+        checkpoint_every_minutes="and every N minutes of training (0: off)",
+        kl_limit="stop when the mean KL exceeds it (0: off)",
+        reward_limit="stop when the mean raw reward exceeds it, reward hacking (0: off)",
+        max_rollbacks="on divergence: back to an earlier checkpoint at half the learning rate, at most N times",
+        bf16="bf16 policy weights on a GPU that has bf16 (fp32 elsewhere)",
+        load_in_4bit="a 4-bit NF4 base (QLoRA)",
+        gradient_checkpointing="activation checkpointing in the update",
+        merged_generation="sample from a copy of the policy with its adapter merged (faster; one more copy)",
+        reward_batch_size="answers scored by the reward model at a time",
+        static_cache="decode with a fixed-size KV cache, prompts padded to max_prompt_length (compiled on a GPU)",
+        seed="the random seed (sampling, adapter initialisation)",
+    )
+
     learning_rate: float = 1.41e-5
     steps: int = 200
     batch_size: int = 32

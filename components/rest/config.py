@@ -51,6 +51,16 @@ class RESTConfig(TrainerFields, LoraFields, SamplingFields):
         threshold_step=POSITIVE,
     )
 
+    HELP: ClassVar[dict] = dict(
+        iterations="Grow/Improve rounds, fixed when the pipeline is built",
+        samples_per_prompt="answers sampled per prompt in each Grow step",
+        num_prompts="training prompts per Grow step (0: all)",
+        max_new_tokens="tokens per answer (not above reward.max_length)",
+        generation_batch_size="answers sampled at a time",
+        threshold_start="round 0's threshold, in standard deviations above the mean reward",
+        threshold_step="how much the threshold rises each round",
+    )
+
     iterations: int = 3
     samples_per_prompt: int = 4
     num_prompts: int = 0

@@ -9,4 +9,5 @@ SPEC = StageSpec(
     order=80,
     tasks=(("rest_grow", "ReST Grow (sample, score)"), ("rest_improve", "ReST Improve (filter, fine-tune)")),
     steps=("grow", "improve"),
+    method="ReST",
 )

@@ -24,6 +24,13 @@ class RewardConfig(TrainerFields, DistributedFields):
     section: ClassVar[str] = "reward"
     RULES: ClassVar[dict] = dict(max_length=LENGTH, min_accuracy=UNIT, warm_start_pairs=NON_NEGATIVE)
 
+    HELP: ClassVar[dict] = dict(
+        model_name="the reward model's base: a sequence classifier (hub id, directory, tiny/packaged name)",
+        max_length="prompt + answer tokens it reads; the prompt is cut from the left to fit",
+        min_accuracy="the quality gate: below this held-out pair accuracy the stage fails",
+        warm_start_pairs="> 0: fit the head on frozen features of that many pairs first (saved as the probe judge)",
+    )
+
     model_name: str = "microsoft/deberta-v3-base"
     max_length: int = 512
     learning_rate: float = 2e-5

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from kfrlhf.common.config import NON_NEGATIVE, POSITIVE, SamplingFields, StageConfig
+from kfrlhf.common.config import NON_NEGATIVE, POSITIVE, ConfigError, SamplingFields, StageConfig
 
 
 @dataclass
@@ -34,6 +34,18 @@ class RLAIFConfig(StageConfig, SamplingFields):
         min_pairs=NON_NEGATIVE,
     )
 
+    HELP: ClassVar[dict] = dict(
+        judge_model="the AI judge: a causal LM (path, hub id, packaged name) or sample-lexicon (tiny preset)",
+        constitution="a YAML list of principles; empty: the packaged default",
+        num_prompts="training prompts answered twice and judged",
+        num_eval_prompts="held-out prompts answered twice and judged (the reward model's eval pairs)",
+        max_new_tokens="tokens per answer (not above reward.max_length)",
+        batch_size="prompts per generate call",
+        judge_batch_size="judgements per judge call",
+        min_pairs="fewer consistent training pairs fail the stage",
+        seed="the sampling seed",
+    )
+
     judge_model: str = "HuggingFaceTB/SmolLM2-1.7B-Instruct"
     constitution: str = ""
     num_prompts: int = 2000
@@ -43,3 +55,10 @@ class RLAIFConfig(StageConfig, SamplingFields):
     judge_batch_size: int = 8
     min_pairs: int = 100
     seed: int = 42
+
+    def check(self) -> None:
+        if self.min_pairs > self.num_prompts:  # the stage would judge every pair, then fail
+            raise ConfigError(
+                f"rlaif.min_pairs ({self.min_pairs}) exceeds rlaif.num_prompts ({self.num_prompts}): each prompt gives "
+                "at most one training pair; lower rlaif.min_pairs or raise rlaif.num_prompts"
+            )

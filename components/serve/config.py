@@ -36,6 +36,22 @@ class ServeConfig(StageConfig):
         service_account=OPTIONAL_DNS1123_SUBDOMAIN,
     )
 
+    HELP: ClassVar[dict] = dict(
+        name="the InferenceService's (and registered model's) name, a DNS label",
+        namespace="the InferenceService's namespace",
+        runtime="the KServe serving runtime",
+        storage_uri="where KServe reads the model; empty: the tuned model artifact",
+        service_account="the service account with the storage credentials",
+        gpus="GPUs the InferenceService asks for",
+        gpu_type="the GPU resource name",
+        cpu="CPU the InferenceService asks for",
+        memory="memory the InferenceService asks for",
+        apply="create or update the InferenceService (false: manifest only)",
+        registry_url="the Model Registry's REST endpoint; empty: not registered",
+        registry_author="the registered version's author",
+        version="the registered version; empty: the KFP run id",
+    )
+
     name: str = "rlhf-policy"
     namespace: str = "kubeflow-rlhf"
     runtime: str = "kserve-huggingfaceserver"

@@ -23,6 +23,16 @@ class SFTConfig(TrainerFields, LoraFields, DistributedFields):
     section: ClassVar[str] = "sft"
     RULES: ClassVar[dict] = dict(seq_length=LENGTH, warmup_steps=NON_NEGATIVE, max_eval_rows=NON_NEGATIVE)
 
+    HELP: ClassVar[dict] = dict(
+        model_name="the policy's base model: hub id, local directory, or a tiny/packaged name",
+        load_in_4bit="QLoRA: a 4-bit NF4 base (bitsandbytes), bf16 compute",
+        lora_target_modules="layers the adapter wraps; empty: all linear layers",
+        seq_length="tokens per training sequence (per packed block)",
+        packing="cut the text stream into seq_length-token blocks",
+        warmup_steps="linear learning-rate warm-up steps",
+        max_eval_rows="held-out rows the eval loss is computed on (0: all)",
+    )
+
     model_name: str = "facebook/opt-1.3b"
     load_in_4bit: bool = True
     lora_target_modules: list[str] = field(default_factory=list)  # empty = all linear

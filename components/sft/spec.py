@@ -2,4 +2,6 @@
 
 from kfrlhf.common.spec import StageSpec
 
-SPEC = StageSpec(name="sft", order=20, tasks=(("sft", "Supervised fine-tuning (QLoRA)"),), distributed=True)
+SPEC = StageSpec(
+    name="sft", order=20, tasks=(("sft", "Supervised fine-tuning (QLoRA)"),), distributed=True, method="SFT"
+)

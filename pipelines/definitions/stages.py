@@ -25,14 +25,19 @@ def _discover() -> dict[str, StageSpec]:
             spec = getattr(importlib.import_module(f"kfrlhf.{package.name}.spec"), "SPEC", None)
             if isinstance(spec, StageSpec):
                 specs.append(spec)
-    return {spec.name: spec for spec in sorted(specs, key=lambda spec: spec.order)}
+    return {spec.name: spec for spec in sorted(specs, key=lambda spec: (spec.order, spec.name))}
 
 
 SPECS = _discover()
 STAGES = tuple(SPECS)
 
+# The tuning methods: stages whose LoRA adapter the pipelines merge, each with a task of the merge stage.
+METHODS = {name: spec.method for name, spec in SPECS.items() if spec.method}
+MERGE_TASKS = tuple((f"merge_{name}", f"Merge {method} adapter") for name, method in METHODS.items())
+
 # Task name -> (the stage it runs, its display name in the KFP UI).
 TASKS = {task: (spec.name, display) for spec in SPECS.values() for task, display in spec.tasks}
+TASKS.update({task: ("merge", display) for task, display in MERGE_TASKS})
 DISPLAY_NAMES = {task: display for task, (_, display) in TASKS.items()}
 
 # The training stages (a `distributed` config section) and the stage function their TrainJob nodes start.

@@ -33,6 +33,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from kfrlhf.pipelines.definitions.stages import SPECS
 from kfrlhf.pipelines.local.model_shapes import Shape, model_shape
 
 GIB = 2**30
@@ -323,11 +324,6 @@ def rlaif(cfg, model: Shape, judge: Shape | None) -> Estimate:
     return est
 
 
-# The plan: every GPU stage of a run config, and what to turn on where one does not fit.
-
-STAGES = ("sft", "rlaif", "reward", "ppo", "dpo", "rest", "grpo", "eval")
-
-
 @dataclass
 class Models:
     policy: Shape  # the SFT model's (and the merged models') architecture
@@ -359,48 +355,51 @@ def models_for(config, policy: str | None = None, reward: str | None = None, jud
     )
 
 
+# Estimator name (a stage's `StageSpec.estimator`) -> its estimate for a config section and the run's models.
+ESTIMATORS = {
+    "sft": lambda cfg, m: sft(cfg, m.policy),
+    "reward": lambda cfg, m: reward(cfg, m.reward),
+    "ppo": lambda cfg, m: ppo(cfg, m.policy, m.reward),
+    "pairs": lambda cfg, m: dpo(cfg, m.policy),  # DPO, KTO: a LoRA policy on pairs of sequences
+    "grpo": lambda cfg, m: grpo(cfg, m.policy, m.reward),
+    "rest": lambda cfg, m: rest(cfg, m.policy, m.reward),
+    "eval": lambda cfg, m: evaluate(cfg, m.policy, m.reward, m.second_judge),
+    "rlaif": lambda cfg, m: rlaif(cfg, m.policy, m.judge),
+}
+# The plan's stages: every stage whose pod asks for a GPU, in pipeline order.
+STAGES = tuple(name for name, spec in SPECS.items() if spec.gpu)
+
+
 def stage_estimate(stage: str, cfg, models: Models) -> Estimate:
-    """`stage`'s estimate for its config section `cfg`."""
-    m = models
-    if stage == "sft":
-        return sft(cfg, m.policy)
-    if stage == "reward":
-        return reward(cfg, m.reward)
-    if stage == "ppo":
-        return ppo(cfg, m.policy, m.reward)
-    if stage == "dpo":
-        return dpo(cfg, m.policy)
-    if stage == "grpo":
-        return grpo(cfg, m.policy, m.reward)
-    if stage == "rest":
-        return rest(cfg, m.policy, m.reward)
-    if stage == "eval":
-        return evaluate(cfg, m.policy, m.reward, m.second_judge)
-    if stage == "rlaif":
-        return rlaif(cfg, m.policy, m.judge)
-    raise ValueError(f"no GPU memory estimate for stage {stage!r}")
+    """`stage`'s estimate for its config section `cfg`, by the estimator its spec names."""
+    kind = SPECS[stage].estimator if stage in SPECS else stage
+    if kind not in ESTIMATORS:
+        raise ValueError(
+            f"no GPU memory estimate for stage {stage!r} (estimator {kind!r}; known: {', '.join(ESTIMATORS)})"
+        )
+    return dataclasses.replace(ESTIMATORS[kind](cfg, models), stage=stage)
 
 
 def candidates(stage: str, cfg):
     """The changes to try, in order, each a dict of fields: bf16, gradient checkpointing, halved (micro-)batches
     (a Trainer stage doubles its gradient accumulation, so the effective batch stays), 4-bit, then more GPUs
     (the `distributed` section: each process takes its share of the batch)."""
-    fields = {f.name for f in dataclasses.fields(cfg)}
+    fields, kind = {f.name for f in dataclasses.fields(cfg)}, SPECS[stage].estimator
     if "bf16" in fields and not cfg.bf16:
         yield {"bf16": True}
     if "gradient_checkpointing" in fields and not cfg.gradient_checkpointing:
         yield {"gradient_checkpointing": True}
-    if stage == "ppo":
+    if kind == "ppo":
         mini = cfg.mini_batch_size
         while mini % 2 == 0:
             mini //= 2
             yield {"mini_batch_size": mini}
-    elif "gradient_accumulation_steps" in fields and stage != "grpo":  # GRPO's batch holds whole groups
+    elif "gradient_accumulation_steps" in fields and kind != "grpo":  # GRPO's batch holds whole groups
         batch, accumulation = cfg.batch_size, cfg.gradient_accumulation_steps
         while batch % 2 == 0:
             batch, accumulation = batch // 2, accumulation * 2
             yield {"batch_size": batch, "gradient_accumulation_steps": accumulation}
-    elif "batch_size" in fields and stage != "grpo":
+    elif "batch_size" in fields and kind != "grpo":
         batch = cfg.batch_size
         while batch % 2 == 0:
             batch //= 2

@@ -29,7 +29,7 @@ from kfrlhf.common.outputs import check_output_dir, mark
 from kfrlhf.data.loaders import preflight
 from kfrlhf.eval.report import html_report, markdown_report
 from kfrlhf.gate.stage import markdown as gate_markdown
-from kfrlhf.pipelines.definitions.run_config import RunConfig
+from kfrlhf.pipelines.definitions.run_config import SECTIONS, RunConfig
 from kfrlhf.pipelines.local.console import Console
 from kfrlhf.rlaif.constitution import load_constitution
 from kfrlhf.rlaif.judge import check_context
@@ -55,7 +55,8 @@ def run_local(
         raise ConfigError(f"unknown pipeline {pipeline!r} (known: {', '.join(PIPELINES)})")
     # Bad config, data or --output fails here, before any model loads and before OUTPUT is written to.
     output = check_output_dir(output, "run").resolve()
-    check_precision(cfg, pipeline)
+    func = PIPELINES[pipeline](config=cfg)  # ReST unrolls the run's rest.iterations
+    check_precision(cfg, func.component_spec.inputs)
     preflight(cfg.data)
     check_models(cfg, pipeline)  # before the RLAIF check reads the judge's tokenizer
     if pipeline == "rlaif":
@@ -69,7 +70,6 @@ def run_local(
     pipeline_root = output / "pipeline_root"
     pipeline_root.mkdir(parents=True, exist_ok=True)
     mark(output, "run")
-    func = PIPELINES[pipeline](config=cfg)  # ReST unrolls the run's rest.iterations
     console = Console(output / "logs", len(func.pipeline_spec.root.dag.tasks), verbose)
     with _lock(output), _disk_full(output):
         console.say(f"rlhf run: {pipeline} pipeline, {console.total} stages; logs in {output / 'logs'}")
@@ -127,27 +127,32 @@ def check_models(cfg: RunConfig, pipeline: str) -> None:
             raise ConfigError(f"{setting}: {name}: no such directory (a saved model directory or a hub id)")
 
 
+def model_lengths(cfg: RunConfig) -> dict[str, list[tuple[str, int]]]:
+    """The token lengths each model reads, by role, from every section: `seq_length`, `max_length`, or
+    `max_prompt_length + max_new_tokens`; read by the section's own `model_name` (the SFT and reward models),
+    else by the policy (every stage after SFT samples or trains the SFT model)."""
+    lengths: dict[str, list[tuple[str, int]]] = {"sft": [], "reward": []}
+    for section in SECTIONS:
+        part = getattr(cfg, section)
+        role = section if section in lengths and hasattr(part, "model_name") else "sft"
+        for fields in (("seq_length",), ("max_length",), ("max_prompt_length", "max_new_tokens")):
+            if all(hasattr(part, f) for f in fields):
+                key = " + ".join(f"{section}.{f}" for f in fields)
+                lengths[role].append((key, sum(getattr(part, f) for f in fields)))
+    return lengths
+
+
 def check_model_limits(cfg: RunConfig) -> None:
     """Lengths within the models' positions and LoRA targets that exist, for models readable here."""
     from kfrlhf.common.models import model_limits
 
-    lengths = {
-        "sft": [("sft.seq_length", cfg.sft.seq_length)],
-        "policy": [
-            ("ppo.max_prompt_length + ppo.max_new_tokens", cfg.ppo.max_prompt_length + cfg.ppo.max_new_tokens),
-            ("eval.max_prompt_length + eval.max_new_tokens", cfg.eval.max_prompt_length + cfg.eval.max_new_tokens),
-            ("dpo.max_length", cfg.dpo.max_length),
-            ("rest.max_prompt_length + rest.max_new_tokens", cfg.rest.max_prompt_length + cfg.rest.max_new_tokens),
-            ("grpo.max_prompt_length + grpo.max_new_tokens", cfg.grpo.max_prompt_length + cfg.grpo.max_new_tokens),
-        ],
-        "reward": [("reward.max_length", cfg.reward.max_length)],
-    }
+    lengths = model_lengths(cfg)
     for role, name in (("sft", cfg.sft.model_name), ("reward", cfg.reward.model_name)):
         limits = model_limits(name)
         if limits is None:  # a hub id not in the local cache: its stage checks it
             continue
         positions, modules = limits
-        for key, value in lengths[role] + (lengths["policy"] if role == "sft" else []):
+        for key, value in lengths[role]:
             if value > positions:
                 raise ConfigError(f"{key} ({value}) exceeds the {positions} positions of {role} model {name}")
         missing = [t for t in cfg.sft.lora_target_modules if t not in modules] if role == "sft" else []
@@ -196,16 +201,17 @@ def _disk_full(output: Path):
         raise OSError(err.errno, f"the disk is full under {output}: {hint}") from None
 
 
-def check_precision(cfg: RunConfig, pipeline: str) -> None:
+def check_precision(cfg: RunConfig, sections) -> None:
     """Precision this machine cannot run: 4-bit without bitsandbytes is refused; bf16 without a bf16 GPU
-    falls back to fp32 in the stages (`kfrlhf.common.trainer_args.use_bf16`), said here once."""
+    falls back to fp32 in the stages (`kfrlhf.common.trainer_args.use_bf16`), said here once for each of the
+    pipeline's `sections` that asks for bf16 where its default does not (a default of bf16 means "where the
+    GPU has it": PPO's)."""
     from kfrlhf.common.extras import require
     from kfrlhf.common.trainer_args import bf16_supported
 
     if cfg.sft.load_in_4bit:
         require("bitsandbytes", "qlora", "sft.load_in_4bit (QLoRA)")
-    sections = ("sft", "reward", pipeline if pipeline in ("dpo", "rest", "grpo") else None)
-    bf16 = [s for s in sections if s and getattr(cfg, s).bf16]
+    bf16 = [s for s in SECTIONS if s in sections and getattr(getattr(cfg, s), "bf16", False) and not SECTIONS[s]().bf16]
     if bf16 and not bf16_supported():
         print(f"rlhf run: {', '.join(s + '.bf16' for s in bf16)}: no GPU with bf16 support here, training in fp32")
 
