@@ -164,7 +164,7 @@ CONFIG_CASES = {
     "negative-kl-limit": (None, ["--set", "ppo.kl_limit=-1"], "ppo.kl_limit must be >= 0, got -1.0"),
     "short-seq-length": (None, ["--set", "sft.seq_length=4"], "sft.seq_length must be >= 8 tokens, got 4"),
     "min-above-max-tokens": (None, ["--set", "ppo.min_new_tokens=64"], "ppo.min_new_tokens must be > 0 and <="),
-    "eval-fraction-one": (None, ["--set", "data.eval_fraction=1"], "data.eval_fraction must be > 0 and < 1"),
+    "eval-fraction-one": (None, ["--set", "data.eval_fraction=1"], "data.eval_fraction must be > 0 and at most 0.5"),
     "unknown-report-to": ("report_to: mlflow\n", [], "report_to must be wandb, tensorboard or none"),
     "template-without-question": ("data:\n  template: 'Q: {query}'\n", [], "data.template must contain {question}"),
     "unknown-preset": (None, ["--preset", "huge"], "unknown preset 'huge' (known: small, tiny)"),

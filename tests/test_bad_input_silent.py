@@ -28,6 +28,15 @@ CASES = {
     "serve-cpu-with-space": (["--set", "serve.cpu=4 cores"], "serve.cpu must be a Kubernetes quantity"),
     "serve-gpu-type": (["--set", "serve.gpu_type=nvidia gpu"], "serve.gpu_type must be a Kubernetes qualified name"),
     "serve-service-account": (["--set", "serve.service_account=My_SA"], "serve.service_account must be empty or a"),
+    "eval-fraction-0.95": (["--set", "data.eval_fraction=0.95"], "data.eval_fraction must be > 0 and at most 0.5"),
+    "min-pairs-unreachable": (
+        ["--set", "rlaif.min_pairs=500", "--set", "rlaif.num_prompts=100"],
+        "rlaif.min_pairs (500) exceeds rlaif.num_prompts (100): each prompt gives at most one training pair",
+    ),
+    "causal-lm-as-second-judge": (
+        ["--set", "eval.second_judge=tiny-opt"],
+        "eval.second_judge 'tiny-opt' (OPTForCausalLM) is a causal LM: give a sequence classifier",
+    ),
 }
 
 
@@ -143,3 +152,9 @@ def test_a_dataset_folder_is_read_whole_or_refused(case, capsys, tmp_path, monke
         (tmp_path / name).write_bytes(content)
     argv = ["run", "--set", "data.sft_dataset=d", *extra, "--output", "out/x"]
     fails_cleanly(capsys, tmp_path, argv, expected)
+
+
+def test_a_saved_causal_lm_as_second_judge_is_refused_before_work(tiny_lm_dir, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "--set", f"eval.second_judge={tiny_lm_dir}", "--output", "out/x"]
+    fails_cleanly(capsys, tmp_path, argv, "(OPTForCausalLM) is a causal LM")

@@ -125,6 +125,26 @@ def check_models(cfg: RunConfig, pipeline: str) -> None:
             check_model_dir(name, setting)
         elif name.startswith(("/", "./", "../", "~")):
             raise ConfigError(f"{setting}: {name}: no such directory (a saved model directory or a hub id)")
+    causal = _causal_lm(cfg.eval.second_judge) if cfg.eval.second_judge else None
+    if causal:  # found here, not by the eval after the training stages
+        raise ConfigError(
+            f"eval.second_judge {cfg.eval.second_judge!r} ({causal}) is a causal LM: give a sequence classifier "
+            "that scores answers (a reward model's directory or hub id)"
+        )
+
+
+def _causal_lm(name: str) -> str | None:
+    """The causal-LM architecture of a tiny name or a local model directory, else None (hub ids: their stage)."""
+    from kfrlhf.common.models import TINY_CAUSAL, is_tiny
+
+    if is_tiny(name):
+        return "OPTForCausalLM" if name == TINY_CAUSAL else None
+    try:
+        config = json.loads((Path(name) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    found = config.get("architectures") if isinstance(config, dict) else None
+    return next((a for a in found or [] if str(a).endswith(("ForCausalLM", "LMHeadModel"))), None)
 
 
 def model_lengths(cfg: RunConfig) -> dict[str, list[tuple[str, int]]]:
