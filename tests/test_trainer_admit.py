@@ -3,8 +3,9 @@
 `../shared/tools/trainer-admit` runs Trainer's mutating and validating webhooks (every runtime plugin),
 the CRD pruning and defaulting, and with `--jobset` the JobSet the TrainJob controller builds from it
 through JobSet's own webhooks: upstream's code, offline (its README). It does not check the schema's
-values, so every TrainJob is also validated against the CRD. All TrainJobs go through one call: each
-shape renders into a namespace of its own, so the jobs keep the names the stages give them.
+values, so every TrainJob is also validated against the CRD (tests/upstream/crds, always run; the
+admission tests skip with the reason where ../shared is missing). All TrainJobs go through one call:
+each shape renders into a namespace of its own, so the jobs keep the names the stages give them.
 """
 
 from __future__ import annotations
@@ -20,22 +21,19 @@ import yaml
 from kfrlhf.launch import trainjob
 from kfrlhf.launch.config import DistributedConfig
 from kfrlhf.launch.trainjob import NODE, NODE_ANNOTATIONS, NODE_LABEL, with_launcher_pod
-from kfrlhf.launch.trainjob_run import build_trainjob, job_name, workdir_of
+from kfrlhf.launch.trainjob_run import build_trainjob, job_name, workdir_of, workflow_owners
 from kfrlhf.pipelines.cluster.cli import render_trainjob
 from kfrlhf.pipelines.cluster.platform import ClusterSettings, node_template
 from kfrlhf.pipelines.definitions.stages import DISTRIBUTED_STAGES, ENTRY_POINTS
+from tests.conftest import CRDS, SHARED, needs
 from tests.test_manifests import _strict
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 ADMIT = SHARED / "tools" / "trainer-admit" / "trainer-admit"
-RUNTIME = SHARED / "crds" / "kubeflow-trainer" / "runtime-torch-distributed.manifest.yaml"
-CRD = SHARED / "crds" / "kubeflow-trainer" / "trainer.kubeflow.org_trainjobs.yaml"
+RUNTIME = CRDS / "kubeflow-trainer" / "runtime-torch-distributed.manifest.yaml"
+CRD = CRDS / "kubeflow-trainer" / "trainer.kubeflow.org_trainjobs.yaml"
 NODES, GPUS = (1, 2, 4, 8), (1, 8)
-
-pytestmark = pytest.mark.skipif(
-    not (ADMIT.exists() and RUNTIME.exists() and CRD.exists()),
-    reason=f"needs Kubeflow Trainer's admission tool and CRDs from ../shared ({ADMIT}, {CRD.parent})",
-)
+WORKFLOW = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": "rlhf-x7k2p", "uid": "0c1d"}
+NEEDS_ADMIT = needs(ADMIT, "trainer-admit (Kubeflow Trainer's and JobSet's admission webhooks, built from upstream)")
 
 
 def admit(jobs: list[dict], tmp_path: Path) -> tuple[int, dict[str, str], list[dict]]:
@@ -60,7 +58,8 @@ def admit(jobs: list[dict], tmp_path: Path) -> tuple[int, dict[str, str], list[d
 
 def full_options_job(stage: str) -> dict:
     """`stage` at 2 nodes of 8 GPUs with every optional part: pull secrets, a node pool and its
-    tolerations (one with tolerationSeconds), NCCL env, /dev/shm, the launcher pod's service account."""
+    tolerations (one with tolerationSeconds), NCCL env, /dev/shm, the launcher pod's service account,
+    the run's Workflow as owner."""
     settings = ClusterSettings(
         image_pull_secrets=["rlhf-registry", "mirror"],
         node_selector={"node-pool": "rlhf-gpu", "nvidia.com/gpu.present": "true"},
@@ -71,15 +70,20 @@ def full_options_job(stage: str) -> dict:
     )
     settings.resources[stage].gpus = 8
     launcher_pod = {
-        "serviceAccountName": "rlhf-pipeline-runner",
-        "imagePullSecrets": [{"name": "from-the-pod"}],
-        "tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}],
+        "metadata": {"ownerReferences": [{**WORKFLOW, "controller": True, "blockOwnerDeletion": True}]},
+        "spec": {
+            "serviceAccountName": "rlhf-pipeline-runner",
+            "imagePullSecrets": [{"name": "from-the-pod"}],
+            "tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}],
+        },
     }
-    template = with_launcher_pod(node_template(settings, stage), launcher_pod)
+    template = with_launcher_pod(node_template(settings, stage), launcher_pod["spec"])
     dist = DistributedConfig(nodes=2)
     output = f"/{stage}/output"
     workdir = workdir_of(template, output)
-    return build_trainjob(ENTRY_POINTS[stage], stage, dist, template, workdir, job_name(stage, output), "full")
+    job = build_trainjob(ENTRY_POINTS[stage], stage, dist, template, workdir, job_name(stage, output), "full")
+    job["metadata"]["ownerReferences"] = workflow_owners(launcher_pod)  # as run_trainjob does
+    return job
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +109,7 @@ def test_every_stage_at_every_shape_validates_against_the_crd(jobs):
         validator.validate(job)
 
 
+@NEEDS_ADMIT
 def test_trainer_admits_every_trainjob_and_jobset_admits_what_it_makes(jobs, admitted):
     status, verdicts, jobsets = admitted
     for job in jobs:
@@ -114,6 +119,7 @@ def test_trainer_admits_every_trainjob_and_jobset_admits_what_it_makes(jobs, adm
     assert status == 0 and len(jobsets) == len(jobs)
 
 
+@NEEDS_ADMIT
 def test_the_jobsets_run_the_shapes_asked_for_with_the_node_pods_labels_and_annotations(jobs, admitted):
     _, _, jobsets = admitted
     for job, jobset in zip(jobs, jobsets):
@@ -132,7 +138,8 @@ def test_the_jobsets_run_the_shapes_asked_for_with_the_node_pods_labels_and_anno
         assert env["PET_NPROC_PER_NODE"] == str(job["spec"]["trainer"]["numProcPerNode"])
 
 
-def test_the_full_options_reach_the_admitted_jobset(admitted):
+@NEEDS_ADMIT
+def test_the_full_options_reach_the_admitted_jobset(jobs, admitted):
     _, _, jobsets = admitted
     full = [j for j in jobsets if j["metadata"]["namespace"] == "full"]
     assert len(full) == len(DISTRIBUTED_STAGES)
@@ -148,8 +155,12 @@ def test_the_full_options_reach_the_admitted_jobset(admitted):
         assert {v["name"]: v for v in pod["volumes"]}["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
         env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
         assert env["NCCL_SOCKET_IFNAME"] == "eth0" and env["PET_NNODES"] == "2"
+    for job in jobs:
+        if job["metadata"]["namespace"] == "full":
+            assert job["metadata"]["ownerReferences"] == [WORKFLOW]
 
 
+@NEEDS_ADMIT
 def test_a_manager_without_a_domain_is_denied(jobs, tmp_path, monkeypatch):
     """The tool denies what Trainer's webhook denies (the jobset plugin's IsDomainPrefixedPath), so the
     admissions above are not vacuous."""
@@ -161,6 +172,7 @@ def test_a_manager_without_a_domain_is_denied(jobs, tmp_path, monkeypatch):
     assert "must be a domain-prefixed path" in verdict
 
 
+@NEEDS_ADMIT
 def test_a_job_without_its_runtime_installed_is_denied(tmp_path):
     """What docs/cluster.md's prerequisites prevent: Trainer's webhook refuses a TrainJob whose
     ClusterTrainingRuntime is not installed."""

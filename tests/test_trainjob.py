@@ -7,6 +7,7 @@ loopback fake of the API server."""
 from __future__ import annotations
 
 import functools
+import importlib
 import io
 import json
 import threading
@@ -27,7 +28,7 @@ from kfrlhf.pipelines.cli import main
 from kfrlhf.pipelines.cluster import cli as cli_cluster
 from kfrlhf.pipelines.cluster.compile import compile_pipeline
 from kfrlhf.pipelines.cluster.platform import ClusterSettings, node_template
-from tests.conftest import CRDS
+from tests.conftest import CRDS, needs
 from tests.fake_http import reply_json
 from tests.test_manifests import _strict
 from tests.test_workflow import TOOL, _compile, _killed, _merge_defaults, _overlay_versions, argo_decides, stage_pods
@@ -35,12 +36,20 @@ from tests.test_workflow import TOOL, _compile, _killed, _merge_defaults, _overl
 ROOT = Path(__file__).resolve().parents[1]
 CRD = CRDS / "kubeflow-trainer" / "trainer.kubeflow.org_trainjobs.yaml"
 RECORDED = Path(__file__).parent / "trainjob_api"
+NEEDS_COMPILER = needs(TOOL, "kfp-argo-compile (KFP 2.17.0's backend compiler, built from upstream)")
 JOBS = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/kubeflow-rlhf/trainjobs"
+# The run's Argo Workflow, which owns every pod it runs (argo-workflows v4.0.5
+# workflow/controller/workflowpod.go:211-212).
+WORKFLOW_OWNER = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": "rlhf-x7k2p", "uid": "0c1d"}
 # The task's own pod (any name launcher-*) as a cluster with the gpu-cluster overlay runs it.
 LAUNCHER = {
     "apiVersion": "v1",
     "kind": "Pod",
-    "metadata": {"name": "launcher-a", "namespace": "kubeflow-rlhf"},
+    "metadata": {
+        "name": "launcher-a",
+        "namespace": "kubeflow-rlhf",
+        "ownerReferences": [WORKFLOW_OWNER | {"controller": True, "blockOwnerDeletion": True}],
+    },
     "spec": {
         "serviceAccountName": "rlhf-pipeline-runner",
         "nodeSelector": {"node-pool": "rlhf-gpu"},
@@ -121,7 +130,7 @@ def test_each_node_asks_for_cpu_memory_and_shm_for_its_gpus(nodes, gpus, schema,
     assert shm_of(node_pod(job)["spec"]) == shm
 
 
-@pytest.mark.skipif(not TOOL.exists(), reason=f"kfp-argo-compile not found at {TOOL}")
+@NEEDS_COMPILER
 def test_a_multi_gpu_pod_asks_for_its_gpus_cpu_memory_shm_and_nccl_env(tmp_path):
     argv = ["compile", "--output", str(tmp_path), "--gpus", "ppo=8", "--nccl", "NCCL_SOCKET_IFNAME=eth0"]
     assert main(argv) == 0
@@ -149,21 +158,17 @@ def test_render_refuses_a_bad_distributed_section(tmp_path, capsys):
 
 
 def test_render_names_the_entry_points_the_components_start():
-    from kfrlhf.dpo.stage import run as run_dpo
-    from kfrlhf.grpo.stage import run as run_grpo
+    """A TrainJob's nodes start the function that the stage's KFP component runs."""
     from kfrlhf.pipelines.cluster.platform import DISTRIBUTED_STAGES
-    from kfrlhf.ppo.stage import run as run_ppo_stage
-    from kfrlhf.reward.stage import run as run_reward
-    from kfrlhf.sft.stage import run as run_sft
 
-    functions = {"sft": run_sft, "reward": run_reward, "ppo": run_ppo_stage, "dpo": run_dpo, "grpo": run_grpo}
-    assert cli_cluster.ENTRY_POINTS == {stage: entry_point(f) for stage, f in functions.items()}
-    assert set(DISTRIBUTED_STAGES) == set(functions)
-    for stage, function in functions.items():
-        assert f"run_stage({function.__name__}" in (ROOT / "components" / stage / "component.py").read_text()
+    assert {"sft", "reward", "ppo", "dpo", "grpo", "kto"} <= set(DISTRIBUTED_STAGES) == set(cli_cluster.ENTRY_POINTS)
+    for stage in DISTRIBUTED_STAGES:
+        function = importlib.import_module(f"kfrlhf.{stage}.stage").run
+        assert cli_cluster.ENTRY_POINTS[stage] == entry_point(function), stage
+        assert f"run_stage({function.__name__}" in (ROOT / "components" / stage / "component.py").read_text(), stage
 
 
-@pytest.mark.skipif(not TOOL.exists(), reason=f"kfp-argo-compile not found at {TOOL}")
+@NEEDS_COMPILER
 def test_a_multi_node_stage_compiles_to_a_launcher_pod(tmp_path):
     settings = ClusterSettings()
     settings.resources["ppo"].nodes, settings.resources["ppo"].gpus = 2, 8
@@ -443,6 +448,8 @@ def test_a_retry_replaces_the_earlier_attempts_failed_job_under_the_same_name(tm
     assert "the earlier attempt's failed job deleted" in log
     (job,) = FakeTrainerAPI.bodies
     assert job["metadata"]["name"] == name
+    # Owned by the run's Workflow: deleted with it when no retry came to adopt it.
+    assert job["metadata"]["ownerReferences"] == [WORKFLOW_OWNER]
     pod = node_pod(job)["spec"]  # the launcher pod's scheduling reached the nodes
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true", "node-pool": "rlhf-gpu"}
     assert [t["key"] for t in pod["tolerations"]] == ["nvidia.com/gpu", "dedicated"]
@@ -483,7 +490,7 @@ def retry_strategy() -> dict:
     return _merge_defaults(strategy, defaults)
 
 
-@pytest.mark.skipif(not TOOL.exists(), reason=f"kfp-argo-compile not found at {TOOL}")
+@NEEDS_COMPILER
 def test_a_preempted_node_leaves_the_retry_message_is_retried_and_resumes(tmp_path, monkeypatch, retry_strategy):
     """From the pod's DisruptionTarget condition to a retry that resumes: the task leaves the retry message and
     exits 143, KFP's launcher makes that exit 1, and the retry expression matches the message."""
@@ -515,7 +522,7 @@ def test_a_preempted_node_leaves_the_retry_message_is_retried_and_resumes(tmp_pa
     assert result == {"steps": 4} and found == ["step-2"], log
 
 
-@pytest.mark.skipif(not TOOL.exists(), reason=f"kfp-argo-compile not found at {TOOL}")
+@NEEDS_COMPILER
 def test_a_crashed_rank_fails_the_task_at_once_without_a_retry(tmp_path, monkeypatch, retry_strategy):
     from kfrlhf.launch import trainjob_run
 
@@ -590,7 +597,7 @@ def node_pod(job: dict) -> dict:
     return patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
 
 
-@pytest.mark.skipif(not TOOL.exists(), reason=f"kfp-argo-compile not found at {TOOL}")
+@NEEDS_COMPILER
 def test_the_gpu_cluster_overlay_reaches_the_trainjob_pods(schema, tmp_path):
     """The gpu-cluster overlay's node pool and taint toleration, and the run's service account, on the
     PPO launcher pod the backend compiles; the TrainJob that pod creates gives them to every node."""
@@ -608,7 +615,7 @@ def test_the_gpu_cluster_overlay_reaches_the_trainjob_pods(schema, tmp_path):
     assert pod["serviceAccountName"] == "rlhf-pipeline-runner"
 
 
-@pytest.mark.skipif(not TOOL.exists(), reason=f"kfp-argo-compile not found at {TOOL}")
+@NEEDS_COMPILER
 def test_compile_chooses_the_gpu_node_label_and_pull_secrets_for_every_pod_and_node(tmp_path):
     label = "cloud.google.com/gke-accelerator=nvidia-h100-80gb"
     argv = ["compile", "--output", str(tmp_path), "--gpu-node-selector", label, "--image-pull-secret", "regcred"]

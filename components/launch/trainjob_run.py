@@ -18,7 +18,8 @@ task's log, and reopened where it broke off when the API server drops the stream
 
 A task that fails deletes its TrainJob unless the job itself ended Failed (it then holds no GPUs and
 stays for `kubectl logs` under `cleanup: on-success`): no job outlives its task, except one whose
-launcher pod died (preempted, evicted, drained), which the retry adopts (`TrainJobWatch.adopt`).
+launcher pod died (preempted, evicted, drained), which the retry adopts (`TrainJobWatch.adopt`); the run's
+Workflow owns the job, so it goes with the Workflow when no retry comes (`workflow_owners`).
 
 A node that was preempted, evicted or lost is retried: KFP's launcher turns any exit of this code into
 exit 1 (kubeflow/pipelines 2.17.0 backend/src/v2/cmd/launcher-v2/main.go: glog.Exit), so the task
@@ -138,8 +139,8 @@ def run_trainjob(target: str, section: str, kwargs: dict, dist: DistributedConfi
         )
     namespace = current_namespace()
     _, core = clients()
-    launcher = core.read_namespaced_pod(os.environ["HOSTNAME"], namespace)  # this task's own pod
-    template = with_launcher_pod(template, core.api_client.sanitize_for_serialization(launcher)["spec"])
+    launcher = core.api_client.sanitize_for_serialization(core.read_namespaced_pod(os.environ["HOSTNAME"], namespace))
+    template = with_launcher_pod(template, launcher["spec"])  # this task's own pod's scheduling
     workdir = workdir_of(template, kwargs[output])
     result_file = workdir / "result.json"
 
@@ -153,6 +154,7 @@ def run_trainjob(target: str, section: str, kwargs: dict, dist: DistributedConfi
 
     name = job_name(section, kwargs[output])
     manifest = build_trainjob(target, section, dist, template, workdir, name, namespace)
+    manifest["metadata"]["ownerReferences"] = workflow_owners(launcher)
     try:
         TrainJobWatch(manifest, dist.cleanup, timeout=template.timeout_seconds or None).run(stage_inputs)
     except TrainJobPreempted as err:
@@ -163,6 +165,15 @@ def run_trainjob(target: str, section: str, kwargs: dict, dist: DistributedConfi
     result = json.loads(result_file.read_text())
     shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+def workflow_owners(pod: dict) -> list[dict]:
+    """The Argo Workflow that owns the launcher pod (argo-workflows v4.0.5 workflow/controller/workflowpod.go
+    :211-212 makes it the pod's controller), as the TrainJob's owner: when the run's Workflow is deleted (KFP's
+    ttlStrategy) the garbage collector deletes a job no retry came for. Not a controller reference, and
+    blockOwnerDeletion unset, which needs no permission on workflows."""
+    keys = ("apiVersion", "kind", "name", "uid")
+    return [{k: o[k] for k in keys} for o in pod["metadata"].get("ownerReferences") or [] if o["kind"] == "Workflow"]
 
 
 def leave_retry_message(why: str) -> None:
