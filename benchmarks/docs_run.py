@@ -93,6 +93,7 @@ def run(pipeline: str) -> None:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": (commit[0] if commit else "?") + ("+changes" if dirty else ""),
         "machine": machine(),
+        "threads": os.environ.get("OMP_NUM_THREADS", ""),
     }
     (RUNS / f"{pipeline}.json").write_text(json.dumps(meta, indent=2))
 
@@ -101,7 +102,9 @@ def measured(meta: dict) -> str:
     """The line every block ends with: where and when its figures come from."""
     load = meta["load"]
     return (
-        f"(`make docs`, {meta['date']}, commit {meta['commit']}: `{meta['command']}` on {meta['machine']}; "
+        f"(`make docs`, {meta['date']}, commit {meta['commit']}: `{meta['command']}` on {meta['machine']}"
+        + (f", OMP_NUM_THREADS={meta['threads']}" if meta.get("threads") else "")
+        + "; "
         f"load average {load[0]:g} before, {load[1]:g} after)"
     )
 
@@ -138,11 +141,22 @@ def samples(report: dict, meta: dict, rows: int = 4) -> str:
     return "\n".join(lines) + f"\n\n{measured(meta)}\n"
 
 
+def rlaif_run(report: dict, meta: dict) -> str:
+    """The judge's labelling figures (`kfrlhf.rlaif.stage`'s metrics, carried into the report), then the run's."""
+    r = report
+    judging = (
+        f"Judging: {r['rlaif_pairs']} pairs, **{r['rlaif_kept_pairs']} kept, {r['rlaif_dropped_pairs']} dropped**"
+        f" (agreement {r['rlaif_agreement_rate']:.3f}); {r['rlaif_train_pairs']} training / {r['rlaif_eval_pairs']}"
+        f" held-out pairs; position A chosen in {r['rlaif_first_preferred']:.2f} of the judgements. "
+    )
+    return judging + run_summary(report, meta)
+
+
 BLOCKS = {  # NAME: (pipeline, what the block shows)
     "console": ("rlhf", console_block),
     "samples": ("rlhf", samples),
     "rlhf-run": ("rlhf", run_summary),
-    "rlaif-run": ("rlaif", run_summary),
+    "rlaif-run": ("rlaif", rlaif_run),
 }
 
 

@@ -78,6 +78,10 @@ def _tiny_model(name: str):
                 max_position_embeddings=512,
                 word_embed_proj_dim=128,
                 init_std=0.2,
+                # No dropout (OPT's default is 0.1): its random masks took ~1/3 of a tiny SFT step on the CPU, and
+                # the model learns the sample text no worse without it (issue 33: eval loss 2.02 against 2.12 at
+                # step 300 of 600, with LoRA dropout 0 too).
+                dropout=0.0,
                 # No biases: bitsandbytes 0.50's CPU 4-bit matmul adds the bias in place,
                 # which autograd refuses while training.
                 enable_bias=False,
