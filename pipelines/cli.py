@@ -125,7 +125,14 @@ def cmd_run(args) -> int:
     # W&B goes online only when asked on the command line (and not WANDB_MODE=offline), with a key it accepts.
     asked = args.report_to == "wandb" and os.environ.get("WANDB_MODE", "online") == "online"
     online = asked and check_wandb_key(os.environ.get("WANDB_API_KEY"))
-    report = run_local(cfg, args.output, args.pipeline, verbose=args.verbose, online=online)
+    image_of = None
+    if args.runner == "container":
+        from kfrlhf.pipelines.cluster.images import default_tag, image_for
+
+        def image_of(stage: str) -> str:
+            return image_for(stage, args.registry, args.tag or default_tag("cpu"))
+
+    report = run_local(cfg, args.output, args.pipeline, verbose=args.verbose, online=online, image_of=image_of)
     print_summary(report)
     print(f"\nreport: {args.output}/report.html (also report.md, report.json)")
     return 0
@@ -256,10 +263,12 @@ def cmd_models_prepare(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from kfrlhf.pipelines.cluster.cli import (
         add_compile_parser,
+        add_image_options,
         add_images_parser,
         add_render_trainjob_parser,
         add_submit_parser,
     )
+    from kfrlhf.pipelines.cluster.images import default_tag
     from kfrlhf.pipelines.definitions import registry
     from kfrlhf.pipelines.local.plan import ROLES as PLAN_ROLES
 
@@ -279,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--output", default="runs/latest", help="directory for report.json and artifacts")
     p.add_argument("--verbose", action="store_true", help="stream every task's output (always in OUTPUT/logs/)")
+    p.add_argument(
+        "--runner",
+        choices=["subprocess", "container"],
+        default="subprocess",
+        help="subprocess: every task in this Python (default); container: every task in its stage's image "
+        "(rlhf images --flavour cpu builds them; podman or docker runs them)",
+    )
+    add_image_options(p, tag_help=f"default {default_tag('cpu')}: the cpu images; --runner container only")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compare", help="one table (and compare.md/.html with a plot) across finished runs")

@@ -79,4 +79,8 @@ def build_command(
     command = {"docker": ["docker", "build"], "podman": ["podman", "build"], "buildah": ["buildah", "bud"]}[builder]
     if builder != "docker":
         command += ["--layers", "--isolation=chroot", f"--ignorefile={IGNOREFILE}", *extra]
+        # buildah 1.28 reuses a cached LABEL step whose ARGs differ (every stage on a base would carry the first
+        # stage's label, and the commit of an older build): the labels again, on the command line.
+        labels = {STAGE_LABEL: "STAGE", FLAVOUR_LABEL: "FLAVOUR", COMMIT_LABEL: "GIT_COMMIT"}
+        command += [f"--label={label}={build_args_[arg]}" for label, arg in labels.items() if arg in build_args_]
     return [*command, "-f", DOCKERFILE, f"--target={STAGE_TARGET}", *args_, "-t", image, "."]

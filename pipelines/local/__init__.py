@@ -1,5 +1,6 @@
 """Local tooling: what runs on this machine rather than in a cluster: `run.py` (`rlhf run`, the pipelines on
-kfp.local), `console.py` (its progress lines), `compare.py` (`rlhf compare`), `generate.py` (`rlhf generate`)
+kfp.local), `console.py` (its progress lines), `containers.py` (`rlhf run --runner container`: each task in its
+stage's image), `compare.py` (`rlhf compare`), `generate.py` (`rlhf generate`)
 `plan.py` (`rlhf plan`, GPU memory per stage; benchmarks/gpu_step.py records its estimate too) and
 `model_shapes.py` (a model's counts and dimensions from its config.json, for the plan).
 

@@ -59,6 +59,7 @@ class Console:
         self.failure: tuple[str, str] | None = None  # (task, last error line)
         self.stopping, self.proc, self._bar, self._drawn = 0, None, None, 0.0  # stopping: the signal number
         self.resumed: str | None = None  # the checkpoint the current task resumed from
+        self.containers = None  # `rlhf run --runner container`: runs each task's command in its image
 
     def say(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -69,11 +70,20 @@ class Console:
 
     @contextlib.contextmanager
     def capture(self):
-        """kfp.local's output into the log files for the pipeline call; SIGTERM forwarded to the running task."""
-        from kfp.local import subprocess_task_handler
+        """kfp.local's output into the log files for the pipeline call; SIGTERM forwarded to the running task.
+        With `containers` set (a `kfrlhf.pipelines.local.containers.ContainerRunner`): each task's command in its
+        stage's image."""
+        containers = self.containers
+        from kfp.local import status, subprocess_task_handler
         from kfp.local.orchestrator import task_executor
 
         run, execute = subprocess_task_handler.run_local_subprocess, task_executor.execute_single_task
+        handler_run = subprocess_task_handler.SubprocessTaskHandler.run
+
+        def run_in_image(handler):
+            code = self._run(containers.command(handler.image, handler.full_command, handler.env_vars, self.task))
+            containers.finished(self.task, handler.image)
+            return status.Status.SUCCESS if code == 0 else status.Status.FAILURE
 
         def execute_task(*args, task_name, **kwargs):
             with self._task(task_name):
@@ -81,6 +91,8 @@ class Console:
 
         subprocess_task_handler.run_local_subprocess = self._run
         task_executor.execute_single_task = execute_task
+        if containers:
+            subprocess_task_handler.SubprocessTaskHandler.run = run_in_image
         previous = {sig: signal.signal(sig, self._stop) for sig in SIGNAL_NAMES}
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -91,6 +103,7 @@ class Console:
                     yield self
         finally:
             subprocess_task_handler.run_local_subprocess, task_executor.execute_single_task = run, execute
+            subprocess_task_handler.SubprocessTaskHandler.run = handler_run
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 

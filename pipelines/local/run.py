@@ -31,6 +31,7 @@ from kfrlhf.eval.report import html_report, markdown_report
 from kfrlhf.gate.stage import markdown as gate_markdown
 from kfrlhf.pipelines.definitions.run_config import SECTIONS, RunConfig
 from kfrlhf.pipelines.local.console import Console
+from kfrlhf.pipelines.local.containers import check_images, container_runner, write_record
 from kfrlhf.rlaif.constitution import load_constitution
 from kfrlhf.rlaif.judge import check_context
 
@@ -43,11 +44,18 @@ class StageFailed(RuntimeError):
 
 
 def run_local(
-    cfg: RunConfig, output: str | Path, pipeline: str = "rlhf", verbose: bool = False, online: bool = False
+    cfg: RunConfig,
+    output: str | Path,
+    pipeline: str = "rlhf",
+    verbose: bool = False,
+    online: bool = False,
+    image_of=None,
 ) -> dict:
     """Run the pipeline `pipeline` (a name in `registry.PIPELINES`) with the config's sections as parameters.
 
     `online`: W&B logs online (the caller checked the key); otherwise every task runs with WANDB_MODE=offline.
+    `image_of(stage)`: every task in its stage's image (`--runner container`, `kfrlhf.pipelines.local.containers`),
+    which containers ran in `OUTPUT/containers.json`; else every task in this Python.
     """
     from kfrlhf.pipelines.definitions.registry import PIPELINES
 
@@ -55,7 +63,8 @@ def run_local(
         raise ConfigError(f"unknown pipeline {pipeline!r} (known: {', '.join(PIPELINES)})")
     # Bad config, data or --output fails here, before any model loads and before OUTPUT is written to.
     output = check_output_dir(output, "run").resolve()
-    func = PIPELINES[pipeline](config=cfg)  # ReST unrolls the run's rest.iterations
+    configure = _set_images(image_of) if image_of else None
+    func = PIPELINES[pipeline](configure=configure, config=cfg)  # ReST unrolls the run's rest.iterations
     check_precision(cfg, func.component_spec.inputs)
     preflight(cfg.data)
     check_models(cfg, pipeline)  # before the RLAIF check reads the judge's tokenizer
@@ -83,6 +92,12 @@ def run_local(
             CHECKPOINT_KEY_PARTS_ENV: "2",
             **({} if online else {"WANDB_MODE": "offline"}),
         }
+        containers = None
+        if image_of:
+            writable = [pipeline_root, output / "checkpoints"]
+            writable[1].mkdir(exist_ok=True)
+            containers = console.containers = container_runner(output, writable, args, env)
+            check_images(containers, configure.images)
         try:
             with _env(env), console.capture():
                 report_dir = Path(func(**params).output.path)  # the pipelines return the gated eval report
@@ -90,6 +105,9 @@ def run_local(
             if console.failure is None:
                 raise
             raise StageFailed(_failure_message(console, output)) from err
+        finally:
+            if containers:
+                write_record(containers, output)
         report = json.loads((report_dir / "report.json").read_text())
         report["pipeline"] = pipeline
         report["models"] = {k: os.path.relpath(v, output) for k, v in report["models"].items()}
@@ -109,6 +127,30 @@ def run_local(
         atomic_write_text(output / "report.html", html_report(report, cfg.eval.num_samples, run))
         atomic_write_text(output / "config.yaml", _yaml(args))
     return report
+
+
+def _set_images(image_of):
+    """The pipeline's `configure` hook of a container run: each task's image, nothing else of the cluster's."""
+
+    def configure(task, stage):
+        configure.images.append(image_of(stage))
+        task.set_container_image(configure.images[-1])
+
+    configure.images = []
+    return configure
+
+
+def judge(func) -> str:
+    """Who judged the win rate, for the pipeline `func` tunes its policy in: the run's reward model, which its
+    tuning method optimised (it takes the reward model as input) or never saw (it learns from the pairs)."""
+    from kfrlhf.pipelines.definitions.stages import METHODS
+
+    tasks = func.pipeline_spec.root.dag.tasks
+    tuners = {m: [t for t in tasks if t == m or t.startswith(m.replace("_", "-") + "-")] for m in METHODS if m != "sft"}
+    method, names = next((m, names) for m, names in tuners.items() if names)
+    if any("reward_model" in tasks[t].inputs.artifacts for t in names):
+        return f"this run's reward model, which {METHODS[method]} optimised"
+    return f"this run's reward model, trained on the pairs {METHODS[method]} learned from without it"
 
 
 def check_models(cfg: RunConfig, pipeline: str) -> None:
