@@ -7,6 +7,7 @@ rlhf run --pipeline rlaif         # an AI judge labels the SFT model's answer pa
 rlhf compare runs/rlhf runs/dpo   # one table across finished runs (also compare.md, compare.html)
 rlhf compile --output pipelines/compiled
 rlhf render-trainjob --stage ppo --nodes 2 --gpus-per-node 8   # the TrainJob a multi-node stage creates
+rlhf cluster check                # Kubeflow Trainer, JobSet, the runtime, Argo's retry policy: there?
 rlhf images --registry registry.example.com/ml --push   # build every stage image from images/Dockerfile
 rlhf data check --format preference data/pairs.jsonl
 rlhf plan --preset none --gpu a100-40        # each GPU stage's peak memory, whether it fits, what to turn on
@@ -261,6 +262,7 @@ def cmd_models_prepare(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kfrlhf.pipelines.cluster.check import add_cluster_parser
     from kfrlhf.pipelines.cluster.cli import (
         add_compile_parser,
         add_image_options,
@@ -372,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_compile_parser(sub)
     add_render_trainjob_parser(sub)
+    add_cluster_parser(sub)
     add_images_parser(sub)
     add_submit_parser(sub)
     return parser

@@ -29,7 +29,7 @@ from kfrlhf.pipelines.cluster import cli as cli_cluster
 from kfrlhf.pipelines.cluster.compile import compile_pipeline
 from kfrlhf.pipelines.cluster.platform import ClusterSettings, node_template
 from tests.conftest import CRDS, needs
-from tests.fake_http import reply_json
+from tests.fake_http import kubeconfig_for, reply_json
 from tests.test_manifests import _strict
 from tests.test_workflow import TOOL, _compile, _killed, _merge_defaults, _overlay_versions, argo_decides, stage_pods
 
@@ -276,18 +276,7 @@ def serve(scenario: str | dict, tmp_path, monkeypatch) -> ThreadingHTTPServer:
     FakeTrainerAPI.exists, FakeTrainerAPI.on_create = FakeTrainerAPI.scenario.get("exists", False), None
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTrainerAPI)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    kubeconfig = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
-        "users": [{"name": "fake", "user": {"token": "t"}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
-        "current-context": "fake",
-    }
-    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
-    from kubernetes.config import kube_config
-
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig"))
+    kubeconfig_for(server, tmp_path, monkeypatch)
     return server
 
 
