@@ -9,6 +9,7 @@ says the machine, the date, the commit and the load average it was measured unde
 
     python -m benchmarks.docs_run              # both runs, then the files
     python -m benchmarks.docs_run --reuse      # the files again from the runs already in runs/docs
+    python -m benchmarks.docs_run --reuse --runs DIR   # ... from the runs in DIR (e.g. another checkout's)
 """
 
 from __future__ import annotations
@@ -69,10 +70,10 @@ def _lines(command: list[str]) -> list[str]:
     return result.stdout.splitlines()
 
 
-def run(pipeline: str) -> None:
-    """`rlhf run --pipeline PIPELINE --output runs/docs/PIPELINE`: its console output and the load around it
-    land in runs/docs/PIPELINE.json."""
-    output = RUNS / pipeline
+def run(pipeline: str, runs: Path) -> None:
+    """`rlhf run --pipeline PIPELINE --output RUNS/PIPELINE`: its console output and the load around it
+    land in RUNS/PIPELINE.json."""
+    output = runs / pipeline
     shutil.rmtree(output, ignore_errors=True)
     load_before, started = os.getloadavg()[0], time.time()
     rlhf = Path(sys.executable).with_name("rlhf")
@@ -95,7 +96,7 @@ def run(pipeline: str) -> None:
         "machine": machine(),
         "threads": os.environ.get("OMP_NUM_THREADS", ""),
     }
-    (RUNS / f"{pipeline}.json").write_text(json.dumps(meta, indent=2))
+    (runs / f"{pipeline}.json").write_text(json.dumps(meta, indent=2))
 
 
 def measured(meta: dict) -> str:
@@ -169,6 +170,9 @@ def rewrite(path: Path, runs: dict) -> bool:
         if name not in BLOCKS:
             sys.exit(f"make docs: {path}: unknown block {name!r} (known: {', '.join(BLOCKS)})")
         pipeline, make = BLOCKS[name]
+        if pipeline not in runs:  # --reuse with that pipeline's run missing: the block stays as it was
+            print(f"make docs: {path.name}: block {name} kept, no {pipeline} run")
+            return match.group(0)
         return match.group(1) + make(*runs[pipeline]) + match.group(3)
 
     new = BLOCK.sub(block, text)
@@ -187,18 +191,24 @@ def screenshot(page: Path, shot: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.docs_run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reuse", action="store_true", help="rewrite the files from the runs in runs/docs")
+    parser.add_argument("--reuse", action="store_true", help="rewrite the files from the runs already made")
+    parser.add_argument("--runs", type=Path, default=RUNS, help=f"where the runs are (default {RUNS})")
     args = parser.parse_args(argv)
-    RUNS.mkdir(parents=True, exist_ok=True)
+    args.runs.mkdir(parents=True, exist_ok=True)
     if not args.reuse:
         for pipeline in PIPELINES:
-            run(pipeline)
+            run(pipeline, args.runs)
     runs = {}
     for p in PIPELINES:
-        if not (RUNS / f"{p}.json").is_file():
-            sys.exit(f"make docs: no run of {p} in {RUNS}: run without --reuse")
-        runs[p] = (json.loads((RUNS / p / "report.json").read_text()), json.loads((RUNS / f"{p}.json").read_text()))
-    screenshot(RUNS / "rlhf" / "report.html", ROOT / "docs" / "report.png")
+        if not (args.runs / f"{p}.json").is_file():
+            continue
+        report, meta = (
+            json.loads(path.read_text()) for path in (args.runs / p / "report.json", args.runs / f"{p}.json")
+        )
+        runs[p] = (report, meta)
+    if "rlhf" not in runs:
+        sys.exit(f"make docs: no rlhf run in {args.runs}: run without --reuse")
+    screenshot(args.runs / "rlhf" / "report.html", ROOT / "docs" / "report.png")
     changed = [name for name in FILES if rewrite(ROOT / name, runs)]
     print(f"make docs: docs/report.png; {', '.join(changed) or 'no file'} changed")
 
