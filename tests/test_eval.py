@@ -54,6 +54,18 @@ def test_a_model_against_itself(tiny_lm_dir, reward_dir, tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "| win_rate | 0.5 |" in md and md.count("\n| Question:") == 3
     assert report["win_rate_second_judge"] == 0.5 and report["win_rate_second_judge_ties"] == 6
-    assert "| win_rate_judge | the reward model PPO optimised |" in md
+    assert "| win_rate_judge | this run's reward model |" in md
     assert report["length_controlled_gain"] == 0.0 and "| kl_temperature | 0.7 |" in md
     assert "<svg" in (tmp_path / "report.html").read_text()
+
+
+def test_a_run_names_the_judge_its_method_used():
+    """PPO, GRPO and ReST optimise the run's reward model; DPO and KTO learn from the pairs and never see it."""
+    from kfrlhf.pipelines.definitions.registry import PIPELINES
+    from kfrlhf.pipelines.local.run import judge
+
+    judges = {name: judge(PIPELINES[name]()) for name in ("rlhf", "dpo", "kto", "rest", "grpo")}
+    assert judges["rlhf"] == "this run's reward model, which PPO optimised"
+    assert judges["grpo"].endswith("which GRPO optimised") and judges["rest"].endswith("which ReST optimised")
+    assert judges["dpo"] == "this run's reward model, trained on the pairs DPO learned from without it"
+    assert judges["kto"].endswith("KTO learned from without it")

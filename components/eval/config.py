@@ -14,8 +14,8 @@ class EvalConfig(StageConfig, SamplingFields):
 
     Sampling: `max_new_tokens`, `batch_size`, `seed` (the same for both models) and the sampling
     fields (`SamplingFields`; temperature 0.7 here; the KL is taken at it too). Report: `num_samples`
-    rows in the sample table; a KL above `kl_bound` is flagged. The win rate is judged by the reward
-    model PPO optimised; `second_judge` (a sequence classifier's path or hub id, e.g. a reward model
+    rows in the sample table; a KL above `kl_bound` is flagged. The win rate is judged by this run's
+    reward model; `second_judge` (a sequence classifier's path or hub id, e.g. a reward model
     trained on other data; empty: none) adds its win rate beside it.
     """
 

@@ -1,12 +1,12 @@
 """Eval: compare the tuned model with the SFT model on held-out prompts.
 
-Both models answer the same prompts (same sampling seed, `temperature`); the reward model PPO
-optimised scores every answer (`win_rate_judge` says so). Reported: mean reward before (SFT) and
-after (tuned), the mean per-prompt gain with its paired standard error, the win rate (share of
-prompts where the tuned answer scores higher, ties count half; `win_rate_ties` prompts tied), with
-`second_judge` the win rate
+Both models answer the same prompts (same sampling seed, `temperature`); this run's reward model
+scores every answer (`win_rate_judge` says so; `rlhf run` adds whether the tuning method optimised
+it). Reported: mean reward before (SFT) and after (tuned), the mean per-prompt gain with its paired
+standard error, the win rate (share of prompts where the tuned answer scores higher, ties count half;
+`win_rate_ties` prompts tied), with `second_judge` the win rate
 by that other sequence classifier beside it (by default the reward stage's frozen-encoder probe when
-it saved one: a model PPO never optimised against, though it shares the reward model's base),
+it saved one: a model no method optimised against, though it shares the reward model's base),
 how reward follows answer length (see `summarize`),
 and KL(tuned || SFT) estimated on the tuned model's own samples as the mean over prompts of
 sum_t [log p_tuned - log p_sft], both at the sampling temperature: the KL of the distributions
@@ -31,7 +31,7 @@ from kfrlhf.common.sampling import Rollout, forward, logprobs_from_logits, respo
 from .config import EvalConfig
 from .report import html_report, markdown_report
 
-JUDGE = "the reward model PPO optimised"
+JUDGE = "this run's reward model"  # `rlhf run` says whether the tuning method optimised it
 PROBE_JUDGE = "the reward stage's frozen-encoder probe (its warm-started head, never fine-tuned)"
 
 
