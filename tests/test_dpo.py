@@ -10,7 +10,7 @@ import torch
 from kfrlhf.common.models import load_causal_lm, load_tokenizer
 from kfrlhf.dpo.stage import train_dpo
 from kfrlhf.merge.stage import run as merge_adapter
-from kfrlhf.pipelines.cli import main
+from kfrlhf.pipelines.cli import GATE_REFUSED, main
 from kfrlhf.pipelines.definitions import run_config as config
 from kfrlhf.pipelines.definitions.registry import PIPELINES
 from tests.conftest import preference_rows
@@ -58,7 +58,7 @@ def test_dpo_run_through_kfp_local(tmp_path, capfd):
     closed_gate = ["gate.min_gain_stderrs=1e6", "gate.min_win_rate=1.0"]
     for item in FAST + ["dpo.max_steps=10", "dpo.eval_steps=10", "dpo.save_steps=5"] + closed_gate:
         args += ["--set", item]
-    assert main(args) == 0
+    assert main(args) == GATE_REFUSED
     report = json.loads((out / "report.json").read_text())
     assert report["pipeline"] == "dpo"
     assert not report["gate"]["passed"] and "promotion" not in report

@@ -12,7 +12,7 @@ import torch
 from kfrlhf.common.config import ConfigError
 from kfrlhf.grpo.config import GRPOConfig
 from kfrlhf.grpo.stage import grpo_trainer, reward_function
-from kfrlhf.pipelines.cli import main
+from kfrlhf.pipelines.cli import GATE_REFUSED, main
 from tests.test_pipeline import FAST
 
 PROMPTS = ["Question: How do I bake bread?\n\nAnswer: ", "Question: What is tea?\n\nAnswer: "]
@@ -68,8 +68,9 @@ def test_grpo_run_through_kfp_local(tmp_path):
     args = ["run", "--pipeline", "grpo", "--output", str(out), "--report-to", "none"]
     for item in FAST + [f"grpo.{g}" for g in grpo]:
         args += ["--set", item]
-    assert main(args) == 0
+    code = main(args)
     report = json.loads((out / "report.json").read_text())
+    assert code == (0 if report["gate"]["passed"] else GATE_REFUSED)
     assert report["pipeline"] == "grpo" and "grpo" in report["stage_times_s"]
     for key in ("reward_before", "reward_after", "kl", "win_rate"):
         assert math.isfinite(report[key]), key

@@ -4,7 +4,7 @@ with fake secrets in the environment and W&B offline: they must not leak into lo
 import json
 import math
 
-from kfrlhf.pipelines.cli import main
+from kfrlhf.pipelines.cli import GATE_REFUSED, main
 from tests.conftest import assert_clean, assert_tree_clean
 
 FAST = [
@@ -28,7 +28,7 @@ def test_rlhf_run_through_kfp_local(tmp_path, capfd, fake_secrets):
     args = ["run", "--output", str(out), "--report-to", "wandb"]
     for item in FAST + ["ppo.learning_rate=1e-12"]:
         args += ["--set", item]
-    assert main(args) == 0
+    assert main(args) == GATE_REFUSED  # the pipeline ran, its gate refused the model
     report = json.loads((out / "report.json").read_text())
     for key in ("sft_eval_loss", "reward_accuracy", "reward_before", "reward_after", "kl", "win_rate"):
         assert math.isfinite(report[key]), key

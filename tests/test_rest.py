@@ -10,7 +10,7 @@ import torch
 
 from kfrlhf.common.config import ConfigError
 from kfrlhf.common.models import RewardScorer, load_tokenizer
-from kfrlhf.pipelines.cli import main
+from kfrlhf.pipelines.cli import GATE_REFUSED, main
 from kfrlhf.rest.config import RESTConfig, unrolled_config
 from kfrlhf.rest.grow import SAMPLES, grow, load_policy
 from kfrlhf.rest.improve import improve, select, standardised
@@ -102,8 +102,9 @@ def test_rest_run_through_kfp_local(tmp_path):
     args = ["run", "--pipeline", "rest", "--output", str(out), "--report-to", "none"]
     for item in FAST + [f"rest.{r}" for r in rest]:
         args += ["--set", item]
-    assert main(args) == 0
+    code = main(args)
     report = json.loads((out / "report.json").read_text())
+    assert code == (0 if report["gate"]["passed"] else GATE_REFUSED)
     assert report["pipeline"] == "rest"
     for key in ("reward_before", "reward_after", "kl", "win_rate"):
         assert math.isfinite(report[key]), key

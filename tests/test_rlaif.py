@@ -10,7 +10,7 @@ import torch
 from kfrlhf.common.config import ConfigError
 from kfrlhf.common.data_sources import read_split, write_jsonl
 from kfrlhf.common.models import TINY_CAUSAL, load_causal_lm
-from kfrlhf.pipelines.cli import main
+from kfrlhf.pipelines.cli import GATE_REFUSED, main
 from kfrlhf.rlaif.constitution import DEFAULT, load_constitution
 from kfrlhf.rlaif.judge import LexiconJudge, LMJudge, judge_both_orders
 from kfrlhf.rlaif.stage import CHUNK, TooFewPairs, kept_share_bound, label_pairs
@@ -185,7 +185,7 @@ def test_rlaif_run_through_kfp_local(tmp_path, capfd):
     shorter = ["sft.max_steps=200", "sft.eval_steps=200", "rlaif.num_prompts=16", "rlaif.num_eval_prompts=16"]
     for item in FAST + shorter + ["rlaif.min_pairs=1", "reward.min_accuracy=0", "gate.min_win_rate=1.0"]:
         args += ["--set", item]
-    assert main(args) == 0
+    assert main(args) == GATE_REFUSED  # no win rate passes the gate's 1.0
     report = json.loads((out / "report.json").read_text())
     assert report["pipeline"] == "rlaif" and report["rlaif_pairs"] == 32
     assert report["rlaif_kept_pairs"] + report["rlaif_dropped_pairs"] == 32
