@@ -87,6 +87,14 @@ gpu-wheels: install
 	cp $(HH) .whl/
 	du -sh .whl
 
+# The stage images (images/README.md): FLAVOUR=cpu (default) here and in CI: buildah or podman, the Debian base
+# made with mmdebstrap, for `rlhf run --runner container`; FLAVOUR=cuda for a cluster (REGISTRY, TAG, PUSH=1).
+FLAVOUR ?= cpu
+.PHONY: images
+images: install
+	$(BIN)/rlhf images --flavour $(FLAVOUR) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(TAG),--tag $(TAG)) \
+	  $(if $(PUSH),--push)
+
 # The README's example output and sample rows, docs/report.png and the figures the docs quote from the tiny
 # run, from one `rlhf run` (and one RLAIF run) of the current code into runs/docs (benchmarks/docs_run.py);
 # the screenshot needs Debian's chromium.
