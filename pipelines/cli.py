@@ -86,6 +86,18 @@ def check_arguments(args) -> None:
                 f"{flag} {value!r} is not {kind}: lower-case letters, digits and '-', starting and ending with "
                 "a letter or digit"
             )
+    check_environment()
+
+
+def check_environment() -> None:
+    """The environment variables every command reads, checked as its flags are: a TMPDIR that is not a
+    writable folder fails deep inside a stage (`the task exited with status 1`) otherwise."""
+    import os
+
+    tmp = os.environ.get("TMPDIR")
+    if tmp and not (os.path.isdir(tmp) and os.access(tmp, os.W_OK | os.X_OK)):
+        problem = "is not a writable folder" if os.path.isdir(tmp) else "does not exist"
+        raise ValueError(f"TMPDIR {tmp} {problem}: create it, or unset TMPDIR to use /tmp")
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ pieces directly.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -200,6 +201,13 @@ RESUME_SAFE = frozenset(
 
 def _compared(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in RESUME_SAFE}
+
+
+def resume_key(run_config: dict) -> str:
+    """The key a run's checkpoints are kept under: its config, one section per stage, without what a rerun may
+    change (RESUME_SAFE), so a rerun with more sft.max_steps resumes SFT instead of starting again."""
+    kept = {k: _compared(v) if isinstance(v, dict) else v for k, v in run_config.items()}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def write_config(directory: Path, config: dict) -> None:

@@ -196,6 +196,11 @@ def compile_all(
     output_dir = check_output_dir(output_dir, "compile", names=True)
     if manifests_dir is not None:
         manifests_dir = check_output_dir(manifests_dir, "compile", names=True, flag="--manifests")
+        if manifests_dir.resolve() == output_dir.resolve():
+            raise OutputRefused(
+                f"--manifests {manifests_dir} is the --output folder: give a folder of its own (it gets copies of "
+                "the .k8s.yaml files and a kustomization.yaml listing them)"
+            )
     overlays = overlays_to_name(overlays_dir) if overlays_dir is not None else []
     output_dir.mkdir(parents=True, exist_ok=True)
     written = [p for name in PIPELINES for p in compile_pipeline(name, output_dir, settings, config)]

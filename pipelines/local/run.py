@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -74,7 +73,7 @@ def run_local(
 
     from kfp import local
 
-    from kfrlhf.common.checkpoint import CHECKPOINT_KEY_PARTS_ENV, CHECKPOINT_ROOT_ENV, atomic_write_text
+    from kfrlhf.common.checkpoint import CHECKPOINT_KEY_PARTS_ENV, CHECKPOINT_ROOT_ENV, atomic_write_text, resume_key
 
     pipeline_root = output / "pipeline_root"
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -86,7 +85,7 @@ def run_local(
         args = cfg.to_dict()
         params = {k: v for k, v in args.items() if k in func.component_spec.inputs}  # e.g. no `ppo` for dpo
         started = time.time()
-        digest = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
+        digest = resume_key(args)  # a changed step count resumes (docs/reliability.md)
         env = {
             CHECKPOINT_ROOT_ENV: str(output / "checkpoints" / digest),
             CHECKPOINT_KEY_PARTS_ENV: "2",
