@@ -96,9 +96,15 @@ class SamplingFields:
     """How a stage samples answers (`kfrlhf.common.sampling`): prompts cut on the left to
     `max_prompt_length` tokens, then the full distribution at `temperature` (no top-k/top-p: the
     log-probs PPO trains on and the eval KL must be those of the distribution sampled, as in TRL); an
-    answer ends at EOS (a chat model's end of turn) or at the first of `stop_strings` (the next HH turn)."""
+    answer ends at EOS (a chat model's end of turn) or at the first of `stop_strings` (the next HH turn).
+    `rollout_engine` samples: `hf` (transformers' generate) or `vllm` (`kfrlhf.common.rollout`, docs/rollout.md)."""
 
-    RULES: ClassVar[dict] = dict(temperature=POSITIVE, max_prompt_length=LENGTH, stop_strings=STOP_STRINGS)
+    RULES: ClassVar[dict] = dict(
+        temperature=POSITIVE,
+        max_prompt_length=LENGTH,
+        stop_strings=STOP_STRINGS,
+        rollout_engine=(lambda v: v in ("hf", "vllm"), "one of hf, vllm"),
+    )
 
     HELP: ClassVar[dict] = dict(
         temperature="sampling temperature over the full distribution (no top-k/top-p)",
@@ -110,6 +116,7 @@ class SamplingFields:
     temperature: float = 1.0
     max_prompt_length: int = 256
     stop_strings: list[str] = dataclasses.field(default_factory=lambda: ["\n\nHuman:"])
+    rollout_engine: str = "hf"
 
 
 @dataclass

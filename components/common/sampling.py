@@ -8,8 +8,9 @@ the answer's last, the one the reward lands on; the answer's text ends before th
 `forward` re-runs the model on prompt + response and returns the logits (and values, with a value head)
 at the positions that predict the response tokens, with the same position ids generation used;
 `logprobs_from_logits` and `entropy_from_logits` score them at the sampling temperature a few rows at
-a time, so that no full-vocabulary fp32 copy of a whole batch's logits is made. `sample_batches` runs
-`generate` over many prompts under one seed and `response_texts` collects the answers' texts.
+a time, so that no full-vocabulary fp32 copy of a whole batch's logits is made; `response_texts` collects the
+answers' texts. `generate` is the `hf` rollout engine (`kfrlhf.common.rollout`, which also samples many prompts
+under one seed).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 
 @dataclass
@@ -215,14 +215,3 @@ def forward(model, value_head, input_ids, attention_mask, prompt_len: int):
     if value_head is not None:
         values = value_head(found[-1][:, :-1].to(value_head.weight.dtype)).squeeze(-1)
     return logits, values
-
-
-@torch.no_grad()
-def sample_batches(model, tokenizer, prompts: list[str], max_new_tokens: int, cfg, batch_size: int, seed: int):
-    """One sampled answer per prompt, `batch_size` prompts per `generate` call, from `seed` (the same for
-    every model sampled with it)."""
-    torch.manual_seed(seed)
-    return [
-        generate(model, tokenizer, prompts[i : i + batch_size], max_new_tokens, cfg)
-        for i in tqdm(range(0, len(prompts), batch_size), desc="generate", leave=False)
-    ]

@@ -26,7 +26,8 @@ from kfrlhf.common.checkpoint import atomic_dir
 from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import read_split
 from kfrlhf.common.models import RewardScorer, load_pretrained_causal_lm, load_tokenizer
-from kfrlhf.common.sampling import Rollout, forward, logprobs_from_logits, response_texts, sample_batches
+from kfrlhf.common.rollout import sample_batches
+from kfrlhf.common.sampling import Rollout, forward, logprobs_from_logits, response_texts
 
 from .config import EvalConfig
 from .report import html_report, markdown_report

@@ -64,6 +64,9 @@ def grpo_trainer(cfg: GRPOConfig, sft_model: str, prompts: list[str], reward_fn,
         beta=cfg.beta,
         epsilon=cfg.epsilon,
         scale_rewards=cfg.scale_rewards,
+        # TRL samples itself: `rollout_engine` vllm is TRL's own vLLM in the trainer's process (vLLM importable there).
+        use_vllm=cfg.rollout_engine == "vllm",
+        vllm_mode="colocate",
         **{**trainer_args(cfg, output_dir, report_to, "grpo"), "eval_strategy": "no"},
     )
     return GRPOTrainer(

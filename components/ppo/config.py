@@ -139,6 +139,11 @@ class PPOConfig(StageConfig, LoraFields, SamplingFields, DistributedFields):
             )
         if not 0 < self.min_new_tokens <= self.max_new_tokens:
             raise ConfigError("ppo.min_new_tokens must be > 0 and <= ppo.max_new_tokens")
+        if self.rollout_engine == "vllm" and self.load_in_4bit:
+            raise ConfigError(
+                "ppo.rollout_engine vllm takes the policy's merged weights, and a 4-bit base is not merged (lossy): "
+                "use ppo.rollout_engine=hf with ppo.load_in_4bit"
+            )
 
     @property
     def horizon(self) -> int:

@@ -57,7 +57,8 @@ from kfrlhf.common.checkpoint import (
     save_adapter,
 )
 from kfrlhf.common.models import lora_config
-from kfrlhf.common.sampling import Rollout, forward, generate, logprobs_from_logits
+from kfrlhf.common.rollout import make_engine
+from kfrlhf.common.sampling import Rollout, forward, logprobs_from_logits
 from kfrlhf.common.save_clock import SaveClock
 
 from . import losses as L
@@ -231,7 +232,10 @@ def run_ppo(
         set_seed(cfg.seed + rank)  # each rank samples its own responses
     # Dropout stays off (eval mode) so that the first PPO epoch starts at ratio 1 exactly.
     policy.eval()
-    sampler = MergedCopy(policy) if cfg.merged_generation and can_merge(model) else None
+    # The vllm engine takes plain weights: it always samples from the merged copy (PPOConfig refuses a 4-bit base).
+    merged = (cfg.merged_generation or cfg.rollout_engine == "vllm") and can_merge(model)
+    sampler = MergedCopy(policy) if merged else None
+    engine = make_engine(cfg, tokenizer, sampler.sync if sampler else lambda: policy)
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=1e-5)
     if cfg.adaptive_kl:
         kl_ctl = AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.horizon)
@@ -264,7 +268,7 @@ def run_ppo(
     start = time.perf_counter()
     save_clock = SaveClock(cfg.checkpoint_every_minutes)  # checkpoints by time too
 
-    with StopOnSigterm() as stop, left_padding(tokenizer):
+    with StopOnSigterm() as stop, left_padding(tokenizer), engine:
         bar = tqdm(desc="ppo", unit="step", initial=step, total=cfg.steps, disable=not main)
         while step < cfg.steps:
             step += 1
@@ -272,7 +276,8 @@ def run_ppo(
             share = cfg.batch_size // world
             batch = next(batches)[rank * share : (rank + 1) * share]  # this rank's prompts of the step
             n_new = length_rng.randint(cfg.min_new_tokens, cfg.max_new_tokens)
-            r = generate(sampler.sync() if sampler else policy, tokenizer, batch, n_new, cfg)
+            engine.sync()  # the policy's weights after the last update (or a restore)
+            r = engine.generate(batch, n_new, cfg)
             clock = [t0, phase_end(r.mask.device)]  # phase ends: generate, reward, score, update
             raw = torch.as_tensor(reward_fn(batch, r.texts), dtype=torch.float).reshape(-1).to(r.mask.device)
             clock.append(phase_end(r.mask.device))

@@ -1,7 +1,7 @@
 """ReST Grow: sample `samples_per_prompt` answers per prompt from the current policy and score them.
 
 The policy is the merged SFT model, with the previous Improve step's LoRA adapter on it from the
-second iteration on. Answers are sampled with the shared rollout code (`kfrlhf.common.sampling`, the
+second iteration on. Answers are sampled with the shared rollout code (`kfrlhf.common.rollout`, the
 full distribution at `temperature`, cut at EOS or a stop string) and scored by the reward model on
 the same inputs PPO and the eval use (`RewardScorer`). Writes the dataset `samples.jsonl` (one row
 per answer: prompt, response, reward, iteration) and `summary.json` (reward mean and spread) to
@@ -18,7 +18,8 @@ from pathlib import Path
 
 from kfrlhf.common.checkpoint import atomic_dir
 from kfrlhf.common.models import load_pretrained_causal_lm
-from kfrlhf.common.sampling import response_texts, sample_batches
+from kfrlhf.common.rollout import sample_batches
+from kfrlhf.common.sampling import response_texts
 
 from .config import RESTConfig
 

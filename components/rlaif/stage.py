@@ -27,7 +27,8 @@ from kfrlhf.common.checkpoint import atomic_write_text
 from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import read_split, write_jsonl
 from kfrlhf.common.models import load_pretrained_causal_lm, load_tokenizer
-from kfrlhf.common.sampling import response_texts, sample_batches
+from kfrlhf.common.rollout import sample_batches
+from kfrlhf.common.sampling import response_texts
 
 from .config import RLAIFConfig
 from .constitution import load_constitution
