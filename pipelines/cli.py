@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 
 from kfrlhf.common.config import ConfigError, from_dict, parse_set
+from kfrlhf.common.k8s_syntax import DNS1123_LABEL, DNS1123_SUBDOMAIN, check
 
 # bitsandbytes warns when imported (through transformers and peft) on a CPU with AVX512-BF16 that its
 # optional `kernels` package is missing; the CLI's stderr is for the user's own errors.
@@ -64,14 +64,7 @@ RANGES = {
     "timeout": ("--timeout", 1, 366 * 24 * 3600),
 }
 # Kubernetes names: a namespace is a DNS-1123 label, a service account a DNS-1123 subdomain.
-K8S_NAMES = {
-    "namespace": ("--namespace", re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"), "a DNS-1123 label"),
-    "service_account": (
-        "--service-account",
-        re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?"),
-        "a DNS-1123 subdomain",
-    ),
-}
+K8S_NAMES = {"namespace": ("--namespace", DNS1123_LABEL), "service_account": ("--service-account", DNS1123_SUBDOMAIN)}
 
 
 def check_arguments(args) -> None:
@@ -79,13 +72,10 @@ def check_arguments(args) -> None:
         value = getattr(args, attr, None)
         if isinstance(value, (int, float)) and not low <= value <= high:  # NaN fails too
             raise ValueError(f"{flag} must be from {low:,} to {high:,}, got {value}")
-    for attr, (flag, pattern, kind) in K8S_NAMES.items():
+    for attr, (flag, rule) in K8S_NAMES.items():
         value = getattr(args, attr, None)
-        if value is not None and not pattern.fullmatch(value):
-            raise ValueError(
-                f"{flag} {value!r} is not {kind}: lower-case letters, digits and '-', starting and ending with "
-                "a letter or digit"
-            )
+        if value is not None:
+            check(value, rule, flag)
     check_environment()
 
 

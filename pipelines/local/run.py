@@ -15,7 +15,6 @@ the stage succeeds): `rlhf run` again with the same config and output resumes th
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 from kfrlhf.common.config import ConfigError
-from kfrlhf.common.outputs import check_output_dir, mark
+from kfrlhf.common.outputs import check_output_dir, disk_full, mark
 from kfrlhf.data.loaders import preflight
 from kfrlhf.eval.report import html_report, markdown_report
 from kfrlhf.gate.stage import markdown as gate_markdown
@@ -79,7 +78,7 @@ def run_local(
     pipeline_root.mkdir(parents=True, exist_ok=True)
     mark(output, "run")
     console = Console(output / "logs", len(func.pipeline_spec.root.dag.tasks), verbose)
-    with _lock(output), _disk_full(output):
+    with _lock(output), disk_full(output, "free space and run the same command again to resume"):
         console.say(f"rlhf run: {pipeline} pipeline, {console.total} stages; logs in {output / 'logs'}")
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
         args = cfg.to_dict()
@@ -249,17 +248,6 @@ def _lock(output: Path):
         f.write(str(os.getpid()))
         f.flush()
         yield
-
-
-@contextlib.contextmanager
-def _disk_full(output: Path):
-    try:
-        yield
-    except OSError as err:
-        if err.errno != errno.ENOSPC:
-            raise
-        hint = "free space and run the same command again to resume"
-        raise OSError(err.errno, f"the disk is full under {output}: {hint}") from None
 
 
 def check_precision(cfg: RunConfig, sections) -> None:
