@@ -119,6 +119,8 @@ def _load(args):
     overrides = list(args.overrides) + ([f"report_to={args.report_to}"] if args.report_to else [])
     from kfrlhf.pipelines.definitions.run_config import load_config
 
+    if not args.preset.strip():  # load_config reads "" as no preset: the tutorial-scale defaults, unasked
+        raise ConfigError("--preset must name a preset (tiny, small) or none, got an empty string")
     return load_config(None if args.preset == "none" else args.preset, args.config, overrides)
 
 
@@ -245,6 +247,8 @@ def cmd_generate(args) -> int:
         check_template(args.template, "--template")
     source = gen.resolve(args.model)
     template = args.template or source.template or DataConfig().template
+    if args.prompt is not None and not args.prompt.strip():
+        raise ValueError("--prompt is empty: give the question to answer")
     raw = [args.prompt] if args.prompt is not None else gen.read_prompts(args.prompts)
     prompts = [model_prompt(p, template) for p in raw]
     options = parse_set(args.generation)

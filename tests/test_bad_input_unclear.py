@@ -42,3 +42,21 @@ def test_a_changed_step_count_resumes_as_the_docs_say():
         assert resume_key(load_config("tiny", overrides=[change]).to_dict()) == base, change
     for change in ("sft.lora_r=3", "data.seed=1", "ppo.temperature=0.5"):
         assert resume_key(load_config("tiny", overrides=[change]).to_dict()) != base, change
+
+
+# name: (argv, expected text): found by the fresh round of bad inputs (docs/reliability.md)
+ROUND = {
+    "empty-preset": (["config", "--preset", ""], "--preset must name a preset (tiny, small) or none, got an empty"),
+    "host-not-a-url": (["submit", "--host", "notaurl"], "--host 'notaurl' is not a URL: give http(s)://HOST[:PORT]"),
+    "empty-prompt": (["generate", "--model", "m", "--prompt", " "], "--prompt is empty"),
+}
+
+
+@pytest.mark.parametrize("case", ROUND)
+def test_the_fresh_rounds_unclear_cases(case, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name, content in {"m/config.json": "{}", "m/model.safetensors": "", "m/tokenizer.json": "{}"}.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(content)
+    argv, expected = ROUND[case]
+    fails_cleanly(capsys, tmp_path, argv, expected)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from kfrlhf.common.extras import require
@@ -316,6 +317,9 @@ def _submit(args) -> int:
 
     if not args.host:
         print("rlhf submit: give --host or set KFP_HOST", file=sys.stderr)
+        return 2
+    if not re.fullmatch(r"https?://[^\s/:]+(:[0-9]+)?(/\S*)?", args.host):
+        print(f"rlhf submit: error: --host {args.host!r} is not a URL: give http(s)://HOST[:PORT]", file=sys.stderr)
         return 2
     url, state = submit(
         args.host,
