@@ -1,4 +1,4 @@
-"""The `rlhf` command line: run, compile, submit, data check, config.
+"""The `rlhf` command line: one command for every stage, pipeline and tool (`rlhf --help` lists them).
 
 rlhf run                          # the tiny preset end to end through kfp.local
 rlhf run --config my.yaml --set ppo.steps=50 --output runs/x
@@ -10,6 +10,7 @@ rlhf render-trainjob --stage ppo --nodes 2 --gpus-per-node 8   # the TrainJob a 
 rlhf cluster check                # Kubeflow Trainer, JobSet, the runtime, Argo's retry policy: there?
 rlhf images --registry registry.example.com/ml --push   # build every stage image from images/Dockerfile
 rlhf data check --format preference data/pairs.jsonl
+rlhf stage ppo --input sft_model=DIR --input reward_model=DIR --input prompt_data=DIR --output runs/ppo2
 rlhf plan --preset none --config pipelines/configs/opt-1.3b_rlhf.yaml --gpu a100-40   # GPU memory per stage
 rlhf models prepare smollm2-135m-instruct   # the packaged real model, converted once into the model cache
 """
@@ -200,6 +201,26 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_stage(args) -> int:
+    """One stage's entry on existing artifacts, with the config resolved as `rlhf run` resolves it."""
+    import json
+
+    from .local.one_stage import run_one
+
+    inputs = dict(_pair(item, "--input") for item in args.inputs)
+    metrics = run_one(_load(args), args.name, inputs, args.output, args.step)
+    if isinstance(metrics, dict):
+        print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, int | float)}, indent=2))
+    return 0
+
+
+def _pair(item: str, flag: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key or not value:
+        raise ConfigError(f"{flag} {item!r}: expected NAME=DIR")
+    return key, value
+
+
 def cmd_plan(args) -> int:
     """Each GPU stage's peak memory for the resolved config and its models, against a GPU."""
     import json
@@ -283,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from kfrlhf.pipelines.cluster.images import default_tag
     from kfrlhf.pipelines.definitions import registry
+    from kfrlhf.pipelines.definitions.stages import STAGES as STAGE_NAMES
     from kfrlhf.pipelines.local.plan import ROLES as PLAN_ROLES
 
     parser = argparse.ArgumentParser(prog="rlhf", description=__doc__.split("\n\n")[0])
@@ -325,6 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--docs", metavar="FILE", help="regenerate the generated part of FILE (docs/configuration.md)")
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("stage", help="run one stage's entry on existing artifacts (an earlier run's, say)")
+    _config_args(p)
+    p.add_argument("name", metavar="NAME", help="the stage (" + ", ".join(STAGE_NAMES) + ")")
+    p.add_argument(
+        "--input", action="append", default=[], dest="inputs", metavar="NAME=DIR", help="one of its inputs; repeatable"
+    )
+    p.add_argument("--output", required=True, help="its output directory (output_dir)")
+    p.add_argument("--step", help="the step of a stage that runs as several (rest: grow, improve)")
+    p.set_defaults(func=cmd_stage)
 
     p = sub.add_parser(
         "plan", help="each GPU stage's peak memory for the config and its models, whether it fits, what to turn on"
