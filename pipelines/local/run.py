@@ -108,6 +108,7 @@ def run_local(
                 write_record(containers, output)
         report = json.loads((report_dir / "report.json").read_text())
         report["pipeline"] = pipeline
+        report["win_rate_judge"] = judge(func)
         report["models"] = {k: os.path.relpath(v, output) for k, v in report["models"].items()}
         # kfp.local keeps each task's outputs in <run>/<task>/<output>: the promote task beside the gate.
         promotion = report_dir.parent.parent / "promote" / "promotion"
