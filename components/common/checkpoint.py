@@ -38,11 +38,14 @@ import torch
 from transformers import TrainerCallback
 
 from . import distributed
+from .atomic import MANIFEST as MANIFEST  # the stages import these from here too
+from .atomic import atomic_dir, is_complete, write_manifest
+from .atomic import atomic_file as atomic_file
+from .atomic import atomic_write_text as atomic_write_text
 from .save_clock import SaveClock
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "COMPLETE"
 PREEMPTED_EXIT = 143
 HF_PREFIX = "checkpoint"  # HF Trainer names its checkpoints checkpoint-<step>
 
@@ -93,43 +96,7 @@ def release_checkpoints(output_dir: Path) -> None:
         shutil.rmtree(checkpoint_root(output_dir), ignore_errors=True)
 
 
-# --- complete-or-absent files and directories ---------------------------------------------------
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path):
-    """Yield a temporary path beside `path`; rename it to `path` when the block succeeds."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    yield tmp
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_text(text)
-
-
-@contextlib.contextmanager
-def atomic_dir(path: Path, manifest: bool = False):
-    """Yield an empty temporary directory; on success (with `manifest`, marked complete) it replaces `path`,
-    on failure (a full disk, Ctrl-C) it is removed."""
-    path = Path(path)
-    tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if manifest:
-        write_manifest(tmp)
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+# --- complete-or-absent files and directories (`atomic`; a PEFT adapter here: it needs its model) ---------
 
 
 def save_adapter(model, tokenizer, path: Path) -> None:
@@ -137,24 +104,6 @@ def save_adapter(model, tokenizer, path: Path) -> None:
     with atomic_dir(path) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-
-
-def write_manifest(directory: Path) -> None:
-    directory = Path(directory)
-    files = {
-        str(p.relative_to(directory)): p.stat().st_size
-        for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
-    }
-    atomic_write_text(directory / MANIFEST, json.dumps(files, indent=1))
-
-
-def is_complete(directory: Path) -> bool:
-    try:
-        files = json.loads((Path(directory) / MANIFEST).read_text())
-        return all((Path(directory) / name).stat().st_size == size for name, size in files.items())
-    except (OSError, ValueError):
-        return False
 
 
 def _checkpoints(root: Path, prefix: str) -> list[tuple[int, Path]]:

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from statistics import NormalDist
 
-from kfrlhf.common.checkpoint import atomic_dir
+from kfrlhf.common.atomic import atomic_dir
 from kfrlhf.common.config import from_dict
 
 from .config import GateConfig

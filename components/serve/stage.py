@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from kfrlhf.common.checkpoint import atomic_dir
+from kfrlhf.common.atomic import atomic_dir
 from kfrlhf.common.config import from_dict
 
 from .config import ServeConfig
