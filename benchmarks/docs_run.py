@@ -85,7 +85,8 @@ def run(pipeline: str, runs: Path) -> None:
             f"make docs: rlhf run --pipeline {pipeline} failed (exit {result.returncode}):\n{result.stderr[-2000:]}"
         )
     commit = _lines(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
-    dirty = bool(_lines(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"]))
+    code = ["components", "pipelines", "setup.py", "pyproject.toml"]  # the docs it rewrites do not count
+    dirty = bool(_lines(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--", *code]))
     meta = {
         "command": "rlhf " + " ".join(command[1:]).replace(str(ROOT) + "/", ""),
         "console": result.stdout.replace(str(ROOT), "/…"),
@@ -138,7 +139,7 @@ def samples(report: dict, meta: dict, rows: int = 4) -> str:
     lines = ["| prompt | SFT answer (reward) | tuned answer (reward) |", "|---|---|---|"]
     for s in report["samples"][:rows]:
         cells = (s["prompt"], f"{s['sft']} ({s['reward_sft']:.2f})", f"{s['tuned']} ({s['reward_tuned']:.2f})")
-        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+        lines.append("| " + " | ".join(" ".join(c.split()).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + f"\n\n{measured(meta)}\n"
 
 
@@ -146,9 +147,10 @@ def rlaif_run(report: dict, meta: dict) -> str:
     """The judge's labelling figures (`kfrlhf.rlaif.stage`'s metrics, carried into the report), then the run's."""
     r = report
     judging = (
-        f"Judging: {r['rlaif_pairs']} pairs, **{r['rlaif_kept_pairs']} kept, {r['rlaif_dropped_pairs']} dropped**"
-        f" (agreement {r['rlaif_agreement_rate']:.3f}); {r['rlaif_train_pairs']} training / {r['rlaif_eval_pairs']}"
-        f" held-out pairs; position A chosen in {r['rlaif_first_preferred']:.2f} of the judgements. "
+        f"Judging: {r['rlaif_pairs']:.0f} pairs, **{r['rlaif_kept_pairs']:.0f} kept, {r['rlaif_dropped_pairs']:.0f}"
+        f" dropped** (agreement {r['rlaif_agreement_rate']:.3f}); {r['rlaif_train_pairs']:.0f} training /"
+        f" {r['rlaif_eval_pairs']:.0f} held-out pairs; position A chosen in {r['rlaif_first_preferred']:.2f} of the"
+        " judgements. "
     )
     return judging + run_summary(report, meta)
 
