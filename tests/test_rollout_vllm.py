@@ -124,7 +124,11 @@ def assert_engine_holds(engine, model, tmp_path):
         if name.endswith("_scale"):
             continue
         names = fused(name)
-        assert torch.equal(tensor, torch.cat([ours[n] for n in names])), name
+        expected = torch.cat([ours[n] for n in names])
+        if "embed_tokens" in name or "lm_head" in name:  # vLLM pads the vocabulary to a multiple of 64 rows
+            assert len(tensor) == -(-len(expected) // 64) * 64, name
+            tensor = tensor[: len(expected)]
+        assert torch.equal(tensor, expected), name
         seen.update(names)
     tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()  # vLLM may keep one copy
     assert set(ours) - tied <= seen <= set(ours)
@@ -177,7 +181,9 @@ def test_ppo_runs_on_each_engine(monkeypatch, tmp_path):
     runs = {}
     for e in ("hf", "vllm"):
         torch.manual_seed(0)
-        model = OPTForCausalLM(word_task.tiny_config(tok, num_attention_heads=1)).eval()  # head size 32
+        config = word_task.tiny_config(tok)
+        config.num_attention_heads = 1  # head size 32
+        model = OPTForCausalLM(config).eval()
         runs[e] = run_ppo(small_cfg(steps=3, rollout_engine=e), model, tok, PROMPTS, rewards)["history"]
     assert [e.name for e in engines] == ["hf", "vllm"] and len(checked) == 3
     for key, tol in (("reward", 0.25), ("kl", 0.05)):
