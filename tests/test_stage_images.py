@@ -45,11 +45,12 @@ def built(tmp_path_factory):
     logs = tmp_path_factory.mktemp("image-logs")
     cwd = os.getcwd()
     os.chdir(ROOT)  # the build context is the repository root
+    commit = image_build.git_commit(ROOT)  # what `rlhf images` labels them with (read as it starts)
     try:
         assert main(["images", "--flavour", "cpu", "--log-dir", str(logs)]) == 0
     finally:
         os.chdir(cwd)
-    return image_build.git_commit(ROOT)
+    return commit
 
 
 def _run_in(image: str, *command: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -91,7 +92,7 @@ def _container_run(tmp_path: Path, pipeline: str, overrides: list[str]) -> tuple
     args = ["run", "--runner", "container", "--pipeline", pipeline, "--output", str(out)]
     for item in overrides:
         args += ["--set", item]
-    assert main(args) == 0
+    assert main(args) in (0, 3)  # 3: the pipeline ran and its eval gate refused the model (`rlhf run`'s exit status)
     return json.loads((out / "report.json").read_text()), json.loads((out / "containers.json").read_text())
 
 
@@ -122,3 +123,53 @@ def test_dpo_pipeline_through_the_images(built, tmp_path):
     assert math.isfinite(report["win_rate"])
     _ran_in_own_images(ran, built)
     assert "dpo" in {_label(where["image"], images.STAGE_LABEL) for where in ran.values()}
+
+
+# The cuda flavour's base, nvidia/cuda:12.8.1-base-ubuntu24.04, is built by NVIDIA's
+# gitlab.com/nvidia/container-images/cuda dist/12.8.1/ubuntu2404/base/Dockerfile on ubuntu:24.04: no Python, Ubuntu's
+# `ubuntu` user at uid 1000, the NVIDIA_* and CUDA_VERSION environment, /usr/local/nvidia on PATH and LD_LIBRARY_PATH,
+# /usr/local/cuda -> cuda-12.8. No image registry (and no Ubuntu mirror) is reachable here: the stand-in is Debian 12
+# from mmdebstrap, without Python, with that user, environment and layout.
+CUDA_STANDIN = "localhost/kubeflow-rlhf-cuda-standin:bookworm"
+CUDA_ENV = {
+    "NVIDIA_VISIBLE_DEVICES": "all",
+    "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
+    "CUDA_VERSION": "12.8.1",
+    "PATH": "/usr/local/nvidia/bin:/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LD_LIBRARY_PATH": "/usr/local/nvidia/lib:/usr/local/nvidia/lib64",
+}
+
+
+def _cuda_standin(tmp: Path) -> str:
+    if image_build.image_exists("buildah", CUDA_STANDIN):
+        return CUDA_STANDIN
+    tar = tmp / "standin.tar"
+    subprocess.run(["mmdebstrap", "--variant=minbase", "--include=passwd", "bookworm", str(tar)], check=True)
+    name = subprocess.run(["buildah", "from", "scratch"], capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["buildah", "add", name, str(tar), "/"], check=True, capture_output=True)
+    layout = "useradd --uid 1000 --create-home ubuntu && mkdir -p /usr/local/cuda-12.8/lib64 "
+    layout += "&& ln -s cuda-12.8 /usr/local/cuda"
+    subprocess.run(["buildah", "run", "--isolation=chroot", name, "sh", "-c", layout], check=True)
+    subprocess.run(["buildah", "config", *[f"--env={k}={v}" for k, v in CUDA_ENV.items()], name], check=True)
+    subprocess.run(["buildah", "commit", "--rm", name, CUDA_STANDIN], check=True, capture_output=True)
+    return CUDA_STANDIN
+
+
+@pytest.mark.skipif(not shutil.which("buildah") or not shutil.which("mmdebstrap"), reason="needs buildah, mmdebstrap")
+def test_cuda_flavour_up_to_torch_on_a_stand_in_base(tmp_path):
+    """The cuda flavour's Dockerfile path on a base laid out as the CUDA one: Python and its venv from the
+    distribution (the CUDA base has none), torch installed (the CPU wheel: the cu128 index is not reachable here),
+    Ubuntu's uid-1000 user replaced by `rlhf`, the base's CUDA environment kept."""
+    base = _cuda_standin(tmp_path)
+    mounts, overrides, _ = image_build.host_mounts("buildah", "cpu", tmp_path)
+    args = images.build_args("ppo", "cuda", "test", BASE_IMAGE=base, TORCH_INDEX=overrides.get("TORCH_INDEX", ""))
+    command = images.build_command("ppo", "localhost/standin", "test", "buildah", args, tuple(mounts))
+    command[command.index(f"--target={images.STAGE_TARGET}")] = "--target=user"
+    build = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    probe = 'id -un; id ubuntu 2>&1; echo "$NVIDIA_VISIBLE_DEVICES $CUDA_VERSION"; '
+    probe += 'python3 -c "import torch; print(torch.__version__)"'
+    out = _run_in("localhost/standin/kubeflow-rlhf-ppo:test", "sh", "-c", probe)
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and lines[0] == "rlhf" and "no such user" in lines[1], out.stdout + out.stderr
+    assert lines[2] == "all 12.8.1" and lines[3].startswith("2.13.0"), lines
