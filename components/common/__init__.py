@@ -5,8 +5,9 @@
 quantities and image references: the rules config fields and CLI flags declare), `extras.py` (optional
 dependencies), `sample_data.py`, `packaged_models.py`, `distributed.py` (rank helpers and all-reduces inside
 a stage's processes), `spec.py` (`StageSpec`, the one declaration each stage's `spec.py` makes),
-`field_help.py` (each config field's help, from the classes' `HELP`) and `component.py` (the KFP decorator
-the stages share).
+`field_help.py` (each config field's help, from the classes' `HELP`), `k8s_syntax.py` (Kubernetes' and image
+references' own syntax rules for cluster values), `save_clock.py` (checkpoints by time as well as by steps),
+`rollout/` (the rollout engines: `hf` and `vllm`) and `component.py` (the KFP decorator the stages share).
 
 Everything may import it: the stages, the launch room (`kfrlhf.launch`) and `kfrlhf.pipelines`. It imports
 no other room: never a stage, the launch room or the pipelines."""
