@@ -109,21 +109,26 @@ class ContainerRunner:
                     os.chown(path, UID, UID)
 
 
-def container_runner(output: Path, writable: list[Path], config: dict, env: dict[str, str]) -> ContainerRunner:
-    """The runner for one `rlhf run --runner container`: podman, else docker; the config's local paths readable."""
+def find_engine() -> str:
+    """podman, else docker: the first on PATH."""
     engine = next((e for e in ENGINES if shutil.which(e)), None)
     if engine is None:
         raise ConfigError("--runner container needs podman or docker (Debian: apt-get install -y podman runc)")
+    return engine
+
+
+def container_runner(engine: str, writable: list[Path], config: dict, env: dict[str, str]) -> ContainerRunner:
+    """The runner for one `rlhf run --runner container`: the config's local paths readable."""
     paths, relative = local_paths(config)
     return ContainerRunner(engine, writable, paths, env, workdir=Path.cwd() if relative else None)
 
 
-def check_images(runner: ContainerRunner, images: list[str]) -> None:
+def check_images(engine: str, images: list[str]) -> None:
     """Every image the run needs is here (built by `rlhf images --flavour cpu`): one message naming the missing."""
     missing = [
         image
         for image in dict.fromkeys(images)
-        if subprocess.run([runner.engine, "image", "inspect", image], capture_output=True).returncode  # nosec B603
+        if subprocess.run([engine, "image", "inspect", image], capture_output=True).returncode  # nosec B603
     ]
     if missing:
         raise ConfigError(

@@ -29,7 +29,7 @@ from kfrlhf.eval.report import html_report, markdown_report
 from kfrlhf.gate.stage import markdown as gate_markdown
 from kfrlhf.pipelines.definitions.run_config import SECTIONS, RunConfig
 from kfrlhf.pipelines.local.console import Console
-from kfrlhf.pipelines.local.containers import check_images, container_runner, write_record
+from kfrlhf.pipelines.local.containers import check_images, container_runner, find_engine, write_record
 from kfrlhf.rlaif.constitution import load_constitution
 from kfrlhf.rlaif.judge import check_context
 
@@ -69,6 +69,9 @@ def run_local(
     if pipeline == "rlaif":
         check_context(cfg.rlaif, load_constitution(cfg.rlaif.constitution))
     check_model_limits(cfg)
+    engine = find_engine() if image_of else None
+    if image_of:
+        check_images(engine, configure.images)
 
     from kfp import local
 
@@ -94,8 +97,7 @@ def run_local(
         if image_of:
             writable = [pipeline_root, output / "checkpoints"]
             writable[1].mkdir(exist_ok=True)
-            containers = console.containers = container_runner(output, writable, args, env)
-            check_images(containers, configure.images)
+            containers = console.containers = container_runner(engine, writable, args, env)
         try:
             with _env(env), console.capture():
                 report_dir = Path(func(**params).output.path)  # the pipelines return the gated eval report
