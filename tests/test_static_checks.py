@@ -43,6 +43,15 @@ ALLOWED = {
     ("B506", "components/rlaif/constitution.py"): "the constitution is read with the same StrictLoader",
     ("B404", "components/launch/launcher.py"): "a training stage starts `accelerate launch` across the pod's GPUs",
     ("B603", "components/launch/launcher.py"): "fixed argv (accelerate launch, the stage's entry point), no shell",
+    ("B404", "components/common/rollout/vllm_engine.py"): "the vllm engine starts its worker in vLLM's own venv",
+    (
+        "B603",
+        "components/common/rollout/vllm_engine.py",
+    ): "fixed argv (vLLM's venv python -P, our worker file), no shell",
+    (
+        "B108",
+        "components/common/rollout/vllm_engine.py",
+    ): "a private TemporaryDirectory (mode 0700) on memory-backed /dev/shm for the weights handed to the worker",
     ("B404", "pipelines/local/console.py"): "rlhf run starts kfp.local's task commands itself, to capture their output",
     ("B603", "pipelines/local/console.py"): "the argv is kfp.local's own task command, no shell of ours",
     ("B404", "pipelines/cluster/compile.py"): "`rlhf compile --overlays` renders the overlays with kubectl",

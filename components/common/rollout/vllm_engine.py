@@ -138,7 +138,7 @@ class VLLMEngine:
     def saved_weights(self, path) -> dict:
         """The engine's own parameters (vLLM's names: q/k/v and gate/up fused), for checking an update."""
         self.request(op="weights", path=str(path))
-        return torch.load(path)
+        return torch.load(path, weights_only=True)
 
     def close(self) -> None:
         if self.proc is not None:
