@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from kfrlhf.common import models, sampling
+from kfrlhf.common.rollout import hf as hf_engine
 from kfrlhf.eval import stage as ev
 from kfrlhf.eval.config import EvalConfig
 
@@ -28,7 +29,7 @@ def test_eval_kl_is_taken_at_the_sampling_temperature(tiny_lm_dir, tmp_path, mon
     models.load_tokenizer(models.TINY_ENCODER).save_pretrained(tmp_path / "rm")
     rollouts = []
     generate = sampling.generate
-    monkeypatch.setattr(sampling, "generate", lambda *a: rollouts.append(generate(*a)) or rollouts[-1])
+    monkeypatch.setattr(hf_engine, "generate", lambda *a: rollouts.append(generate(*a)) or rollouts[-1])
     cfg = EvalConfig(num_prompts=4, max_new_tokens=6, batch_size=4, temperature=0.7)
     report = ev.evaluate(
         cfg, str(tiny_lm_dir), str(tmp_path / "tuned"), str(tmp_path / "rm"), PROMPTS, tmp_path / "out"

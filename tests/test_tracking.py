@@ -4,6 +4,7 @@ one-line error before any work."""
 import pytest
 
 from kfrlhf.common import tracking
+from kfrlhf.pipelines import cli
 from kfrlhf.pipelines.cli import main
 from kfrlhf.pipelines.local import run as local_run
 
@@ -38,11 +39,12 @@ def test_online_only_when_asked(argv, online, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(tracking, "_ask_wandb", lambda key: None)
     seen = {}
 
-    def fake_run(cfg, output, pipeline, verbose, online):
+    def fake_run(cfg, output, pipeline, verbose, online, **_):  # the runner options (image_of) are not its concern
         seen["online"] = online
-        return {"kl": 1.0, "samples": []}
+        return {"gate": {"passed": True}}
 
     monkeypatch.setattr(local_run, "run_local", fake_run)
+    monkeypatch.setattr(cli, "print_summary", lambda report: None)  # a real report is not this test's subject
     assert main(["run", *argv, "--output", str(tmp_path / "out")]) == 0
     assert seen["online"] is online
     assert "report.html" in capsys.readouterr().out
