@@ -215,7 +215,8 @@ assert TASKS["merge_tune"][0] == "merge"
 assert main(["compile", "--output", out + "/compiled", "--gpus", "tune=2"]) == 0
 assert main(["plan"]) == 0
 # A 4-step run: the gate may refuse its model (exit 3), the pipeline must have run.
-assert main(["run", "--pipeline", "tune", "--output", out + "/run", "--report-to", "none", *sys.argv[3:]]) in (0, GATE_REFUSED)
+code = main(["run", "--pipeline", "tune", "--output", out + "/run", "--report-to", "none", *sys.argv[3:]])
+assert code in (0, GATE_REFUSED), code
 """
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     args = [str(package), str(tmp_path)] + [a for item in TUNE_RUN for a in ("--set", item)]
