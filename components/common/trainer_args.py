@@ -1,14 +1,17 @@
-"""The TrainingArguments that the HF Trainer stages (SFT, reward, DPO) share, from their configs' common fields."""
+"""The TrainingArguments that the HF Trainer stages (SFT, reward, DPO, KTO) share, from their configs' common fields,
+and the run that the adapter-training preference stages (DPO, KTO) share around their TRL trainer."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from pathlib import Path
 
 import torch
 
 from . import distributed
-from .checkpoint import checkpoint_root, hf_checkpoint_args
+from .checkpoint import atomic_write_text, checkpoint_root, hf_checkpoint_args, save_adapter, train_resumable
 from .config import ConfigError
 from .tracking import report_to as tracking_report_to
 
@@ -67,3 +70,30 @@ def train_loss_ends(trainer, stage: str) -> dict:
     `max_steps` < `logging_steps` logged no loss (KFP metrics must be finite numbers)."""
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {f"{stage}_train_loss_first": losses[0], f"{stage}_train_loss_last": losses[-1]} if losses else {}
+
+
+def split_prompt(prompt: str) -> tuple[str, str]:
+    """A model-format prompt without its trailing space, and that space, which goes to the answers ("Answer:" +
+    " Great"): BPE merges it into the answer's first token, as in the SFT text, so the tokenized prompt stays a
+    prefix of prompt + answer."""
+    stripped = prompt.rstrip()
+    return stripped, prompt[len(stripped) :]
+
+
+def train_adapter(trainer, name: str, cfg, tokenizer, output_dir: Path, eval_keys: dict[str, str]) -> dict:
+    """Evaluate, train (resumable; `name` as the console says it), evaluate again; rank 0 writes the adapter and
+    tokenizer to `output_dir/adapter` and the metrics to `output_dir/metrics.json`. `eval_keys`: the trainer's
+    eval logs -> our metric names (`_before` added for the first evaluation)."""
+
+    def evaluate(suffix: str = "") -> dict:
+        logs = trainer.evaluate()
+        return {metric + suffix: logs[key] for key, metric in eval_keys.items() if key in logs}
+
+    before = evaluate("_before")
+    train_resumable(trainer, name, dataclasses.asdict(cfg))
+    metrics = {**before, **evaluate(), **train_loss_ends(trainer, name.lower())}
+    if not distributed.is_main():  # rank 0 writes the outputs
+        return metrics
+    save_adapter(trainer.model, tokenizer, output_dir / "adapter")
+    atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    return metrics

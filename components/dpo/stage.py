@@ -14,16 +14,13 @@ metrics (DPO eval loss, implicit-reward accuracy and margin, before and after) t
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
-from kfrlhf.common import distributed
-from kfrlhf.common.checkpoint import atomic_write_text, release_checkpoints, save_adapter, train_resumable
+from kfrlhf.common.checkpoint import release_checkpoints
 from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import read_split
 from kfrlhf.common.models import load_causal_lm, load_tokenizer, lora_config
-from kfrlhf.common.trainer_args import train_loss_ends, trainer_args
+from kfrlhf.common.trainer_args import split_prompt, train_adapter, trainer_args
 
 from .config import DPOConfig
 
@@ -33,11 +30,6 @@ EVAL_KEYS = {
     "eval_rewards/accuracies": "dpo_reward_accuracy",
     "eval_rewards/margins": "dpo_reward_margin",
 }
-
-
-def _eval(trainer, suffix: str = "") -> dict:
-    logs = trainer.evaluate()
-    return {name + suffix: logs[key] for key, name in EVAL_KEYS.items() if key in logs}
 
 
 def train_dpo(
@@ -59,12 +51,9 @@ def train_dpo(
     tokenizer = load_tokenizer(sft_model)
 
     def pairs(rows):
-        # The prompt's trailing space goes to the answers ("Answer:" + " Great"): BPE merges it into the
-        # answer's first token, as in the SFT text, so the tokenized prompt stays a prefix of prompt + answer.
         out = []
         for r in rows:
-            prompt = r["prompt"].rstrip()
-            space = r["prompt"][len(prompt) :]
+            prompt, space = split_prompt(r["prompt"])  # the prompt's trailing space goes to the answers
             out.append({"prompt": prompt, "chosen": space + r["chosen"], "rejected": space + r["rejected"]})
         return Dataset.from_list(out)
 
@@ -78,14 +67,7 @@ def train_dpo(
         processing_class=tokenizer,
         peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout),
     )
-    before = _eval(trainer, "_before")
-    train_resumable(trainer, "DPO", dataclasses.asdict(cfg))
-    metrics = {**before, **_eval(trainer), **train_loss_ends(trainer, "dpo")}
-    if not distributed.is_main():  # rank 0 writes the outputs
-        return metrics
-    save_adapter(trainer.model, tokenizer, output_dir / "adapter")
-    atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
-    return metrics
+    return train_adapter(trainer, "DPO", cfg, tokenizer, output_dir, EVAL_KEYS)
 
 
 def run(dpo: dict, sft_model: str, preference_data: str, output_dir: str, report_to: str = "none") -> dict:

@@ -16,16 +16,13 @@ metrics (KTO eval loss, implicit rewards of both kinds and their margin, before 
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
-from kfrlhf.common import distributed
-from kfrlhf.common.checkpoint import atomic_write_text, release_checkpoints, save_adapter, train_resumable
+from kfrlhf.common.checkpoint import release_checkpoints
 from kfrlhf.common.config import from_dict
 from kfrlhf.common.data_sources import read_split
 from kfrlhf.common.models import load_causal_lm, load_tokenizer, lora_config
-from kfrlhf.common.trainer_args import train_loss_ends, trainer_args
+from kfrlhf.common.trainer_args import split_prompt, train_adapter, trainer_args
 
 from .config import KTOConfig
 
@@ -41,19 +38,13 @@ EVAL_KEYS = {
 def unpaired(rows: list[dict]) -> list[dict]:
     """Preference pairs {prompt, chosen, rejected} -> KTO's unpaired rows {prompt, completion, label}: the chosen
     answer desirable, the rejected one undesirable, in pair order. The prompt's trailing space goes to the
-    answers, as in DPO (`kfrlhf.dpo.stage`): BPE merges it into the answer's first token, as in the SFT text."""
+    answers (`split_prompt`), as in DPO."""
     out = []
     for r in rows:
-        prompt = r["prompt"].rstrip()
-        space = r["prompt"][len(prompt) :]
+        prompt, space = split_prompt(r["prompt"])
         out.append({"prompt": prompt, "completion": space + r["chosen"], "label": True})
         out.append({"prompt": prompt, "completion": space + r["rejected"], "label": False})
     return out
-
-
-def _eval(trainer, suffix: str = "") -> dict:
-    logs = trainer.evaluate()
-    return {name + suffix: logs[key] for key, name in EVAL_KEYS.items() if key in logs}
 
 
 def train_kto(
@@ -90,14 +81,7 @@ def train_kto(
         processing_class=tokenizer,
         peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout),
     )
-    before = _eval(trainer, "_before")
-    train_resumable(trainer, "KTO", dataclasses.asdict(cfg))
-    metrics = {**before, **_eval(trainer), **train_loss_ends(trainer, "kto")}
-    if not distributed.is_main():  # rank 0 writes the outputs
-        return metrics
-    save_adapter(trainer.model, tokenizer, output_dir / "adapter")
-    atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
-    return metrics
+    return train_adapter(trainer, "KTO", cfg, tokenizer, output_dir, EVAL_KEYS)
 
 
 def run(kto: dict, sft_model: str, preference_data: str, output_dir: str, report_to: str = "none") -> dict:
