@@ -73,7 +73,7 @@ class VLLMEngine:
     def __init__(self, cfg, tokenizer, weights, logprobs: bool = False):
         self.tokenizer, self.weights, self.logprobs = tokenizer, weights, logprobs
         self.max_model_len = cfg.max_prompt_length + cfg.max_new_tokens
-        self.proc, self.dir, self.last_logprobs = None, None, None
+        self.proc, self.dir, self.last_logprobs, self.device = None, None, None, None
 
     def request(self, **request) -> dict:
         self.proc.stdin.write(json.dumps(request) + "\n")
@@ -88,6 +88,7 @@ class VLLMEngine:
 
     def sync(self) -> None:
         model = plain(self.weights())
+        self.device = model.device  # the rollout lives where the trainer's model does, as the hf engine's
         if self.proc is None:
             shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
             self.dir = tempfile.TemporaryDirectory(prefix="rlhf-vllm-", dir=shm)
@@ -129,6 +130,7 @@ class VLLMEngine:
         for row, tokens in zip(response_ids, answer["tokens"]):
             row[: len(tokens)] = torch.tensor(tokens, dtype=ids.dtype)
         self.last_logprobs = answer["logprobs"]
+        ids, prompt_mask, response_ids = (t.to(self.device) for t in (ids, prompt_mask, response_ids))
         mask, ended, texts = answer_ends(response_ids, tok, cfg.stop_strings)
         attention_mask = torch.cat([prompt_mask, mask.long()], dim=1)
         return Rollout(
